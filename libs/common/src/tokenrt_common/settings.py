@@ -1,0 +1,237 @@
+"""Settings shared by every tokenrt process.
+
+Sources, later ones winning: the defaults below, an optional YAML file (its path in
+`TOKENRT_CONFIG`), then environment variables `TOKENRT_<KEY>`. Every key is validated;
+an unknown or malformed one raises `SettingsError` with a message that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+ENV_PREFIX = "TOKENRT_"
+CONFIG_ENV = "TOKENRT_CONFIG"
+
+SERVICES: tuple[str, ...] = ("counter", "budget", "cache", "compressor", "router", "ledger")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+_URL_SCHEMES = {
+    "nats_url": ("nats", "tls"),
+    "postgres_dsn": ("postgres", "postgresql"),
+    "redis_url": ("redis", "rediss"),
+}
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or malformed; the message names the key and what to fix."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one service listens for gRPC and serves its Prometheus metrics."""
+
+    host: str
+    port: int
+    metrics_port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Infrastructure.
+    nats_url: str = "nats://127.0.0.1:4222"
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/tokenrt"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Where each service is reached (host:port) and where its metrics are served.
+    counter_addr: str = "127.0.0.1:50051"
+    budget_addr: str = "127.0.0.1:50052"
+    cache_addr: str = "127.0.0.1:50053"
+    compressor_addr: str = "127.0.0.1:50054"
+    router_addr: str = "127.0.0.1:50055"
+    ledger_addr: str = "127.0.0.1:50056"
+    counter_metrics_port: int = 9451
+    budget_metrics_port: int = 9452
+    cache_metrics_port: int = 9453
+    compressor_metrics_port: int = 9454
+    router_metrics_port: int = 9455
+    ledger_metrics_port: int = 9456
+
+    # The interface services bind to; "0.0.0.0" in containers.
+    bind_host: str = "127.0.0.1"
+
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    grpc_max_message_bytes: int = 16 * 1024 * 1024
+    # Deadline given to outgoing calls that carry none.
+    rpc_timeout_seconds: float = 5.0
+    # How long SIGTERM waits for in-flight calls before cancelling them.
+    shutdown_grace_seconds: float = 10.0
+    # How long one readiness probe of NATS, Postgres or Redis may take.
+    dependency_timeout_seconds: float = 2.0
+    # Latency added to every RPC, for fault drills and drain tests; 0 in production.
+    fault_delay_ms: int = 0
+
+    # Where `tokenrt up` keeps embedded infrastructure data, logs and its process list.
+    state_dir: str = ".tokenrt"
+
+    def endpoint(self, service: str) -> Endpoint:
+        if service not in SERVICES:
+            raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+        host, port = _split_addr(f"{service}_addr", getattr(self, f"{service}_addr"))
+        return Endpoint(host, port, getattr(self, f"{service}_metrics_port"))
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        return {f"{ENV_PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_path: str | Path | None = None
+) -> Settings:
+    """Build validated settings from the YAML file (if any) and `TOKENRT_*` variables."""
+    env = os.environ if env is None else env
+    known = {f.name: f for f in fields(Settings)}
+    raw: dict[str, tuple[str, Any]] = {}  # key -> (where it came from, value)
+
+    path = config_path or env.get(CONFIG_ENV)
+    if path:
+        for key, value in _read_yaml(Path(path)).items():
+            raw[key] = (f"{path}: {key}", value)
+
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        raw[name[len(ENV_PREFIX) :].lower()] = (name, value)
+
+    values: dict[str, Any] = {}
+    for key, (origin, value) in raw.items():
+        if key not in known:
+            raise SettingsError(f"{origin}: unknown setting{_suggest(key, known, origin)}")
+        values[key] = _coerce(origin, known[key].type, value)
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"{CONFIG_ENV}: cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of setting names to values")
+    return {str(k): v for k, v in data.items()}
+
+
+def _suggest(key: str, known: Mapping[str, Any], origin: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if not close:
+        return ""
+    return f" (did you mean {_env_name(close[0]) if origin.startswith(ENV_PREFIX) else close[0]}?)"
+
+
+def _coerce(origin: str, kind: Any, value: Any) -> Any:
+    kind = {"str": str, "int": int, "float": float}.get(kind, kind)
+    if kind is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise SettingsError(f"{origin}: expected a string, got {value!r}")
+        return str(value)
+    if kind is int:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{origin}: expected a whole number, got {value!r}") from None
+    if kind is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{origin}: expected a number, got {value!r}") from None
+    raise AssertionError(f"unsupported setting type {kind!r}")
+
+
+def _split_addr(key: str, addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SettingsError(f"{_env_name(key)}: {addr!r} is not host:port")
+    return host.strip("[]"), _check_port(key, int(port))
+
+
+def _check_port(key: str, port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{_env_name(key)}: port {port} is outside 1-65535")
+    return port
+
+
+def _env_name(key: str) -> str:
+    return f"{ENV_PREFIX}{key.upper()}"
+
+
+def _validate(s: Settings) -> None:
+    for key, schemes in _URL_SCHEMES.items():
+        url = getattr(s, key)
+        try:
+            parts = urlsplit(url)
+            parts.port  # raises ValueError on a malformed port
+        except ValueError as exc:
+            raise SettingsError(f"{_env_name(key)}: {url!r} is malformed: {exc}") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            want = " or ".join(f"{scheme}://host:port" for scheme in schemes)
+            raise SettingsError(f"{_env_name(key)}: {url!r} is not a URL of the form {want}")
+
+    taken: dict[tuple[str, int], str] = {}
+    for service in SERVICES:
+        endpoint = s.endpoint(service)
+        _check_port(f"{service}_metrics_port", endpoint.metrics_port)
+        for key, port in ((f"{service}_addr", endpoint.port),
+                          (f"{service}_metrics_port", endpoint.metrics_port)):
+            if (endpoint.host, port) in taken:
+                other = _env_name(taken[(endpoint.host, port)])
+                raise SettingsError(f"{_env_name(key)}: port {port} is also given to {other}")
+            taken[(endpoint.host, port)] = key
+
+    if s.log_level not in LOG_LEVELS:
+        raise SettingsError(f"TOKENRT_LOG_LEVEL: {s.log_level!r} is not one of {LOG_LEVELS}")
+    if s.log_format not in LOG_FORMATS:
+        raise SettingsError(f"TOKENRT_LOG_FORMAT: {s.log_format!r} is not one of {LOG_FORMATS}")
+    for key in ("rpc_timeout_seconds", "shutdown_grace_seconds", "dependency_timeout_seconds",
+                "grpc_max_message_bytes"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+    if s.fault_delay_ms < 0:
+        raise SettingsError("TOKENRT_FAULT_DELAY_MS: must be 0 or more")
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy with some settings changed, validated like a loaded one."""
+    new = dataclasses.replace(settings, **changes)
+    _validate(new)
+    return new
