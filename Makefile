@@ -1,0 +1,62 @@
+# tokenrt — the two commands a user needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# tiktoken cannot download its encoding files offline; the shared folder carries them.
+export TIKTOKEN_CACHE_DIR ?= $(abspath $(CURDIR)/../shared/tiktoken)
+# Use uv from PATH, or install it with pip into .tools/ (no root needed).
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+PROTOS := $(wildcard protos/tokenrt/v1/*.proto)
+PROTO_OUT := libs/proto/src
+
+.PHONY: help setup proto run up down status test test-fast lint bench clean
+
+help:
+	@echo "make run    install, start the stack (embedded NATS/Postgres/Valkey if none answer), demo"
+	@echo "make test   install, then run the whole test suite against real NATS, Postgres, Redis"
+	@echo "make down   stop what 'make run' started"
+	@echo "make status show the health of every service and dependency"
+	@echo "make proto  regenerate the Python code in $(PROTO_OUT) from protos/"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  run the benchmarks in bench/"
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+# Re-sync only when the lock or a project file changed.
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.synced
+
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) \
+		--pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
+
+run: setup
+	$(BIN)/tokenrt up --detach
+	$(BIN)/tokenrt status
+
+up: setup
+	$(BIN)/tokenrt up --detach
+
+down: setup
+	$(BIN)/tokenrt down
+
+status: setup
+	$(BIN)/tokenrt status
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check libs services tests
+	$(BIN)/mypy libs/common/src libs/cli/src services/*/src
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""Client channels to other tokenrt services: long-lived, with deadlines and request ids.
+
+Every outgoing call without a deadline gets the configured one, and carries the request
+id of the call being served (or a new one), so one request can be followed across
+services in the logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from tokenrt_common.context import REQUEST_ID_HEADER, new_request_id, request_id
+from tokenrt_common.settings import Settings
+
+
+def open_channel(settings: Settings, service: str) -> grpc.aio.Channel:
+    """A channel to one tokenrt service by name; keep it for the life of the process."""
+    return open_channel_to(settings.endpoint(service).address, settings)
+
+
+def open_channel_to(address: str, settings: Settings) -> grpc.aio.Channel:
+    limit = settings.grpc_max_message_bytes
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+        interceptors=_interceptors(settings.rpc_timeout_seconds),
+    )
+
+
+def _with_defaults(details: grpc.aio.ClientCallDetails, timeout: float) -> Any:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    if REQUEST_ID_HEADER not in metadata:
+        metadata[REQUEST_ID_HEADER] = request_id.get() or new_request_id()
+    return grpc.aio.ClientCallDetails(
+        method=details.method,
+        timeout=details.timeout if details.timeout is not None else timeout,
+        metadata=metadata,
+        credentials=details.credentials,
+        wait_for_ready=details.wait_for_ready,
+    )
+
+
+class _Defaults:
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+
+    async def _intercept(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_defaults(details, self._timeout), request)
+
+
+class _UnaryUnary(_Defaults, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _Defaults._intercept
+
+
+class _UnaryStream(_Defaults, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _Defaults._intercept
+
+
+class _StreamUnary(_Defaults, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _Defaults._intercept
+
+
+class _StreamStream(_Defaults, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _Defaults._intercept
+
+
+def _interceptors(timeout: float) -> list[grpc.aio.ClientInterceptor]:
+    return [_UnaryUnary(timeout), _UnaryStream(timeout), _StreamUnary(timeout),
+            _StreamStream(timeout)]

@@ -1,0 +1,135 @@
+"""Server-side call interceptor: request id, logs, metrics, and no raw exceptions out.
+
+Every call gets the caller's `x-request-id` (or a new one), bound into structlog's
+context so every event logged while serving it carries it, and set as the context
+variable that outgoing client calls copy. Each call is counted by method and status
+code. An exception a handler did not turn into a status becomes INTERNAL with the
+request id in the message, and is logged with its traceback; the service goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from tokenrt_common.context import REQUEST_ID_HEADER, new_request_id, request_id
+from tokenrt_common.metrics import Metrics
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self, service: str, log: structlog.stdlib.BoundLogger, metrics: Metrics,
+        fault_delay_ms: int = 0,
+    ) -> None:
+        self._log = log
+        self._metrics = metrics
+        self._delay = fault_delay_ms / 1000
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
+            return handler
+        method = details.method
+        rid = _request_id(details.invocation_metadata)
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with _Call(self._log, self._metrics, self._delay, method, rid, context):
+                    return await inner(request, context)
+
+            factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+                       else grpc.stream_unary_rpc_method_handler)
+            return factory(unary, handler.request_deserializer, handler.response_serializer)
+
+        inner_stream = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async with _Call(self._log, self._metrics, self._delay, method, rid, context):
+                result = inner_stream(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                else:  # a coroutine that writes with context.write()
+                    await result
+
+        factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                   else grpc.stream_stream_rpc_method_handler)
+        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+
+
+class _Call:
+    """The bookkeeping around one call: context, timing, status code, error mapping."""
+
+    def __init__(self, log: structlog.stdlib.BoundLogger, metrics: Metrics, delay: float,
+                 method: str, rid: str, context: grpc.aio.ServicerContext) -> None:
+        self._log = log
+        self._metrics = metrics
+        self._delay = delay
+        self._method = method
+        self._rid = rid
+        self._context = context
+        self._start = 0.0
+
+    async def __aenter__(self) -> None:
+        request_id.set(self._rid)
+        structlog.contextvars.bind_contextvars(request_id=self._rid, method=self._method)
+        self._metrics.in_flight.labels(self._metrics.service).inc()
+        self._start = time.perf_counter()
+        if self._delay:
+            await asyncio.sleep(self._delay)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: Any) -> bool:
+        code = _code_name(self._context.code())
+        try:
+            if kind is None:
+                return False
+            if isinstance(exc, asyncio.CancelledError):
+                code = "CANCELLED"
+                return False
+            if isinstance(exc, grpc.aio.AbortError) or code not in ("OK", "UNKNOWN"):
+                return False
+            code = "INTERNAL"
+            self._log.error("rpc.failed", exc_info=exc)
+            await self._context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"internal error while serving {self._method}; request id {self._rid}",
+            )
+            return False  # abort raises; this line is not reached
+        finally:
+            seconds = time.perf_counter() - self._start
+            self._metrics.in_flight.labels(self._metrics.service).dec()
+            self._metrics.observe(self._method, code, seconds)
+            # Successful calls are logged only at debug level: they are counted in metrics.
+            (self._log.debug if code == "OK" else self._log.info)(
+                "rpc.done", code=code, duration_ms=round(seconds * 1000, 3))
+            structlog.contextvars.unbind_contextvars("request_id", "method")
+
+
+def _request_id(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return new_request_id()
+
+
+def _code_name(code: Any) -> str:
+    if code is None:
+        return "OK"
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    for status in grpc.StatusCode:  # the asyncio context may report the raw integer
+        if status.value[0] == code:
+            return status.name
+    return "UNKNOWN"
