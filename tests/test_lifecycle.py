@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenrt.v1 import counter_pb2
 from tokenrt_common.settings import load_settings
 
-from .conftest import Stack, free_ports, stack_env
+from tokenrt_testkit.stack import Stack, free_ports, stack_env
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tokenrt_common.settings import SERVICES
 
-from .conftest import Stack
+from tokenrt_testkit.stack import Stack
 
 SERVICE_NAMES = {s: f"tokenrt.v1.{s.capitalize()}Service" for s in SERVICES}
 

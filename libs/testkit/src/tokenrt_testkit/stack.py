@@ -1,4 +1,4 @@
-"""Shared test fixtures: a real tokenrt stack (six service processes) on real NATS,
+"""A real tokenrt stack for tests (six service processes) on real NATS,
 PostgreSQL and Redis, started once per session through `tokenrt up --detach`.
 
 Infrastructure URLs come from the environment (TOKENRT_NATS_URL, TOKENRT_POSTGRES_DSN,
@@ -13,16 +13,13 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tokenrt_common.settings import SERVICES, Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 TOKENRT = str(BIN / "tokenrt")
 
@@ -91,14 +88,3 @@ class Stack:
 
     def log_path(self, service: str) -> Path:
         return self.state_dir / "logs" / f"{service}.log"
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The session's stack; tests isolate themselves by unique tenant ids, not restarts."""
-    running = Stack(stack_env(tmp_path_factory.mktemp("stack")))
-    try:
-        running.up()
-        yield running
-    finally:
-        running.down()
