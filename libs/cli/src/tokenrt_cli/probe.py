@@ -93,9 +93,9 @@ async def probe_postgres(dsn: str, timeout: float) -> Probe:
         return Probe("postgres", masked, True, str(exc), missing_database=True)
     except asyncpg.PostgresError as exc:
         return Probe("postgres", masked, True, f"{type(exc).__name__}: {exc}")
-    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         return Probe("postgres", masked, False, _reason(exc))
-    except Exception as exc:  # a non-Postgres server confuses the protocol parser
+    except asyncpg.InterfaceError as exc:  # a non-Postgres server confuses the client
         return Probe("postgres", masked, False, f"not a Postgres server ({exc})")
     try:
         version = await conn.fetchval("SHOW server_version")
@@ -135,7 +135,7 @@ async def probe_all(urls: dict[str, str], timeout: float) -> dict[str, Probe]:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+    if isinstance(exc, TimeoutError):
         return "no answer within the timeout"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"

@@ -62,12 +62,15 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return rest[0], int(rest[19])
 
 
-def record_for(kind: str, name: str, pid: int, log: Path, **facts: Any) -> ProcessRecord:
-    """A record of a process that runs now, as /proc shows it."""
-    cmdline, stat = proc_cmdline(pid), proc_stat(pid)
-    if cmdline is None or stat is None:
+def record_for(kind: str, name: str, pid: int, log: Path, cmdline: Iterable[str] | None = None,
+               **facts: Any) -> ProcessRecord:
+    """A record of a process that runs now: its start time, and its command line as given
+    or as /proc shows it."""
+    now, stat = proc_cmdline(pid), proc_stat(pid)
+    if now is None or stat is None or stat[0] in ("Z", "X"):
         raise ProcessLookupError(f"{name} (pid {pid}) is not running")
-    return ProcessRecord(kind, name, pid, cmdline, stat[1], str(log), **facts)
+    recorded = tuple(cmdline) if cmdline is not None else now
+    return ProcessRecord(kind, name, pid, recorded, stat[1], str(log), **facts)
 
 
 def is_ours(record: ProcessRecord) -> bool:
@@ -76,7 +79,15 @@ def is_ours(record: ProcessRecord) -> bool:
     stat = proc_stat(record.pid)
     if stat is None or stat[0] in ("Z", "X"):
         return False
-    return stat[1] == record.start_ticks and proc_cmdline(record.pid) == record.cmdline
+    return stat[1] == record.start_ticks and _same_command(proc_cmdline(record.pid), record.cmdline)
+
+
+def _same_command(now: tuple[str, ...] | None, recorded: tuple[str, ...]) -> bool:
+    """Equal command lines; or, for a server that retitles itself (valkey-server does:
+    "valkey-server 127.0.0.1:6379"), a title that still begins with the recorded program."""
+    if not now or not recorded:
+        return False
+    return now == recorded or now[0].split(" ", 1)[0] == recorded[0].split(" ", 1)[0]
 
 
 def spawn(kind: str, name: str, cmd: list[str], log: Path, *, env: Mapping[str, str] | None = None,
@@ -87,9 +98,8 @@ def spawn(kind: str, name: str, cmd: list[str], log: Path, *, env: Mapping[str, 
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=dict(env) if env is not None else None, cwd=cwd,
                                 start_new_session=True)
-    # Popen returns after exec, so /proc already shows the new command line.
     try:
-        return record_for(kind, name, proc.pid, log, **facts)
+        return record_for(kind, name, proc.pid, log, cmd, **facts)
     except ProcessLookupError:
         proc.wait()
         raise

@@ -90,6 +90,10 @@ class Settings:
     # Where `tokenrt up` keeps embedded infrastructure data, logs and its process list.
     state_dir: str = ".tokenrt"
 
+    # --- counter and pricing settings (issue 3) ---
+
+    # --- ledger and usage-event settings (issue 5) ---
+
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
             raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
