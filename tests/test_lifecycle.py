@@ -19,7 +19,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenrt.v1 import counter_pb2
 from tokenrt_common.settings import load_settings
-
 from tokenrt_testkit.stack import Stack, free_ports, stack_env
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

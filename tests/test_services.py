@@ -3,6 +3,7 @@ and honest UNIMPLEMENTED answers for what later issues will build."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import time
@@ -14,7 +15,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tokenrt_common.settings import SERVICES
-
 from tokenrt_testkit.stack import Stack
 
 SERVICE_NAMES = {s: f"tokenrt.v1.{s.capitalize()}Service" for s in SERVICES}
@@ -139,5 +139,5 @@ async def test_request_id_reaches_the_logs(stack: Stack) -> None:
                   if line.startswith("{")]
         if any(e.get("request_id") == rid for e in events):
             return
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     pytest.fail(f"request id {rid} not found in {stack.log_path('cache')}")

@@ -128,7 +128,7 @@ class Infra:
         names = sorted(self.needs)
         results = await asyncio.gather(*(self._ping(name) for name in names),
                                        return_exceptions=True)
-        return {name: result is True for name, result in zip(names, results)}
+        return {name: result is True for name, result in zip(names, results, strict=True)}
 
     async def _ping(self, name: str) -> bool:
         timeout = self.settings.dependency_timeout_seconds

@@ -204,7 +204,7 @@ def _validate(s: Settings) -> None:
         url = getattr(s, key)
         try:
             parts = urlsplit(url)
-            parts.port  # raises ValueError on a malformed port
+            _ = parts.port  # raises ValueError on a malformed port
         except ValueError as exc:
             raise SettingsError(f"{_env_name(key)}: {url!r} is malformed: {exc}") from None
         if parts.scheme not in schemes or not parts.hostname:

@@ -1,9 +1,8 @@
 """Run the budget service: `python -m tokenrt_budget` or `tokenrt serve budget`."""
 
 from tokenrt.v1 import budget_pb2_grpc
-from tokenrt_common.server import ServiceSpec, run, servicer
-
 from tokenrt_budget.api import BudgetApi
+from tokenrt_common.server import ServiceSpec, run, servicer
 
 SPEC = ServiceSpec(
     name="budget",

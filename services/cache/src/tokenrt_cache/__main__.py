@@ -1,9 +1,8 @@
 """Run the cache service: `python -m tokenrt_cache` or `tokenrt serve cache`."""
 
 from tokenrt.v1 import cache_pb2_grpc
-from tokenrt_common.server import ServiceSpec, run, servicer
-
 from tokenrt_cache.api import CacheApi
+from tokenrt_common.server import ServiceSpec, run, servicer
 
 SPEC = ServiceSpec(
     name="cache",

@@ -2,7 +2,6 @@
 
 from tokenrt.v1 import compressor_pb2_grpc
 from tokenrt_common.server import ServiceSpec, run, servicer
-
 from tokenrt_compressor.api import CompressorApi
 
 SPEC = ServiceSpec(
