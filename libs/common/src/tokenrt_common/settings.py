@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -93,6 +94,32 @@ class Settings:
     # --- counter and pricing settings (issue 3) ---
 
     # --- ledger and usage-event settings (issue 5) ---
+    # JetStream stream that stores usage events (subjects `<usage_subject_prefix>.>`).
+    usage_stream: str = "USAGE"
+    # Subject prefix of usage events; events go to `<prefix>.<org>.<project>`.
+    usage_subject_prefix: str = "tokenrt.usage.v1"
+    # Subject of dead letters (undecodable usage messages), stored in `<usage_stream>_DLQ`.
+    usage_dlq_subject: str = "tokenrt.usage.dlq.v1"
+    # How long the stream keeps events, in days; 0 = forever (the ledger is the archive).
+    usage_retention_days: int = 30
+    # Largest stream size in bytes before the oldest events are dropped; 0 = unlimited.
+    usage_stream_max_bytes: int = 0
+    # JetStream duplicate window (Nats-Msg-Id dedupe); at least 120 seconds.
+    usage_duplicate_window_seconds: int = 120
+    # How long a publish waits for the JetStream ack before the event goes to the outbox.
+    usage_publish_timeout_seconds: float = 2.0
+    # The publisher's durable outbox (SQLite); empty = `<state_dir>/usage-outbox.sqlite3`.
+    usage_outbox_path: str = ""
+    # Durable pull consumer shared by every ledger replica.
+    ledger_durable: str = "ledger"
+    # Postgres schema of the ledger's tables.
+    ledger_schema: str = "ledger"
+    # Most messages written in one ledger transaction.
+    ledger_batch_size: int = 1000
+    # Longest wait to fill a batch before writing what arrived, in milliseconds.
+    ledger_batch_wait_ms: int = 50
+    # Seconds JetStream waits for the ledger's ack before redelivering a message.
+    ledger_ack_wait_seconds: int = 30
 
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
@@ -232,6 +259,36 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
     if s.fault_delay_ms < 0:
         raise SettingsError("TOKENRT_FAULT_DELAY_MS: must be 0 or more")
+    _validate_usage(s)
+
+
+def _validate_usage(s: Settings) -> None:
+    """Ledger and usage-event settings (issue 5)."""
+    token = re.compile(r"^[A-Za-z0-9_-]+$")
+    for key in ("usage_stream", "ledger_durable"):
+        if not token.match(getattr(s, key)):
+            raise SettingsError(f"{_env_name(key)}: {getattr(s, key)!r} may only hold letters, "
+                                "digits, '_' and '-'")
+    subject = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    for key in ("usage_subject_prefix", "usage_dlq_subject"):
+        if not subject.match(getattr(s, key)):
+            raise SettingsError(f"{_env_name(key)}: {getattr(s, key)!r} is not a dotted NATS "
+                                "subject without wildcards")
+    if (s.usage_dlq_subject + ".").startswith(s.usage_subject_prefix + "."):
+        raise SettingsError("TOKENRT_USAGE_DLQ_SUBJECT: must not lie under "
+                            "TOKENRT_USAGE_SUBJECT_PREFIX (usage consumers would get dead letters)")
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", s.ledger_schema):
+        raise SettingsError(f"TOKENRT_LEDGER_SCHEMA: {s.ledger_schema!r} is not a lower-case "
+                            "SQL identifier")
+    if s.usage_duplicate_window_seconds < 120:
+        raise SettingsError("TOKENRT_USAGE_DUPLICATE_WINDOW_SECONDS: must be at least 120")
+    for key in ("usage_retention_days", "usage_stream_max_bytes"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{_env_name(key)}: must be 0 (unlimited) or more")
+    for key in ("usage_publish_timeout_seconds", "ledger_batch_size", "ledger_batch_wait_ms",
+                "ledger_ack_wait_seconds"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
