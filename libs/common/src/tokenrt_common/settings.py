@@ -92,6 +92,20 @@ class Settings:
     state_dir: str = ".tokenrt"
 
     # --- counter and pricing settings (issue 3) ---
+    # YAML file of model/price overrides applied over the packaged catalog ("" = none).
+    pricing_overrides_path: str = ""
+    # LiteLLM-format price map (JSON) adding thousands of models below the catalog ("" = none).
+    pricing_litellm_path: str = ""
+    # Largest text one counter request may carry, in bytes; more is INVALID_ARGUMENT.
+    counter_max_request_bytes: int = 12 * 1024 * 1024
+    # Memory bound of the counter's content-addressed count cache, in bytes.
+    counter_cache_bytes: int = 64 * 1024 * 1024
+    # Texts at least this long are counted in worker threads, off the event loop.
+    counter_offload_bytes: int = 16 * 1024
+    # Worker threads that count large texts (tiktoken releases the GIL while encoding).
+    counter_workers: int = 2
+    # Calibration samples the estimator keeps per model (a sliding window, in Redis).
+    counter_calibration_window: int = 2000
 
     # --- ledger and usage-event settings (issue 5) ---
     # JetStream stream that stores usage events (subjects `<usage_subject_prefix>.>`).
@@ -259,6 +273,24 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
     if s.fault_delay_ms < 0:
         raise SettingsError("TOKENRT_FAULT_DELAY_MS: must be 0 or more")
+    _validate_counter(s)
+
+
+def _validate_counter(s: Settings) -> None:
+    if not 0 < s.counter_max_request_bytes <= s.grpc_max_message_bytes:
+        raise SettingsError(
+            f"TOKENRT_COUNTER_MAX_REQUEST_BYTES: must be between 1 and "
+            f"TOKENRT_GRPC_MAX_MESSAGE_BYTES ({s.grpc_max_message_bytes})")
+    for key in ("counter_cache_bytes", "counter_offload_bytes"):
+        if getattr(s, key) < 0:
+            raise SettingsError(f"{_env_name(key)}: must be 0 or more")
+    for key in ("counter_workers", "counter_calibration_window"):
+        if getattr(s, key) < 1:
+            raise SettingsError(f"{_env_name(key)}: must be 1 or more")
+    for key in ("pricing_overrides_path", "pricing_litellm_path"):
+        path = getattr(s, key)
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{_env_name(key)}: {path!r} is not a readable file")
     _validate_usage(s)
 
 
