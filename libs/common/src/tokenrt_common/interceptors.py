@@ -40,12 +40,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = details.method
         rid = _request_id(details.invocation_metadata)
+        # Fault drills slow the service's own RPCs, never health checks or reflection.
+        delay = self._delay if method.startswith("/tokenrt.") else 0.0
 
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with _Call(self._log, self._metrics, self._delay, method, rid, context):
+                async with _Call(self._log, self._metrics, delay, method, rid, context):
                     return await inner(request, context)
 
             factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
@@ -55,7 +57,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with _Call(self._log, self._metrics, self._delay, method, rid, context):
+            async with _Call(self._log, self._metrics, delay, method, rid, context):
                 result = inner_stream(request, context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:

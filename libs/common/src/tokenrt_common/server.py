@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from tokenrt_common.metrics import Metrics
 from tokenrt_common.settings import Settings, SettingsError, load_settings
 
 READINESS_INTERVAL_SECONDS = 1.0
+# A health entry that is SERVING while the process serves at all, whatever its
+# dependencies say: what a liveness probe should ask (readiness asks the overall "").
+LIVENESS = "liveness"
 
 
 @dataclass
@@ -112,6 +116,9 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
+            # Clients reconnect now and then, so new replicas get a share of the calls.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
         ],
     )
     health = HealthServicer()
@@ -127,18 +134,18 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         server,
     )
     await _set_health(health, names, serving=False)
+    await health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
 
     listen = f"{settings.bind_host}:{endpoint.port}"
     try:
-        bound = server.add_insecure_port(listen)
-    except RuntimeError:
-        bound = 0
-    if not bound:
+        _check_port_free(settings.bind_host, endpoint.port)
+        if not server.add_insecure_port(listen):
+            raise OSError("gRPC could not bind it")
+    except (OSError, RuntimeError) as exc:
         metrics.stop_http()
-        raise StartupError(
-            f"cannot listen for gRPC on {listen}: port in use or address not available "
-            f"(set TOKENRT_{spec.name.upper()}_ADDR)"
-        )
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StartupError(f"cannot listen for gRPC on {listen}: {reason} "
+                           f"(set TOKENRT_{spec.name.upper()}_ADDR)") from None
 
     await server.start()
     infra.start()
@@ -162,6 +169,14 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         log.warning("service.close_failed", error=type(exc).__name__)
     metrics.stop_http()
     log.info("service.stopped")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail early, with the OS's reason, when the port is taken (gRPC would only log it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 async def _watch_readiness(
