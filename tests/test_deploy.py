@@ -25,7 +25,6 @@ import pytest
 import yaml
 
 from tokenrt_common.server import LIVENESS
-
 from tokenrt_common.settings import SERVICES, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
