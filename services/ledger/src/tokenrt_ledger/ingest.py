@@ -1,0 +1,154 @@
+"""The ledger's JetStream side: a durable pull consumer shared by every replica.
+
+Two stages run concurrently so that Postgres and NATS work overlap: the fetcher pulls
+batches (up to `ledger_batch_size` messages, or whatever arrived within
+`ledger_batch_wait_ms`) and decodes them; the writer stores each batch in one
+transaction and acks its messages after the commit. A message that cannot be decoded
+is published to the dead-letter subject with the reason and acked, so it never blocks
+the stream. A crash between commit and ack only causes a redelivery, which the unique
+event id turns into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from tokenrt.v1 import events_pb2
+from tokenrt_common.settings import Settings
+from tokenrt_ledger.core import Rejected, Row, decode
+from tokenrt_ledger.store import LedgerStore
+from tokenrt_usage.stream import StreamSpec, ensure_streams
+from tokenrt_usage.subjects import usage_filter
+
+FETCH_IDLE_SECONDS = 1.0
+
+
+@dataclass
+class Batch:
+    rows: list[Row]
+    msgs: list[Msg]  # every message of the batch, acked after the commit
+    started: float  # monotonic time of the fetch that began the batch
+    drained: bool  # the fetch found fewer messages than a full batch
+
+
+class Ingestor:
+    def __init__(self, js: JetStreamContext, store: LedgerStore, settings: Settings,
+                 log: structlog.stdlib.BoundLogger) -> None:
+        self.js = js
+        self.store = store
+        self.spec = StreamSpec.from_settings(settings)
+        self.durable = settings.ledger_durable
+        self.batch_size = settings.ledger_batch_size
+        self.wait = settings.ledger_batch_wait_ms / 1000
+        self.ack_wait = settings.ledger_ack_wait_seconds
+        self.log = log
+        # Wall-clock time up to which every published event is known to be stored.
+        self.watermark: datetime | None = None
+        self.inserted = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        await ensure_streams(self.js, self.spec)
+        config = api.ConsumerConfig(
+            durable_name=self.durable, ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=float(self.ack_wait), max_deliver=-1,
+            max_ack_pending=self.batch_size * 8, deliver_policy=api.DeliverPolicy.ALL)
+        sub = await self.js.pull_subscribe(usage_filter(self.spec.subject_prefix),
+                                           durable=self.durable, stream=self.spec.name,
+                                           config=config,
+                                           pending_msgs_limit=self.batch_size * 8)
+        self.log.info("ledger.consuming", stream=self.spec.name, durable=self.durable)
+        queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=1)
+        writer = asyncio.create_task(self._write_forever(queue), name="ledger-writer")
+        try:
+            while True:
+                batch = await self._next_batch(sub)
+                if batch is not None:
+                    await queue.put(batch)
+                if writer.done():
+                    writer.result()  # re-raise the writer's failure
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _next_batch(self, sub: JetStreamContext.PullSubscription) -> Batch | None:
+        started = time.monotonic()
+        wall = datetime.now(UTC)
+        try:
+            msgs = await sub.fetch(self.batch_size, timeout=FETCH_IDLE_SECONDS)
+        except TimeoutError:
+            self.watermark = wall  # nothing waiting: everything before `wall` is stored
+            return None
+        except Exception as exc:  # NATS away or reconnecting: try again shortly
+            self.log.warning("ledger.fetch_failed", error=type(exc).__name__,
+                             detail=str(exc)[:200])
+            await asyncio.sleep(FETCH_IDLE_SECONDS)
+            return None
+        deadline = started + self.wait
+        while len(msgs) < self.batch_size and (left := deadline - time.monotonic()) > 0.001:
+            try:
+                msgs += await sub.fetch(self.batch_size - len(msgs), timeout=left)
+            except TimeoutError:
+                break
+        rows, good = [], []
+        for msg in msgs:
+            try:
+                rows.append(decode(msg.data, wall))
+                good.append(msg)
+            except Rejected as exc:
+                await self._dead_letter(msg, str(exc))
+        return Batch(rows, good, started, len(msgs) < self.batch_size)
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        meta = msg.metadata
+        letter = events_pb2.DeadLetter(
+            data=msg.data, subject=msg.subject, headers=dict(msg.headers or {}), reason=reason,
+            stream_sequence=meta.sequence.stream, delivery_count=meta.num_delivered)
+        letter.dead_lettered_at.CopyFrom(Timestamp())
+        letter.dead_lettered_at.GetCurrentTime()
+        # The stream sequence identifies the message: a re-dead-lettered redelivery is deduped.
+        msg_id = f"dlq-{self.spec.name}-{meta.sequence.stream}"
+        await self.js.publish(self.spec.dlq_subject, letter.SerializeToString(),
+                              headers={"Nats-Msg-Id": msg_id})
+        await msg.ack()
+        self.dead_lettered += 1
+        self.log.warning("ledger.dead_lettered", reason=reason, subject=msg.subject,
+                         stream_sequence=meta.sequence.stream)
+
+    async def _write_forever(self, queue: asyncio.Queue[Batch]) -> None:
+        while True:
+            batch = await queue.get()
+            new = await self._ingest_until_stored(batch.rows)
+            for msg in batch.msgs:
+                await msg.ack()
+            self.inserted += new
+            if batch.drained:
+                self.watermark = datetime.now(UTC) - _age(batch.started)
+            self.log.debug("ledger.batch", messages=len(batch.msgs), new=new,
+                           ms=round((time.monotonic() - batch.started) * 1000, 1))
+
+    async def _ingest_until_stored(self, rows: list[Row]) -> int:
+        """Keep the batch in hand while Postgres is away; it is stored once it answers."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.ingest(rows)
+            except (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                    asyncpg.InterfaceError, asyncpg.exceptions.OperatorInterventionError) as exc:
+                self.log.warning("ledger.ingest_failed", error=type(exc).__name__,
+                                 detail=str(exc)[:200], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _age(started: float) -> timedelta:
+    return timedelta(seconds=time.monotonic() - started)

@@ -1,0 +1,153 @@
+"""Real ledger processes on real NATS and Postgres, isolated per test by their own
+stream, subject prefix, durable consumer and Postgres schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import grpc
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from tokenrt.v1 import ledger_pb2, ledger_pb2_grpc
+from tokenrt_common.settings import Settings, load_settings
+from tokenrt_testkit.stack import INFRA_DEFAULTS, stack_env
+from tokenrt_usage import Publisher, StreamSpec
+
+PG_DSN = os.environ.get("TOKENRT_POSTGRES_DSN", INFRA_DEFAULTS["TOKENRT_POSTGRES_DSN"])
+NATS_URL = os.environ.get("TOKENRT_NATS_URL", INFRA_DEFAULTS["TOKENRT_NATS_URL"])
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the test database if it does not exist (as `tokenrt up` would)."""
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    conn = await asyncpg.connect(admin, timeout=5)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await conn.close()
+
+
+@dataclass
+class LedgerEnv:
+    """Settings for one test's ledger processes and the processes started with them."""
+
+    env: dict[str, str]
+    tmp: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.env)
+
+    @property
+    def spec(self) -> StreamSpec:
+        return StreamSpec.from_settings(self.settings)
+
+    @property
+    def schema(self) -> str:
+        return self.settings.ledger_schema
+
+    def start(self, name: str = "ledger") -> subprocess.Popen[bytes]:
+        """Start one ledger replica (each on its own ports)."""
+        env = dict(self.env)
+        fresh = stack_env(self.tmp)
+        env["TOKENRT_LEDGER_ADDR"] = fresh["TOKENRT_LEDGER_ADDR"]
+        env["TOKENRT_LEDGER_METRICS_PORT"] = fresh["TOKENRT_LEDGER_METRICS_PORT"]
+        log = (self.tmp / f"{name}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "tokenrt_ledger"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        proc.address = env["TOKENRT_LEDGER_ADDR"]  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def publisher(self) -> Publisher:
+        return Publisher(NATS_URL, self.spec, self.tmp / f"outbox-{uuid.uuid4().hex}.sqlite3")
+
+
+async def wait_ready(address: str, timeout: float = 60) -> None:
+    """Until the ledger answers queries (connected, migrated)."""
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        while True:
+            try:
+                await stub.QueryUsage(ledger_pb2.QueryUsageRequest(), timeout=2)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"ledger at {address} not ready: {exc.details()}") from None
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+async def pg_ready() -> None:
+    await ensure_database(PG_DSN)
+
+
+@pytest.fixture
+async def pg(pg_ready: None) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def nc() -> AsyncIterator[NATS]:
+    conn = await nats.connect(NATS_URL, connect_timeout=2)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path, pg_ready: None) -> AsyncIterator[LedgerEnv]:
+    tag = uuid.uuid4().hex[:10]
+    env = stack_env(
+        tmp_path, TOKENRT_POSTGRES_DSN=PG_DSN, TOKENRT_NATS_URL=NATS_URL,
+        TOKENRT_USAGE_STREAM=f"TLEDGER_{tag}", TOKENRT_USAGE_SUBJECT_PREFIX=f"t{tag}.usage.v1",
+        TOKENRT_USAGE_DLQ_SUBJECT=f"t{tag}.usage.dlq.v1", TOKENRT_LEDGER_DURABLE=f"ledger_{tag}",
+        TOKENRT_LEDGER_SCHEMA=f"ledger_t{tag}", TOKENRT_USAGE_RETENTION_DAYS="1")
+    le = LedgerEnv(env, tmp_path)
+    yield le
+    for proc in le.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    conn = await nats.connect(NATS_URL)
+    js = conn.jetstream()
+    for name in (le.spec.name, le.spec.dlq_stream):
+        try:
+            await js.delete_stream(name)
+        except Exception:
+            pass
+    await conn.close()
+    pgc = await asyncpg.connect(PG_DSN)
+    await pgc.execute(f'DROP SCHEMA IF EXISTS "{le.schema}" CASCADE')
+    await pgc.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
