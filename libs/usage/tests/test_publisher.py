@@ -29,7 +29,7 @@ async def test_duplicate_event_ids_are_stored_once(nc: NATS, spec: StreamSpec,
     pub = Publisher(NATS_URL, spec, tmp_path / "outbox.sqlite3")
     await pub.start()
     try:
-        await _wait(lambda: pub._stream_ready)
+        assert await pub.wait_ready(within=10)
         events = [make_event(org_id="acme", project_id="web.app") for _ in range(20)]
         assert set(await pub.publish_many(events)) == {Delivery.ACKED}
         # Publish every event again, and some a third time: JetStream drops them all.
@@ -171,10 +171,3 @@ def _reported(lines: list[bytes]) -> list[str]:
         if len(parts) == 2 and parts[1] in ("acked", "outbox"):
             out.append(parts[0])
     return out
-
-
-async def _wait(cond, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)

@@ -116,8 +116,8 @@ async def nc() -> AsyncIterator[NATS]:
     await conn.close()
 
 
-@pytest.fixture
-async def ledger(tmp_path: Path, pg_ready: None) -> AsyncIterator[LedgerEnv]:
+async def ledger_env(tmp_path: Path) -> AsyncIterator[LedgerEnv]:
+    """An isolated ledger set-up; kills its processes and drops its streams and schema."""
     tag = uuid.uuid4().hex[:10]
     env = stack_env(
         tmp_path, TOKENRT_POSTGRES_DSN=PG_DSN, TOKENRT_NATS_URL=NATS_URL,
@@ -141,6 +141,19 @@ async def ledger(tmp_path: Path, pg_ready: None) -> AsyncIterator[LedgerEnv]:
     pgc = await asyncpg.connect(PG_DSN)
     await pgc.execute(f'DROP SCHEMA IF EXISTS "{le.schema}" CASCADE')
     await pgc.close()
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path, pg_ready: None) -> AsyncIterator[LedgerEnv]:
+    async for le in ledger_env(tmp_path):
+        yield le
+
+
+@pytest.fixture(scope="module")
+async def module_ledger(tmp_path_factory: pytest.TempPathFactory,
+                        pg_ready: None) -> AsyncIterator[LedgerEnv]:
+    async for le in ledger_env(tmp_path_factory.mktemp("ledger")):
+        yield le
 
 
 @pytest.fixture

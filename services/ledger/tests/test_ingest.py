@@ -14,20 +14,12 @@ import grpc
 from nats.aio.client import Client as NATS
 
 from tokenrt.v1 import events_pb2, ledger_pb2, ledger_pb2_grpc
-from tokenrt_usage import Publisher, ensure_streams, usage_subject
+from tokenrt_usage import ensure_streams, usage_subject
 from tokenrt_usage.testing import make_event, random_events
 
 from .conftest import LedgerEnv, wait_ready
 
 N = 6000
-
-
-async def _ready(pub: Publisher) -> None:
-    for _ in range(200):
-        if pub.connected and pub._stream_ready:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("publisher did not connect")
 
 
 async def _wait_count(pg: asyncpg.Connection, schema: str, want: int, timeout: float = 120) -> int:
@@ -67,7 +59,7 @@ async def test_every_event_once_across_duplicates_kill_and_two_replicas(
     events = random_events(N, seed=7, spread=timedelta(days=40))
     pub = ledger.publisher()
     await pub.start()
-    await _ready(pub)
+    assert await pub.wait_ready(within=10)
     js = nc.jetstream()
     try:
         for i in range(0, N, 250):

@@ -72,6 +72,7 @@ class Publisher:
         self._pending = 0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
+        self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -131,6 +132,18 @@ class Publisher:
         """Publish several events concurrently (one ack wait for all of them)."""
         return list(await asyncio.gather(*(self.publish(e) for e in events)))
 
+    async def wait_ready(self, within: float) -> bool:
+        """Wait until connected with the stream set up; False when `within` seconds pass.
+
+        Not needed before publishing (events go to the outbox meanwhile); useful in tests
+        and benchmarks that want the direct path.
+        """
+        try:
+            await asyncio.wait_for(self._ready.wait(), within)
+            return True
+        except TimeoutError:
+            return False
+
     async def flush(self, within: float) -> bool:
         """Wait until the outbox is empty; False when `within` seconds pass first."""
         self._wake.set()
@@ -181,6 +194,7 @@ class Publisher:
             try:
                 await ensure_streams(self._js, self.spec)
                 self._stream_ready = True
+                self._ready.set()
             except Exception as exc:  # JetStream not ready yet; keep events in the outbox
                 self._log.warning("usage.stream_setup_failed", error=type(exc).__name__,
                                   detail=str(exc)[:200])

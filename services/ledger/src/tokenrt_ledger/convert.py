@@ -164,7 +164,7 @@ def totals(r: Any) -> ledger_pb2.UsageTotals:
 
 def usage_row(r: Any) -> ledger_pb2.UsageRow:
     row = ledger_pb2.UsageRow(totals=totals(r))
-    keys = r.keys()
+    keys = set(r.keys())
     for name in ("org_id", "project_id", "user_id", "session_id", "model", "provider"):
         if name in keys:
             setattr(row, name, r[name])
