@@ -1,15 +1,51 @@
 """Run the counter service: `python -m tokenrt_counter` or `tokenrt serve counter`."""
 
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import tokenrt_pricing
 from tokenrt.v1 import counter_pb2_grpc
-from tokenrt_common.server import ServiceSpec, run, servicer
-
+from tokenrt_common.server import Runtime, Servicer, ServiceSpec, StartupError, run, servicer
 from tokenrt_counter.api import CounterApi
+from tokenrt_counter.chunks import CountCache
+from tokenrt_counter.core import Counter
+from tokenrt_counter.store import CalibrationStore
+from tokenrt_counter.tokenizers import Tokenizers
 
-SPEC = ServiceSpec(
-    name="counter",
-    needs=frozenset({"redis"}),
-    build=lambda runtime: [servicer(CounterApi(runtime), counter_pb2_grpc)],
-)
+
+def load_catalog(runtime: Runtime) -> tokenrt_pricing.Catalog:
+    s = runtime.settings
+    try:
+        return tokenrt_pricing.load(s.pricing_overrides_path or None,
+                                    s.pricing_litellm_path or None)
+    except tokenrt_pricing.CatalogError as exc:
+        raise StartupError(f"price catalog: {exc}") from None
+
+
+def build(runtime: Runtime) -> list[Servicer]:
+    s = runtime.settings
+    catalog = load_catalog(runtime)
+    tokenizers = Tokenizers()
+    for name in ("o200k_base", "cl100k_base"):  # load now, not on the first request
+        try:
+            tokenizers.exact(name)
+        except Exception as exc:  # tiktoken tries to download a missing file, and fails
+            raise StartupError(
+                f"cannot load the tiktoken encoding {name} ({type(exc).__name__}); set "
+                "TIKTOKEN_CACHE_DIR to a folder holding its file (the repo's ../shared/tiktoken)"
+            ) from None
+    counter = Counter(tokenizers, CountCache(s.counter_cache_bytes))
+    pool = ThreadPoolExecutor(max_workers=s.counter_workers, thread_name_prefix="count")
+    store = CalibrationStore(runtime.infra, s.counter_calibration_window,
+                             s.dependency_timeout_seconds)
+    api = CounterApi(runtime, catalog, counter, store, pool)
+    runtime.spawn(api.refresh_fits(), name="refresh-fits")
+    runtime.log.info("counter.catalog_loaded", models=len(catalog), version=catalog.version)
+    return [servicer(api, counter_pb2_grpc)]
+
+
+SPEC = ServiceSpec(name="counter", needs=frozenset({"redis"}), build=build)
 
 
 def main() -> None:

@@ -1,12 +1,308 @@
-"""gRPC servicer of the counter service: protobuf in, domain calls, protobuf and status out.
+"""gRPC servicer of the counter service: protobuf in, domain calls, protobuf and status out."""
 
-Not built yet (issue #3): every RPC answers UNIMPLEMENTED with a message saying so.
-"""
+from __future__ import annotations
 
-from tokenrt.v1 import counter_pb2_grpc
+import asyncio
+import base64
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+
+from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
 from tokenrt_common.server import Runtime
+from tokenrt_counter import estimator
+from tokenrt_counter.core import Accuracy, Counter, MessageError, estimate_accuracy
+from tokenrt_counter.errors import abort, invalid
+from tokenrt_counter.features import Features
+from tokenrt_counter.store import CalibrationStore, StoreUnavailable
+from tokenrt_counter.tokenizers import Encoder
+from tokenrt_pricing import Catalog, InvalidUsage, Match, ModelNotFound, Resolved, Usage, cost_of
+from tokenrt_pricing import protos as pricing_pb
+
+T = TypeVar("T")
+SOURCES = {
+    "tiktoken": common_pb2.COUNT_SOURCE_TIKTOKEN,
+    "tokenizer": common_pb2.COUNT_SOURCE_TOKENIZER,
+    "calibrated": common_pb2.COUNT_SOURCE_CALIBRATED_ESTIMATE,
+    "heuristic": common_pb2.COUNT_SOURCE_HEURISTIC,
+}
+MATCHES = {
+    Match.EXACT: counter_pb2.MODEL_MATCH_EXACT,
+    Match.ALIAS: counter_pb2.MODEL_MATCH_ALIAS,
+    Match.SNAPSHOT: counter_pb2.MODEL_MATCH_SNAPSHOT,
+    Match.FINE_TUNE: counter_pb2.MODEL_MATCH_FINE_TUNE,
+}
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+FIT_REFRESH_SECONDS = 2.0
+
+
+def accuracy_pb(a: Accuracy) -> common_pb2.CountAccuracy:
+    return common_pb2.CountAccuracy(
+        exactness=common_pb2.EXACTNESS_EXACT if a.exact else common_pb2.EXACTNESS_ESTIMATED,
+        source=SOURCES[a.source], error_bound_bp=a.bound_bp, error_bound_tokens=a.bound_tokens,
+        calibration_samples=a.samples)
+
+
+def features_pb(f: Features) -> counter_pb2.ScriptFeatures:
+    return counter_pb2.ScriptFeatures(
+        latin_chars=f.latin, cjk_chars=f.cjk, code_chars=f.code, digit_chars=f.digit,
+        whitespace_chars=f.whitespace, other_chars=f.other, message_count=f.messages,
+        image_count=f.images)
+
+
+def features_of(p: counter_pb2.ScriptFeatures) -> Features:
+    return Features(p.latin_chars, p.cjk_chars, p.code_chars, p.digit_chars,
+                    p.whitespace_chars, p.other_chars, p.message_count, p.image_count)
+
+
+def utf8_size(text: str, limit: int) -> int:
+    """The UTF-8 size of `text`, computed only when it could exceed `limit`."""
+    if len(text) * 4 <= limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class CounterApi(counter_pb2_grpc.CounterServiceServicer):
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, catalog: Catalog, counter: Counter,
+                 store: CalibrationStore, pool: ThreadPoolExecutor) -> None:
         self._runtime = runtime
+        self._log = runtime.log
+        self._catalog = catalog
+        self._counter = counter
+        self._store = store
+        self._pool = pool
+        self._workers = runtime.settings.counter_workers
+        self._max_bytes = runtime.settings.counter_max_request_bytes
+        self._offload = runtime.settings.counter_offload_bytes
+
+    # ---- helpers ----------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _resolve(self, context: grpc.aio.ServicerContext, name: str,
+                       field: str = "model") -> Resolved:
+        if not name.strip():
+            await invalid(context, field, f"{field} is empty: name a model, e.g. gpt-4o "
+                          "(`tokenrt models` lists them)")
+        try:
+            return self._catalog.resolve(name)
+        except ModelNotFound as exc:
+            await abort(context, grpc.StatusCode.NOT_FOUND,
+                        common_pb2.ERROR_REASON_MODEL_NOT_FOUND, str(exc), field=field,
+                        suggestions=exc.suggestions)
+
+    async def _too_large(self, context: grpc.aio.ServicerContext, size: int,
+                         field: str) -> None:
+        if size > self._max_bytes:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                        common_pb2.ERROR_REASON_MESSAGE_TOO_LARGE,
+                        f"{field} is {size} bytes, above the counter's limit of "
+                        f"{self._max_bytes} bytes (TOKENRT_COUNTER_MAX_REQUEST_BYTES); "
+                        "split the text and use CountBatch or several calls",
+                        field=field, limit=self._max_bytes, actual=size, unit="bytes")
+
+    async def _count(self, resolved: Resolved, text: str) -> tuple[int, Accuracy]:
+        entry = resolved.entry
+        if len(text) < self._offload:
+            return self._counter.count_text(entry, text)
+        encoder = self._counter.encoder(entry)
+        if encoder is None:
+            return await self._run(self._counter.count_text, entry, text)
+        return await self._count_parallel(encoder, text), Accuracy(True, "tiktoken")
+
+    async def _count_parallel(self, encoder: Encoder, text: str) -> int:
+        """Hash the chunks in a worker, then count the unseen ones on every worker."""
+        known, missing = await self._run(self._counter.lookup, encoder, text)
+        if not missing:
+            return known
+        groups: list[list[tuple[Any, str]]] = [[] for _ in range(self._workers)]
+        sizes = [0] * self._workers
+        for item in sorted(missing, key=lambda kv: -len(kv[1])):
+            i = sizes.index(min(sizes))
+            groups[i].append(item)
+            sizes[i] += len(item[1])
+        counts = await asyncio.gather(*(self._run(self._count_group, encoder, g)
+                                        for g in groups if g))
+        return known + sum(counts)
+
+    def _count_group(self, encoder: Encoder, group: list[tuple[Any, str]]) -> int:
+        total = 0
+        for key, piece in group:
+            n = encoder.count(piece)
+            self._counter.cache.put(key, n)
+            total += n
+        return total
+
+    # ---- RPCs -------------------------------------------------------------------
+
+    async def CountText(self, request: counter_pb2.CountTextRequest,
+                        context: grpc.aio.ServicerContext) -> counter_pb2.CountTextResponse:
+        resolved = await self._resolve(context, request.model)
+        if request.WhichOneof("input") == "raw_utf8":
+            await self._too_large(context, len(request.raw_utf8), "raw_utf8")
+            text = request.raw_utf8.decode("utf-8", "replace")  # invalid bytes -> U+FFFD
+        else:
+            text = request.text
+            await self._too_large(context, utf8_size(text, self._max_bytes), "text")
+        tokens, accuracy = await self._count(resolved, text)
+        return counter_pb2.CountTextResponse(tokens=tokens, accuracy=accuracy_pb(accuracy),
+                                             model=resolved.name,
+                                             tokenizer=resolved.entry.tokenizer)
+
+    async def CountMessages(self, request: counter_pb2.CountMessagesRequest,
+                            context: grpc.aio.ServicerContext
+                            ) -> counter_pb2.CountMessagesResponse:
+        resolved = await self._resolve(context, request.model)
+        size = request.ByteSize()
+        await self._too_large(context, size, "request")
+        sampling = request.sampling if request.HasField("sampling") else None
+        args = (resolved.entry, request.messages, request.tools, sampling)
+        try:
+            if size < self._offload:
+                result = self._counter.count_messages(*args)
+            else:
+                result = await self._run(self._counter.count_messages, *args)
+        except MessageError as exc:
+            await invalid(context, exc.field, str(exc))
+        return counter_pb2.CountMessagesResponse(
+            input_tokens=result.total,
+            messages=[counter_pb2.MessageTokens(index=i, tokens=t, image_tokens=img)
+                      for i, (t, img) in enumerate(result.messages)],
+            tools_tokens=result.tools_tokens, overhead_tokens=result.overhead_tokens,
+            accuracy=accuracy_pb(result.accuracy), model=resolved.name,
+            tokenizer=resolved.entry.tokenizer, features=features_pb(result.features))
+
+    async def CountBatch(self, request: counter_pb2.CountBatchRequest,
+                         context: grpc.aio.ServicerContext) -> counter_pb2.CountBatchResponse:
+        resolved = await self._resolve(context, request.model)
+        size = sum(utf8_size(t, self._max_bytes) for t in request.texts)
+        await self._too_large(context, size, "texts")
+        counts: list[int] = []
+        exact = True
+        for text in request.texts:
+            tokens, accuracy = await self._count(resolved, text)
+            counts.append(tokens)
+            exact = exact and accuracy.exact
+        total = sum(counts)
+        if exact:
+            batch_accuracy = Accuracy(True, "tiktoken")
+        else:
+            batch_accuracy = estimate_accuracy(self._counter.fit(resolved.entry), total)
+        return counter_pb2.CountBatchResponse(tokens=counts, total_tokens=total,
+                                              accuracy=accuracy_pb(batch_accuracy),
+                                              model=resolved.name,
+                                              tokenizer=resolved.entry.tokenizer)
+
+    async def ResolveModel(self, request: counter_pb2.ResolveModelRequest,
+                           context: grpc.aio.ServicerContext
+                           ) -> counter_pb2.ResolveModelResponse:
+        resolved = await self._resolve(context, request.model)
+        return counter_pb2.ResolveModelResponse(model=pricing_pb.model_info(resolved),
+                                                match=MATCHES[resolved.match])
+
+    async def ListCatalog(self, request: counter_pb2.ListCatalogRequest,
+                          context: grpc.aio.ServicerContext) -> counter_pb2.ListCatalogResponse:
+        if request.page_size < 0:
+            await invalid(context, "page_size", "page_size must be 0 (default) or more")
+        size = min(request.page_size or PAGE_DEFAULT, PAGE_MAX)
+        start = 0
+        if request.page_token:
+            try:
+                start = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
+            except (ValueError, UnicodeDecodeError):
+                await invalid(context, "page_token", "page_token is not one this service "
+                              "returned; start again without it")
+        provider = pricing_pb.PROVIDER_NAMES.get(request.provider, "")
+        entries = self._catalog.search(provider, request.name_contains,
+                                       request.include_deprecated)
+        page = entries[start:start + size]
+        next_token = ""
+        if start + size < len(entries):
+            next_token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return counter_pb2.ListCatalogResponse(
+            models=[pricing_pb.model_info(Resolved(e, Match.EXACT, e.name,
+                                                   e.provider_model_id or e.name))
+                    for e in page],
+            next_page_token=next_token, catalog_version=self._catalog.version)
+
+    async def EstimateCost(self, request: counter_pb2.EstimateCostRequest,
+                           context: grpc.aio.ServicerContext
+                           ) -> counter_pb2.EstimateCostResponse:
+        resolved = await self._resolve(context, request.model)
+        u = request.usage
+        usage = Usage(u.input_tokens, u.cached_input_tokens, u.cache_write_input_tokens,
+                      u.output_tokens, u.reasoning_tokens)
+        try:
+            cost = cost_of(resolved.price, usage,
+                           batch=request.billing_mode == counter_pb2.BILLING_MODE_BATCH)
+        except InvalidUsage as exc:
+            await invalid(context, exc.field, str(exc))
+        return counter_pb2.EstimateCostResponse(
+            cost_nusd=cost.total_nusd, breakdown=pricing_pb.cost_breakdown(cost),
+            model=resolved.name, price_version=resolved.price.version,
+            long_context_applied=cost.long_context, prices=pricing_pb.token_prices(cost.prices))
+
+    async def Calibrate(self, request: counter_pb2.CalibrateRequest,
+                        context: grpc.aio.ServicerContext) -> counter_pb2.CalibrateResponse:
+        if not request.samples:
+            await invalid(context, "samples", "samples is empty: send at least one sample")
+        accepted = rejected = 0
+        by_model: dict[str, list[estimator.Sample]] = {}
+        tokenizer: dict[str, str] = {}
+        for s in request.samples:
+            try:
+                entry = self._catalog.resolve(s.model).entry
+            except ModelNotFound:
+                rejected += 1
+                continue
+            features = features_of(s.features)
+            if s.reported_input_tokens <= 0 or s.counted_input_tokens <= 0:
+                rejected += 1
+                continue
+            if self._counter.encoder(entry) is not None:
+                accepted += 1  # exact models are checked, not learned
+                if s.counted_input_tokens != s.reported_input_tokens:
+                    self._log.info("counter.exact_count_differs", model=entry.name,
+                                   counted=s.counted_input_tokens,
+                                   reported=s.reported_input_tokens, sample=s.request_id)
+                continue
+            if features == Features() or estimator.is_outlier(
+                    self._counter.fit(entry), features, s.reported_input_tokens):
+                rejected += 1
+                continue
+            accepted += 1
+            by_model.setdefault(entry.name, []).append((features, s.reported_input_tokens))
+            tokenizer[entry.name] = entry.tokenizer
+        states: list[counter_pb2.CalibrationState] = []
+        for model, samples in by_model.items():
+            try:
+                window = await self._store.add(model, samples)
+                fit = await self._run(estimator.fit, window, tokenizer[model])
+                await self._store.save_fit(model, fit)
+            except StoreUnavailable as exc:
+                await abort(context, grpc.StatusCode.UNAVAILABLE,
+                            common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                            f"calibration store unavailable ({exc}); retry later")
+            self._counter.fits[model] = fit
+            states.append(counter_pb2.CalibrationState(model=model, samples=fit.samples,
+                                                       error_bound_bp=fit.error_bound_bp))
+            self._log.info("counter.calibrated", model=model, samples=fit.samples,
+                           error_bound_bp=fit.error_bound_bp, calibrated=fit.calibrated)
+        return counter_pb2.CalibrateResponse(accepted=accepted, rejected=rejected,
+                                             models=states)
+
+    # ---- background -------------------------------------------------------------
+
+    async def refresh_fits(self) -> None:
+        """Keep every replica's fits current with what any replica stored."""
+        while True:
+            try:
+                fits = await self._store.load_fits()
+                self._counter.fits = {**self._counter.fits, **fits}
+            except StoreUnavailable:
+                pass  # keep serving the last fits; Redis health shows in readiness
+            await asyncio.sleep(FIT_REFRESH_SECONDS)
+

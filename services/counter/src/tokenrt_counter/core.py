@@ -1,0 +1,330 @@
+"""Counting as the providers bill it: text, chat framing, tools, images (pure; no I/O).
+
+Exact models (a tiktoken encoding) count text with the content-addressed chunk cache.
+Chat framing follows OpenAI's cookbook ("How to count tokens with tiktoken"): every
+message costs 3 tokens plus its role, content and name (a name costs 1 more); the reply
+is primed with 3 tokens; tool definitions cost the cookbook's per-function, per-property
+and per-enum constants. Models without a public tokenizer are estimated from script
+features with the model's calibrated fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenrt.v1 import common_pb2
+from tokenrt_counter import chunks, estimator, images
+from tokenrt_counter.estimator import Fit
+from tokenrt_counter.features import Features, of_text
+from tokenrt_counter.tokenizers import SPLITTABLE, Encoder, Tokenizers
+from tokenrt_pricing import ModelEntry
+
+ROLES = {
+    common_pb2.ROLE_SYSTEM: "system",
+    common_pb2.ROLE_USER: "user",
+    common_pb2.ROLE_ASSISTANT: "assistant",
+    common_pb2.ROLE_TOOL: "tool",
+    common_pb2.ROLE_DEVELOPER: "developer",
+}
+DETAILS = {common_pb2.IMAGE_DETAIL_LOW: "low", common_pb2.IMAGE_DETAIL_HIGH: "high"}
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+# Texts shorter than this are counted directly: hashing would cost as much as BPE.
+CACHE_MIN_CHARS = 256
+# Share of an estimated part stated as its error when no measured bound exists.
+UNMEASURED_SHARE = 0.25
+
+
+class MessageError(ValueError):
+    """A malformed chat request; `field` is the path of the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    exact: bool
+    # "tiktoken", "calibrated" or "heuristic".
+    source: str
+    bound_bp: int = 0
+    bound_tokens: int = 0
+    samples: int = 0
+
+
+@dataclass
+class MessagesCount:
+    messages: list[tuple[int, int]]  # (tokens, image tokens) per message
+    tools_tokens: int
+    overhead_tokens: int
+    accuracy: Accuracy
+    features: Features = field(default_factory=Features)
+
+    @property
+    def total(self) -> int:
+        return sum(t for t, _ in self.messages) + self.tools_tokens + self.overhead_tokens
+
+
+def estimate_accuracy(fit: Fit, tokens: int) -> Accuracy:
+    return Accuracy(False, "calibrated" if fit.calibrated else "heuristic", fit.error_bound_bp,
+                    math.ceil(tokens * fit.error_bound_bp / 10000), fit.samples)
+
+
+class Counter:
+    """Counts for catalog entries. Thread-safe: the service runs it inline for small
+    inputs and in worker threads for large ones."""
+
+    def __init__(self, tokenizers: Tokenizers, cache: chunks.CountCache,
+                 chunk_chars: int = 4096) -> None:
+        self.tokenizers = tokenizers
+        self.cache = cache
+        self.chunk_chars = chunk_chars
+        # Served estimator fits by model name; replaced wholesale by the store's refresher.
+        self.fits: dict[str, Fit] = {}
+
+    # ---- text -------------------------------------------------------------------
+
+    def encoder(self, entry: ModelEntry) -> Encoder | None:
+        return self.tokenizers.exact(entry.tokenizer)
+
+    def count_exact(self, encoder: Encoder, text: str) -> int:
+        if len(text) < CACHE_MIN_CHARS:
+            return encoder.count(text)
+        known, missing = self.lookup(encoder, text)
+        for key, piece in missing:
+            n = encoder.count(piece)
+            self.cache.put(key, n)
+            known += n
+        return known
+
+    def lookup(self, encoder: Encoder, text: str) -> tuple[int, list[tuple[Any, str]]]:
+        """Tokens of the cached chunks of `text`, and the chunks still to count."""
+        pieces = (chunks.split(text, self.chunk_chars) if encoder.name in SPLITTABLE
+                  else [text])
+        known = 0
+        missing: list[tuple[Any, str]] = []
+        for piece in pieces:
+            key = (encoder.name, chunks.digest(piece))
+            hit = self.cache.get(key)
+            if hit is None:
+                missing.append((key, piece))
+            else:
+                known += hit  # type: ignore[operator]
+        return known, missing
+
+    def features(self, text: str) -> Features:
+        if len(text) < CACHE_MIN_CHARS:
+            return of_text(text)
+        key = ("features", chunks.digest(text))
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        value = of_text(text)
+        self.cache.put(key, value)
+        return value
+
+    def fit(self, entry: ModelEntry) -> Fit:
+        found = self.fits.get(entry.name)
+        return found if found is not None else estimator.uncalibrated(entry.tokenizer)
+
+    def count_text(self, entry: ModelEntry, text: str) -> tuple[int, Accuracy]:
+        encoder = self.encoder(entry)
+        if encoder is not None:
+            return self.count_exact(encoder, text), Accuracy(True, "tiktoken")
+        fit = self.fit(entry)
+        tokens = fit.estimate(self.features(text))
+        return tokens, estimate_accuracy(fit, tokens)
+
+    # ---- chat -------------------------------------------------------------------
+
+    def count_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
+                       tools: Sequence[common_pb2.Tool],
+                       sampling: common_pb2.SamplingParams | None = None) -> MessagesCount:
+        check_messages(messages, tools)
+        encoder = self.encoder(entry)
+        if encoder is None:
+            return self._estimate_messages(entry, messages, tools, sampling)
+        return self._openai_messages(entry, encoder, messages, tools, sampling)
+
+    def _openai_messages(self, entry: ModelEntry, encoder: Encoder,
+                         messages: Sequence[common_pb2.Message],
+                         tools: Sequence[common_pb2.Tool],
+                         sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+        def count(text: str) -> int:
+            return self.count_exact(encoder, text) if text else 0
+
+        uncertain = 0  # tokens of parts counted by an undocumented or upper-bound rule
+        per_message: list[tuple[int, int]] = []
+        for m in messages:
+            tokens = TOKENS_PER_MESSAGE + count(ROLES[m.role])
+            image_tokens = 0
+            for part in m.content:
+                if part.HasField("image"):
+                    cost = self._image(entry, part.image)
+                    image_tokens += cost.tokens
+                    if not cost.exact:
+                        uncertain += cost.tokens
+                else:
+                    tokens += count(part.text)
+            if m.name:
+                tokens += count(m.name) + TOKENS_PER_NAME
+            if m.tool_call_id:
+                tokens += count(m.tool_call_id)
+            for call in m.tool_calls:  # rendering undocumented: name + arguments + framing
+                n = count(call.name) + count(call.arguments_json) + TOKENS_PER_MESSAGE
+                tokens += n
+                uncertain += n
+            per_message.append((tokens + image_tokens, image_tokens))
+        tools_tokens, tools_exact = tool_definition_tokens(
+            tools, count, func_init=10 if encoder.name == "cl100k_base" else 7)
+        if not tools_exact:
+            uncertain += tools_tokens
+        overhead = REPLY_PRIMING
+        if sampling is not None and sampling.response_format.json_schema:
+            n = count(sampling.response_format.json_schema) + count(
+                sampling.response_format.schema_name)
+            overhead += n
+            uncertain += n
+        result = MessagesCount(per_message, tools_tokens, overhead, Accuracy(True, "tiktoken"))
+        if uncertain:
+            bound = math.ceil(uncertain * UNMEASURED_SHARE)
+            result.accuracy = Accuracy(False, "tiktoken", math.ceil(
+                bound * 10000 / max(result.total, 1)), bound)
+        return result
+
+    def _image(self, entry: ModelEntry, image: common_pb2.ImagePart) -> images.ImageCost:
+        width = image.width_px if image.HasField("width_px") else None
+        height = image.height_px if image.HasField("height_px") else None
+        if width is None or height is None:
+            size = (images.size_from_bytes(image.data) if image.HasField("data")
+                    else images.size_from_url(image.url))
+            if size is not None:
+                width, height = size
+        return images.cost(entry.vendor, entry.name, width, height,
+                           DETAILS.get(image.detail, "auto"))
+
+    def _estimate_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
+                           tools: Sequence[common_pb2.Tool],
+                           sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+        fit = self.fit(entry)
+        image_weight = fit.weights[-1]
+        total_features = Features()
+        per_message: list[tuple[int, int]] = []
+        for m in messages:
+            f = Features(messages=1)
+            n_images = 0
+            for part in m.content:
+                if part.HasField("image"):
+                    n_images += 1
+                else:
+                    f = f + self.features(part.text)
+            for text in (m.name, m.tool_call_id):
+                if text:
+                    f = f + of_text(text)
+            for call in m.tool_calls:
+                f = f + of_text(call.name) + self.features(call.arguments_json)
+            f = f + Features(images=n_images)
+            total_features = total_features + f
+            tokens = fit.estimate(f)
+            per_message.append((tokens, min(tokens, math.ceil(image_weight * n_images))))
+        tools_features = Features()
+        for t in tools:
+            tools_features = (tools_features + of_text(t.name) + of_text(t.description)
+                              + self.features(t.parameters_json_schema))
+        if sampling is not None and sampling.response_format.json_schema:
+            tools_features = tools_features + self.features(sampling.response_format.json_schema)
+        total_features = total_features + tools_features
+        result = MessagesCount(per_message, fit.estimate(tools_features), 0,
+                               Accuracy(False, "heuristic"), total_features)
+        result.accuracy = estimate_accuracy(fit, result.total)
+        return result
+
+
+def check_messages(messages: Sequence[common_pb2.Message],
+                   tools: Sequence[common_pb2.Tool]) -> None:
+    if not messages:
+        raise MessageError("messages", "messages is empty: a chat request needs at least one")
+    for i, m in enumerate(messages):
+        if m.role not in ROLES:
+            raise MessageError(f"messages[{i}].role",
+                               f"messages[{i}].role is unset or unknown; use one of "
+                               "SYSTEM, USER, ASSISTANT, TOOL, DEVELOPER")
+        if m.role == common_pb2.ROLE_TOOL and not m.tool_call_id:
+            raise MessageError(f"messages[{i}].tool_call_id",
+                               f"messages[{i}] is a TOOL message without tool_call_id")
+        for j, part in enumerate(m.content):
+            if part.HasField("image"):
+                img = part.image
+                if not img.HasField("url") and not img.HasField("data"):
+                    raise MessageError(f"messages[{i}].content[{j}].image",
+                                       f"messages[{i}].content[{j}].image has no url or data")
+                if img.HasField("data") and not img.media_type:
+                    raise MessageError(f"messages[{i}].content[{j}].image.media_type",
+                                       f"messages[{i}].content[{j}].image carries data but no "
+                                       "media_type (e.g. image/png)")
+            elif not part.HasField("text"):
+                raise MessageError(f"messages[{i}].content[{j}]",
+                                   f"messages[{i}].content[{j}] has neither text nor image")
+        for j, call in enumerate(m.tool_calls):
+            if not call.name:
+                raise MessageError(f"messages[{i}].tool_calls[{j}].name",
+                                   f"messages[{i}].tool_calls[{j}] names no tool")
+    for i, t in enumerate(tools):
+        if not t.name:
+            raise MessageError(f"tools[{i}].name", f"tools[{i}] has no name")
+        if t.parameters_json_schema:
+            try:
+                schema = json.loads(t.parameters_json_schema)
+            except ValueError as exc:
+                raise MessageError(f"tools[{i}].parameters_json_schema",
+                                   f"tools[{i}].parameters_json_schema is not valid JSON: "
+                                   f"{exc}") from None
+            if not isinstance(schema, dict):
+                raise MessageError(f"tools[{i}].parameters_json_schema",
+                                   f"tools[{i}].parameters_json_schema must be a JSON object")
+
+
+def _strip_period(text: str) -> str:
+    return text[:-1] if text.endswith(".") else text
+
+
+def tool_definition_tokens(tools: Sequence[common_pb2.Tool], count: Callable[[str], int],
+                           func_init: int) -> tuple[int, bool]:
+    """Tokens of tool definitions by OpenAI's cookbook (`num_tokens_for_tools`).
+
+    The cookbook renders flat parameter schemas; nested objects and arrays of objects are
+    counted as their JSON text and make the count an estimate.
+    """
+    if not tools:
+        return 0, True
+    prop_init, prop_key, enum_init, enum_item, func_end = 3, 3, -3, 3, 12
+    total, exact = 0, True
+    for t in tools:
+        total += func_init + count(f"{t.name}:{_strip_period(t.description)}")
+        schema = json.loads(t.parameters_json_schema) if t.parameters_json_schema else {}
+        properties = schema.get("properties") or {}
+        if not isinstance(properties, dict) or not properties:
+            continue
+        total += prop_init
+        for key, prop in properties.items():
+            total += prop_key
+            prop = prop if isinstance(prop, dict) else {}
+            if "enum" in prop and isinstance(prop["enum"], list):
+                total += enum_init
+                for item in prop["enum"]:
+                    total += enum_item + count(str(item))
+            kind = prop.get("type", "")
+            desc = _strip_period(str(prop.get("description", "")))
+            total += count(f"{key}:{kind}:{desc}")
+            nested = {k: v for k, v in prop.items()
+                      if k in ("properties", "items", "anyOf", "oneOf", "allOf", "$ref")}
+            if nested:
+                exact = False
+                total += count(json.dumps(nested, separators=(",", ":")))
+    return total + func_end, exact

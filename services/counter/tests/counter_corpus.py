@@ -1,0 +1,36 @@
+"""A multilingual and code corpus with the inputs tokenizers get wrong most often."""
+
+TEXTS = [
+    "",
+    "Hello, world!",
+    "The quick brown fox jumps over the lazy dog. 1234567890 3.14159 -42 1e-9",
+    "<|endoftext|>",
+    "Please ignore <|endoftext|><|im_start|>system\n<|fim_prefix|>x<|fim_suffix|>y<|im_end|>",
+    "<|endofprompt|> and <|startoftext|> typed by a user",
+    "emoji: 😀😃😄 👩‍👩‍👧‍👦 🇯🇵🇫🇷 ❤️‍🔥 👍🏽 🧑🏿‍💻",
+    "中文：今天天气很好，我们去公园散步吧。机器学习和自然语言处理。",
+    "日本語：お誕生日おめでとう。カタカナとひらがなと漢字。",
+    "한국어: 안녕하세요, 만나서 반갑습니다.",
+    "Русский текст: Съешь же ещё этих мягких французских булок, да выпей чаю.",
+    "العربية: مرحبا بالعالم، كيف حالك اليوم؟",
+    "हिन्दी: नमस्ते दुनिया, आप कैसे हैं?",
+    "Ελληνικά: Γειά σου Κόσμε",
+    "ไทย: สวัสดีชาวโลก",
+    "mixed: naïve café résumé Straße ﬁ ligature Ω≈ç√∫ ™ ‰ ‱",
+    "   leading spaces\n\n\n\ttabs\t\tand\r\nwindows\r\nline endings   \n  ",
+    "def fib(n: int) -> int:\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
+    "fn main() {\n    let v: Vec<u32> = (0..10).map(|x| x * x).collect();\n    println!(\"{:?}\", v);\n}\n",
+    "const f = async (a, b) => { await Promise.all([a(), b()]); return `${a}${b}`; };\n// done\n",
+    "SELECT id, name FROM users WHERE created_at > NOW() - INTERVAL '7 days' ORDER BY id;",
+    "<html><body><div class=\"x\">&nbsp;&lt;tag&gt;</div></body></html>",
+    '{"key": [1, 2.5, null, true], "nested": {"a": "b\\u00e9"}}',
+    "x" * 5000,
+    "\n".join(f"line {i}: value = {i * 37 % 101}" for i in range(400)),
+    "0123456789" * 300,
+    "a\u0301e\u0301 combining marks, zero\u200bwidth\u200dspace\ufeffBOM",
+]
+CODE_FILE = "\n".join([
+    "import os", "import sys", "", "class Thing:", "    \"\"\"A thing.\"\"\"", "",
+    "    def __init__(self, name):", "        self.name = name", "",
+    "    def __repr__(self):", "        return f'Thing({self.name!r})'", "",
+] * 200)

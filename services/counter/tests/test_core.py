@@ -1,0 +1,234 @@
+"""The pure counting core: exact agreement with tiktoken, chunking, cache, framing, images."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+import pytest
+import tiktoken
+from counter_corpus import CODE_FILE, TEXTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tokenrt_pricing
+from tokenrt.v1 import common_pb2 as c
+from tokenrt_counter import chunks, images
+from tokenrt_counter.chunks import CountCache
+from tokenrt_counter.core import Counter, MessageError
+from tokenrt_counter.features import of_text
+from tokenrt_counter.tokenizers import Tokenizers
+
+CATALOG = tokenrt_pricing.load()
+TOKENIZERS = Tokenizers()
+ENCODINGS = ["o200k_base", "cl100k_base"]
+
+
+def tiktoken_count(encoding: str, text: str) -> int:
+    return len(tiktoken.get_encoding(encoding).encode(text, disallowed_special=()))
+
+
+def small_chunk_counter() -> Counter:
+    # Tiny chunks so that every test text is cut, cached and summed.
+    return Counter(TOKENIZERS, CountCache(1 << 20), chunk_chars=64)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("text", [*TEXTS, CODE_FILE], ids=range(len(TEXTS) + 1))
+def test_counts_equal_tiktoken_on_the_corpus(encoding: str, text: str) -> None:
+    counter = small_chunk_counter()
+    encoder = TOKENIZERS.exact(encoding)
+    assert encoder is not None
+    want = tiktoken_count(encoding, text)
+    assert counter.count_exact(encoder, text) == want
+    assert counter.count_exact(encoder, text) == want  # again, from the cache
+
+
+def test_special_token_lookalikes_count_as_text() -> None:
+    encoder = TOKENIZERS.exact("o200k_base")
+    assert encoder is not None
+    # As one special token it would be 1; as typed text it is several ordinary tokens.
+    assert encoder.count("<|endoftext|>") == 7
+
+
+def test_lone_surrogates_count_as_replacement_characters() -> None:
+    counter = small_chunk_counter()
+    encoder = TOKENIZERS.exact("o200k_base")
+    assert encoder is not None
+    text = "abc\ud800def" + "\udfff" * 300
+    assert counter.count_exact(encoder, text) == tiktoken_count(
+        "o200k_base", text.replace("\ud800", "\ufffd").replace("\udfff", "\ufffd"))
+
+
+line = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(line, min_size=1, max_size=60), st.sampled_from(ENCODINGS))
+def test_chunked_counts_equal_tiktoken_on_random_text(lines: list[str], encoding: str) -> None:
+    text = "\n".join(lines)
+    counter = small_chunk_counter()
+    encoder = TOKENIZERS.exact(encoding)
+    assert encoder is not None
+    assert sum(encoder.count(p) for p in chunks.split(text, 16)) == tiktoken_count(encoding,
+                                                                                  text)
+    assert counter.count_exact(encoder, text) == tiktoken_count(encoding, text)
+
+
+def test_a_repeated_chunk_costs_a_lookup_not_a_bpe_pass() -> None:
+    class Spy:
+        name = "o200k_base"
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.inner = TOKENIZERS.exact("o200k_base")
+
+        def count(self, text: str) -> int:
+            self.calls += 1
+            return self.inner.count(text)  # type: ignore[union-attr]
+
+    counter = Counter(TOKENIZERS, CountCache(1 << 20), chunk_chars=1024)
+    spy = Spy()
+    first = counter.count_exact(spy, CODE_FILE)
+    calls = spy.calls
+    assert calls > 1
+    assert counter.count_exact(spy, CODE_FILE) == first
+    assert spy.calls == calls  # every chunk was a cache hit
+    edited = CODE_FILE + "\nprint('one more line')\n"
+    assert counter.count_exact(spy, edited) == tiktoken_count("o200k_base", edited)
+    assert spy.calls == calls + 1  # only the changed last chunk was counted
+
+
+def test_cache_is_memory_bounded() -> None:
+    cache = CountCache(max_bytes=100 * chunks.ENTRY_BYTES)
+    for i in range(1000):
+        cache.put(("o200k_base", i), i)
+    assert len(cache) == 100
+    assert cache.get(("o200k_base", 999)) == 999
+    assert cache.get(("o200k_base", 0)) is None
+
+
+def msg(role: int, text: str, name: str = "") -> c.Message:
+    return c.Message(role=role, content=[c.ContentPart(text=text)], name=name)
+
+
+S, U, A, T = c.ROLE_SYSTEM, c.ROLE_USER, c.ROLE_ASSISTANT, c.ROLE_TOOL
+# OpenAI cookbook, "How to count tokens with tiktoken", section 6 (API-verified figures).
+JARGON = [
+    msg(S, "You are a helpful, pattern-following assistant that translates corporate jargon "
+           "into plain English."),
+    msg(S, "New synergies will help drive top-line growth.", "example_user"),
+    msg(S, "Things working well together will increase revenue.", "example_assistant"),
+    msg(S, "Let's circle back when we have more bandwidth to touch base on opportunities for "
+           "increased leverage.", "example_user"),
+    msg(S, "Let's talk later when we're less busy about how to do better.", "example_assistant"),
+    msg(U, "This late pivot means we don't have time to boil the ocean for the client "
+           "deliverable."),
+]
+# Section 7 (tools).
+WEATHER_TOOL = c.Tool(
+    name="get_current_weather", description="Get the current weather in a given location",
+    parameters_json_schema=json.dumps({
+        "type": "object",
+        "properties": {
+            "location": {"type": "string",
+                         "description": "The city and state, e.g. San Francisco, CA"},
+            "unit": {"type": "string", "description": "The unit of temperature to return",
+                     "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["location"]}))
+WEATHER = [msg(S, "You are a helpful assistant that can answer to questions about the weather."),
+           msg(U, "What's the weather like in San Francisco?")]
+
+
+@pytest.mark.parametrize(("model", "jargon", "weather"), [
+    ("gpt-3.5-turbo", 129, 105), ("gpt-4", 129, 105), ("gpt-4-0613", 129, 105),
+    ("gpt-4o", 124, 101), ("gpt-4o-mini", 124, 101), ("gpt-4o-2024-08-06", 124, 101),
+])
+def test_framing_matches_the_cookbook(model: str, jargon: int, weather: int) -> None:
+    counter = Counter(TOKENIZERS, CountCache(1 << 20))
+    entry = CATALOG.resolve(model).entry
+    got = counter.count_messages(entry, JARGON, [])
+    assert got.total == jargon and got.accuracy.exact
+    assert got.overhead_tokens == 3 and got.tools_tokens == 0
+    tooled = counter.count_messages(entry, WEATHER, [WEATHER_TOOL])
+    assert tooled.total == weather and tooled.accuracy.exact
+
+
+def test_nested_tool_schemas_and_tool_calls_are_estimates() -> None:
+    counter = Counter(TOKENIZERS, CountCache(1 << 20))
+    entry = CATALOG.resolve("gpt-4o").entry
+    nested = c.Tool(name="f", parameters_json_schema=json.dumps(
+        {"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "object"}}}}))
+    got = counter.count_messages(entry, WEATHER, [nested])
+    assert not got.accuracy.exact and got.accuracy.bound_tokens > 0
+    call = c.Message(role=A, tool_calls=[c.ToolCall(id="call_1", name="get_current_weather",
+                                                    arguments_json='{"location": "Paris"}')])
+    result = c.Message(role=T, tool_call_id="call_1", content=[c.ContentPart(text="18C")])
+    got = counter.count_messages(entry, [*WEATHER, call, result], [WEATHER_TOOL])
+    assert not got.accuracy.exact
+    assert got.total == sum(t for t, _ in got.messages) + got.tools_tokens + 3
+
+
+@pytest.mark.parametrize(("messages", "tools", "field"), [
+    ([], [], "messages"),
+    ([c.Message(content=[c.ContentPart(text="x")])], [], "messages[0].role"),
+    ([c.Message(role=T, content=[c.ContentPart(text="x")])], [], "messages[0].tool_call_id"),
+    ([c.Message(role=U, content=[c.ContentPart(image=c.ImagePart(data=b"x"))])], [],
+     "messages[0].content[0].image.media_type"),
+    ([msg(U, "x")], [c.Tool(name="f", parameters_json_schema="{nope")],
+     "tools[0].parameters_json_schema"),
+    ([msg(U, "x")], [c.Tool(description="no name")], "tools[0].name"),
+])
+def test_malformed_chats_name_the_field(messages: list, tools: list, field: str) -> None:
+    counter = Counter(TOKENIZERS, CountCache(1 << 20))
+    with pytest.raises(MessageError) as err:
+        counter.count_messages(CATALOG.resolve("gpt-4o").entry, messages, tools)
+    assert err.value.field == field
+
+
+def png(width: int, height: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(
+        ">II", width, height) + b"\x08\x02\x00\x00\x00"
+
+
+def test_openai_image_formula_documented_examples() -> None:
+    assert images.openai_tokens("gpt-4o", 1024, 1024, "high") == 765
+    assert images.openai_tokens("gpt-4o", 2048, 4096, "high") == 1105
+    assert images.openai_tokens("gpt-4o", 4096, 8192, "low") == 85
+    assert images.openai_tokens("gpt-4o-mini", 1024, 1024, "high") == 2833 + 4 * 5667
+    assert images.openai_tokens("gpt-4.1-mini", 1024, 1024, "high") == 1659  # 1024 * 1.62
+
+
+def test_image_sizes_from_headers() -> None:
+    assert images.size_from_bytes(png(640, 480)) == (640, 480)
+    assert images.size_from_bytes(b"GIF89a" + struct.pack("<HH", 33, 17)) == (33, 17)
+    jpeg = (b"\xff\xd8" + b"\xff\xe0" + struct.pack(">H", 4) + b"\x00\x00"
+            + b"\xff\xc0" + struct.pack(">HBHH", 11, 8, 300, 500) + b"\x03")
+    assert images.size_from_bytes(jpeg) == (500, 300)
+    url = "data:image/png;base64," + base64.b64encode(png(512, 512)).decode()
+    assert images.size_from_url(url) == (512, 512)
+    assert images.size_from_url("https://example.com/cat.png") is None
+
+
+def test_image_in_a_chat() -> None:
+    counter = Counter(TOKENIZERS, CountCache(1 << 20))
+    entry = CATALOG.resolve("gpt-4o").entry
+    high = c.Message(role=U, content=[
+        c.ContentPart(text="What is this?"),
+        c.ContentPart(image=c.ImagePart(data=png(1024, 1024), media_type="image/png",
+                                        detail=c.IMAGE_DETAIL_HIGH))])
+    got = counter.count_messages(entry, [high], [])
+    assert got.messages[0][1] == 765 and got.accuracy.exact
+    unknown = c.Message(role=U, content=[c.ContentPart(image=c.ImagePart(
+        url="https://example.com/x.png"))])
+    got = counter.count_messages(entry, [unknown], [])
+    assert not got.accuracy.exact and got.messages[0][1] == 85 + 8 * 170  # upper bound
+
+
+def test_features_partition_the_characters() -> None:
+    text = "Hello 世界 123 ```\nx = 1\n``` !"
+    f = of_text(text)
+    assert f.latin + f.cjk + f.code + f.digit + f.whitespace + f.other == len(text)
+    assert f.cjk == 2 and f.digit == 3 and f.code > 0
