@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,7 @@ from tokenrt.v1 import ledger_pb2, ledger_pb2_grpc
 from tokenrt_common.settings import Settings, load_settings
 from tokenrt_testkit.stack import INFRA_DEFAULTS, stack_env
 from tokenrt_usage import Publisher, StreamSpec
+from tokenrt_usage.testing import random_events
 
 PG_DSN = os.environ.get("TOKENRT_POSTGRES_DSN", INFRA_DEFAULTS["TOKENRT_POSTGRES_DSN"])
 NATS_URL = os.environ.get("TOKENRT_NATS_URL", INFRA_DEFAULTS["TOKENRT_NATS_URL"])
@@ -156,11 +158,32 @@ async def module_ledger(tmp_path_factory: pytest.TempPathFactory,
         yield le
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
+END = datetime.now(UTC).replace(second=0, microsecond=0)
+START = END - timedelta(days=3)
+N = 1500
+# The environment that reaches the loaded ledger (for the CLI tests).
+loaded_env: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+async def loaded(module_ledger: LedgerEnv
+                 ) -> AsyncIterator[tuple[ledger_pb2_grpc.LedgerServiceStub, list]]:
+    ledger = module_ledger
+    pg = await asyncpg.connect(PG_DSN)
+    proc = ledger.start()
+    await wait_ready(proc.address)
+    events = random_events(N, seed=3, start=START, spread=timedelta(days=3) - timedelta(minutes=1))
+    pub = ledger.publisher()
+    await pub.start()
+    assert await pub.wait_ready(within=10)
+    await pub.publish_many(events)
+    await pub.close()
+    for _ in range(300):
+        if await pg.fetchval(f'SELECT count(*) FROM "{ledger.schema}".usage_events') == N:
+            break
+        await asyncio.sleep(0.1)
+    await pg.close()
+    loaded_env.clear()
+    loaded_env.update(ledger.env, TOKENRT_LEDGER_ADDR=proc.address)  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        yield ledger_pb2_grpc.LedgerServiceStub(channel), events

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import grpc
 import pytest
 
-from tokenrt.v1 import common_pb2, events_pb2, ledger_pb2, ledger_pb2_grpc
-from tokenrt_usage.testing import random_events
+from tokenrt.v1 import common_pb2, events_pb2, ledger_pb2
 
-from .conftest import PG_DSN, LedgerEnv, wait_ready
-
-END = datetime.now(UTC).replace(second=0, microsecond=0)
-START = END - timedelta(days=3)
-N = 1500
-
-
-@pytest.fixture(scope="module")
-async def loaded(module_ledger: LedgerEnv
-                 ) -> AsyncIterator[tuple[ledger_pb2_grpc.LedgerServiceStub, list]]:
-    ledger = module_ledger
-    pg = await asyncpg.connect(PG_DSN)
-    proc = ledger.start()
-    await wait_ready(proc.address)
-    events = random_events(N, seed=3, start=START, spread=timedelta(days=3) - timedelta(minutes=1))
-    pub = ledger.publisher()
-    await pub.start()
-    assert await pub.wait_ready(within=10)
-    await pub.publish_many(events)
-    await pub.close()
-    for _ in range(300):
-        if await pg.fetchval(f'SELECT count(*) FROM "{ledger.schema}".usage_events') == N:
-            break
-        await asyncio.sleep(0.1)
-    await pg.close()
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        yield ledger_pb2_grpc.LedgerServiceStub(channel), events
+from .conftest import END, START, N
 
 
 def _filter(start: datetime = START, end: datetime = END, **kw: object) -> ledger_pb2.UsageFilter:
