@@ -232,3 +232,65 @@ def test_features_partition_the_characters() -> None:
     f = of_text(text)
     assert f.latin + f.cjk + f.code + f.digit + f.whitespace + f.other == len(text)
     assert f.cjk == 2 and f.digit == 3 and f.code > 0
+
+
+# ---- packaged open tokenizers ---------------------------------------------------------
+
+OPEN = ["hf:qwen/qwen3", "hf:meta-llama/llama-3", "hf:deepseek-ai/deepseek-v4"]
+
+
+def test_qwen_agrees_with_a_second_independent_packaging() -> None:
+    import quicktok  # ships its own conversion of the Qwen vocabulary
+
+    reference = quicktok.get_encoding("qwen3")
+    qwen = TOKENIZERS.exact("hf:qwen/qwen3")
+    assert qwen is not None and qwen.source == "tokenizer"
+    for text in [*TEXTS, CODE_FILE]:
+        assert qwen.count(text) == len(reference.encode_ordinary(text)), text[:40]
+
+
+def test_llama3_known_ids_and_special_lookalikes() -> None:
+    import quicktok
+
+    llama = TOKENIZERS.exact("hf:meta-llama/llama-3")
+    assert llama is not None
+    assert quicktok.get_encoding("llama3").encode_ordinary("Hello world") == [9906, 1917]
+    assert llama.count("Hello world") == 2
+    assert llama.count("<|begin_of_text|>") > 1  # typed text, not the BOS token
+
+
+def test_deepseek_special_lookalikes_count_as_text() -> None:
+    deepseek = TOKENIZERS.exact("hf:deepseek-ai/deepseek-v4")
+    assert deepseek is not None
+    assert deepseek.count("<｜begin▁of▁sentence｜>") > 3
+    assert deepseek.count("") == 0
+
+
+@pytest.mark.parametrize("tokenizer", ["hf:qwen/qwen3", "hf:meta-llama/llama-3"])
+def test_open_tokenizers_split_exactly(tokenizer: str) -> None:
+    encoder = TOKENIZERS.exact(tokenizer)
+    assert encoder is not None
+    counter = small_chunk_counter()
+    for text in [*TEXTS, CODE_FILE]:
+        assert counter.count_exact(encoder, text) == encoder.count(text), text[:40]
+
+
+@pytest.mark.parametrize("model", ["llama-3.3-70b", "qwen3-coder-480b", "deepseek-v4-pro"])
+def test_open_models_count_text_exactly_and_framing_as_estimate(model: str) -> None:
+    counter = Counter(TOKENIZERS, CountCache(1 << 20))
+    entry = CATALOG.resolve(model).entry
+    tokens, accuracy = counter.count_text(entry, "Hello, world!")
+    assert accuracy.exact and accuracy.source == "tokenizer" and tokens > 0
+    chat = counter.count_messages(entry, JARGON, [])
+    assert not chat.accuracy.exact and chat.accuracy.source == "tokenizer"
+    assert 0 < chat.accuracy.bound_tokens < chat.total
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(line, min_size=1, max_size=60),
+       st.sampled_from(["hf:qwen/qwen3", "hf:meta-llama/llama-3"]))
+def test_open_tokenizers_split_exactly_on_random_text(lines: list[str], tokenizer: str) -> None:
+    encoder = TOKENIZERS.exact(tokenizer)
+    assert encoder is not None
+    text = "\n".join(lines)
+    assert small_chunk_counter().count_exact(encoder, text) == encoder.count(text)

@@ -27,13 +27,16 @@ def build(runtime: Runtime) -> list[Servicer]:
     s = runtime.settings
     catalog = load_catalog(runtime)
     tokenizers = Tokenizers()
-    for name in ("o200k_base", "cl100k_base"):  # load now, not on the first request
+    exact = sorted({e.tokenizer for e in catalog.entries()
+                    if not e.tokenizer.startswith("estimate:")})
+    for name in exact:  # load now, not on the first request (in the event loop)
         try:
             tokenizers.exact(name)
         except Exception as exc:  # tiktoken tries to download a missing file, and fails
             raise StartupError(
-                f"cannot load the tiktoken encoding {name} ({type(exc).__name__}); set "
-                "TIKTOKEN_CACHE_DIR to a folder holding its file (the repo's ../shared/tiktoken)"
+                f"cannot load the tokenizer {name} ({type(exc).__name__}: {exc}); for tiktoken "
+                "encodings set TIKTOKEN_CACHE_DIR to a folder holding their files (the repo's "
+                "../shared/tiktoken)"
             ) from None
     counter = Counter(tokenizers, CountCache(s.counter_cache_bytes))
     pool = ThreadPoolExecutor(max_workers=s.counter_workers, thread_name_prefix="count")

@@ -111,7 +111,7 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         encoder = self._counter.encoder(entry)
         if encoder is None:
             return await self._run(self._counter.count_text, entry, text)
-        return await self._count_parallel(encoder, text), Accuracy(True, "tiktoken")
+        return await self._count_parallel(encoder, text), Accuracy(True, encoder.source)
 
     async def _count_parallel(self, encoder: Encoder, text: str) -> int:
         """Hash the chunks in a worker, then count the unseen ones on every worker."""
@@ -187,8 +187,9 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             counts.append(tokens)
             exact = exact and accuracy.exact
         total = sum(counts)
-        if exact:
-            batch_accuracy = Accuracy(True, "tiktoken")
+        encoder = self._counter.encoder(resolved.entry)
+        if exact and encoder is not None:
+            batch_accuracy = Accuracy(True, encoder.source)
         else:
             batch_accuracy = estimate_accuracy(self._counter.fit(resolved.entry), total)
         return counter_pb2.CountBatchResponse(tokens=counts, total_tokens=total,

@@ -34,6 +34,29 @@ DETAILS = {common_pb2.IMAGE_DETAIL_LOW: "low", common_pb2.IMAGE_DETAIL_HIGH: "hi
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Chat-template tokens around the text: per message, per name, once per request."""
+
+    per_message: int
+    per_name: int
+    priming: int
+    # True when the provider documents the framing (OpenAI); else the count is an estimate.
+    documented: bool
+
+
+# OpenAI: the cookbook's figures, verified there against the API's prompt_tokens.
+OPENAI = Framing(TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING, True)
+# Templates of open models as published with their tokenizers; hosts may add their own
+# system text, so these stay estimates. ChatML (Qwen): <|im_start|>role\n ... <|im_end|>\n.
+# Llama 3: <|start_header_id|>role<|end_header_id|>\n\n ... <|eot_id|>, plus BOS.
+FRAMINGS = {
+    "hf:qwen/qwen3": Framing(4, 0, 3, False),
+    "hf:meta-llama/llama-3": Framing(4, 0, 5, False),
+    "hf:deepseek-ai/deepseek-v4": Framing(2, 0, 2, False),
+}
 # Texts shorter than this are counted directly: hashing would cost as much as BPE.
 CACHE_MIN_CHARS = 256
 # Share of an estimated part stated as its error when no measured bound exists.
@@ -136,7 +159,7 @@ class Counter:
     def count_text(self, entry: ModelEntry, text: str) -> tuple[int, Accuracy]:
         encoder = self.encoder(entry)
         if encoder is not None:
-            return self.count_exact(encoder, text), Accuracy(True, "tiktoken")
+            return self.count_exact(encoder, text), Accuracy(True, encoder.source)
         fit = self.fit(entry)
         tokens = fit.estimate(self.features(text))
         return tokens, estimate_accuracy(fit, tokens)
@@ -159,10 +182,14 @@ class Counter:
         def count(text: str) -> int:
             return self.count_exact(encoder, text) if text else 0
 
+        framing = OPENAI if encoder.source == "tiktoken" else FRAMINGS.get(
+            encoder.name, Framing(4, 0, 3, False))
         uncertain = 0  # tokens of parts counted by an undocumented or upper-bound rule
+        if not framing.documented:
+            uncertain += framing.priming + framing.per_message * len(messages)
         per_message: list[tuple[int, int]] = []
         for m in messages:
-            tokens = TOKENS_PER_MESSAGE + count(ROLES[m.role])
+            tokens = framing.per_message + count(ROLES[m.role])
             image_tokens = 0
             for part in m.content:
                 if part.HasField("image"):
@@ -173,7 +200,7 @@ class Counter:
                 else:
                     tokens += count(part.text)
             if m.name:
-                tokens += count(m.name) + TOKENS_PER_NAME
+                tokens += count(m.name) + framing.per_name
             if m.tool_call_id:
                 tokens += count(m.tool_call_id)
             for call in m.tool_calls:  # rendering undocumented: name + arguments + framing
@@ -183,18 +210,19 @@ class Counter:
             per_message.append((tokens + image_tokens, image_tokens))
         tools_tokens, tools_exact = tool_definition_tokens(
             tools, count, func_init=10 if encoder.name == "cl100k_base" else 7)
-        if not tools_exact:
+        if not tools_exact or not framing.documented:
             uncertain += tools_tokens
-        overhead = REPLY_PRIMING
+        overhead = framing.priming
         if sampling is not None and sampling.response_format.json_schema:
             n = count(sampling.response_format.json_schema) + count(
                 sampling.response_format.schema_name)
             overhead += n
             uncertain += n
-        result = MessagesCount(per_message, tools_tokens, overhead, Accuracy(True, "tiktoken"))
+        result = MessagesCount(per_message, tools_tokens, overhead,
+                               Accuracy(True, encoder.source))
         if uncertain:
             bound = math.ceil(uncertain * UNMEASURED_SHARE)
-            result.accuracy = Accuracy(False, "tiktoken", math.ceil(
+            result.accuracy = Accuracy(False, encoder.source, math.ceil(
                 bound * 10000 / max(result.total, 1)), bound)
         return result
 
