@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
 from tokenrt_common.server import Runtime
 from tokenrt_counter import estimator
@@ -19,7 +20,6 @@ from tokenrt_counter.features import Features
 from tokenrt_counter.store import CalibrationStore, StoreUnavailable
 from tokenrt_counter.tokenizers import Encoder
 from tokenrt_pricing import Catalog, InvalidUsage, Match, ModelNotFound, Resolved, Usage, cost_of
-from tokenrt_pricing import protos as pricing_pb
 
 T = TypeVar("T")
 SOURCES = {
