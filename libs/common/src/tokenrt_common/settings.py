@@ -135,6 +135,10 @@ class Settings:
     # Seconds JetStream waits for the ledger's ack before redelivering a message.
     ledger_ack_wait_seconds: int = 30
 
+    # --- budget settings (issue 4) ---
+
+    # --- cache settings (issue 6) ---
+
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
             raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
