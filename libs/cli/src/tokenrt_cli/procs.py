@@ -90,19 +90,28 @@ def _same_command(now: tuple[str, ...] | None, recorded: tuple[str, ...]) -> boo
     return now == recorded or now[0].split(" ", 1)[0] == recorded[0].split(" ", 1)[0]
 
 
-def spawn(kind: str, name: str, cmd: list[str], log: Path, *, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None, **facts: Any) -> ProcessRecord:
-    """Start `cmd` in its own session with stdout and stderr going to `log` (truncated)."""
+def launch(kind: str, name: str, cmd: list[str], log: Path, *,
+           env: Mapping[str, str] | None = None, cwd: Path | None = None,
+           **facts: Any) -> tuple[ProcessRecord, subprocess.Popen[bytes]]:
+    """Start `cmd` in its own session with stdout and stderr going to `log` (truncated).
+
+    Keep the Popen while its exit code matters: once it is dropped, the subprocess module
+    may reap the process on a later start, and its exit code is gone."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=dict(env) if env is not None else None, cwd=cwd,
                                 start_new_session=True)
     try:
-        return record_for(kind, name, proc.pid, log, cmd, **facts)
+        return record_for(kind, name, proc.pid, log, cmd, **facts), proc
     except ProcessLookupError:
         proc.wait()
         raise
+
+
+def spawn(kind: str, name: str, cmd: list[str], log: Path, **options: Any) -> ProcessRecord:
+    """`launch`, for a process whose exit code nobody needs."""
+    return launch(kind, name, cmd, log, **options)[0]
 
 
 def signal_if_ours(record: ProcessRecord, sig: signal.Signals) -> bool:
@@ -151,15 +160,6 @@ def wait_gone(record: ProcessRecord, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def exit_status(record: ProcessRecord) -> int | None:
-    """The exit code of a child of this process that has ended, when it can still be read."""
-    try:
-        pid, status = os.waitpid(record.pid, os.WNOHANG)
-    except ChildProcessError:
-        return None
-    return os.waitstatus_to_exitcode(status) if pid else None
 
 
 def _reap(pid: int) -> None:

@@ -20,6 +20,7 @@ def short_path(path: str | Path | None) -> str:
     if not path:
         return ""
     try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+        inside = Path(path).resolve().is_relative_to(Path.cwd())
+        return os.path.relpath(path) if inside else str(path)
     except ValueError:
         return str(path)

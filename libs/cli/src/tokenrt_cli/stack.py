@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,13 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tokenrt_common.settings import SERVICES, Settings
-
 from tokenrt_cli import health
 from tokenrt_cli.embedded import port_is_free
 from tokenrt_cli.infra import InfraEntry, InfraError, ensure_infra, infra_urls, stop_infra
 from tokenrt_cli.probe import INFRA, probe_all
-from tokenrt_cli.procs import ProcessRecord, exit_status, is_ours, spawn, stop_all, tail
+from tokenrt_cli.procs import ProcessRecord, is_ours, launch, stop_all, tail
+from tokenrt_common.settings import SERVICES, Settings
 
 STATE_FILE = "stack.json"
 UP_TIMEOUT = 60.0
@@ -61,6 +61,8 @@ class Stack:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     infra: dict[str, InfraEntry] = field(default_factory=dict)
     services: dict[str, ServiceEntry] = field(default_factory=dict)
+    # The service processes this very process started (not saved): their exit codes.
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def path(self) -> Path:
@@ -139,7 +141,7 @@ def service_command(name: str) -> list[str]:
     return [sys.executable, "-m", f"tokenrt_{name}"]
 
 
-async def up(settings: Settings, *, detach: bool = True, timeout: float = UP_TIMEOUT,
+async def up(settings: Settings, *, detach: bool = True, limit_seconds: float = UP_TIMEOUT,
              say: Say = print) -> Stack:
     """Start infrastructure (embedded where needed) and the six services; wait for SERVING.
 
@@ -160,7 +162,7 @@ async def up(settings: Settings, *, detach: bool = True, timeout: float = UP_TIM
         (state / "logs").mkdir(parents=True, exist_ok=True)
         stack = Stack(state, os.getpid(), detach)
         try:
-            await _start(settings, stack, timeout, say)
+            await _start(settings, stack, limit_seconds, say)
         except BaseException:
             _stop(stack, settings.shutdown_grace_seconds, say=lambda line: None)
             stack.remove()
@@ -168,7 +170,7 @@ async def up(settings: Settings, *, detach: bool = True, timeout: float = UP_TIM
     return stack
 
 
-async def _start(settings: Settings, stack: Stack, timeout: float, say: Say) -> None:
+async def _start(settings: Settings, stack: Stack, limit_seconds: float, say: Say) -> None:
     def on_infra(entry: InfraEntry) -> None:
         stack.infra[entry.kind] = entry
         stack.save()
@@ -182,31 +184,33 @@ async def _start(settings: Settings, stack: Stack, timeout: float, say: Say) -> 
     env = os.environ | settings.to_env()
     for name in SERVICES:
         endpoint = settings.endpoint(name)
-        proc = spawn("service", name, service_command(name),
-                     stack.state_dir / "logs" / f"{name}.log", env=env, port=endpoint.port)
+        proc, child = launch("service", name, service_command(name),
+                             stack.state_dir / "logs" / f"{name}.log", env=env, port=endpoint.port)
+        stack.children[name] = child
         stack.services[name] = ServiceEntry(name, endpoint.address, endpoint.metrics_port, proc)
         stack.save()
-    await wait_serving(settings, stack, timeout)
+    await wait_serving(stack, limit_seconds)
 
 
-async def wait_serving(settings: Settings, stack: Stack, timeout: float) -> None:
+async def wait_serving(stack: Stack, limit_seconds: float) -> None:
     """Until every service answers SERVING; StackError naming any that exits or lags."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_seconds
     pending = dict(stack.services)
     states: dict[str, str] = {}
     while pending:
         for name, entry in pending.items():
-            code = exit_status(entry.process)
+            child = stack.children.get(name)
+            code = child.poll() if child else None
             if code is not None or not is_ours(entry.process):
-                how = f"with code {code}" if code is not None else ""
-                raise StackError(f"{name} exited {how} during start-up; last lines of "
+                how = f" with code {code}" if code is not None else ""
+                raise StackError(f"{name} exited{how} during start-up; last lines of "
                                  f"{entry.process.log}:\n{tail(entry.process.log)}")
         checks = await asyncio.gather(*(health.check(e.address) for e in pending.values()))
         states.update(zip(pending, checks, strict=True))
         pending = {n: e for n, e in pending.items() if states[n] != health.SERVING}
         if pending and time.monotonic() > deadline:
             lagging = ", ".join(f"{n} ({states[n]})" for n in pending)
-            raise StackError(f"not SERVING after {timeout:.0f} s: {lagging}; see the logs in "
+            raise StackError(f"not SERVING after {limit_seconds:.0f} s: {lagging}; see the logs in "
                              f"{stack.state_dir / 'logs'}")
         if pending:
             await asyncio.sleep(0.1)
@@ -214,10 +218,13 @@ async def wait_serving(settings: Settings, stack: Stack, timeout: float) -> None
 
 def _stop(stack: Stack, grace: float, say: Say) -> None:
     services = [s.process for s in stack.services.values()]
-    for name, what in stop_all(services, grace=grace + 5.0).items():
-        say(f"{name}: {what}")
-    for name, what in stop_infra(stack.infra).items():
-        say(f"embedded {name}: {what}")
+    stopped = stop_all(services, grace=grace + 5.0)
+    for name in stack.services:
+        say(f"{name}: {stopped[name]}")
+    stopped = stop_infra(stack.infra)
+    for kind in stack.infra:
+        if kind in stopped:
+            say(f"embedded {kind}: {stopped[kind]}")
     for kind, entry in stack.infra.items():
         if not entry.embedded:
             say(f"{kind}: left running (tokenrt did not start it)")
