@@ -60,3 +60,8 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+
+# --- counter benchmarks (issue 3): gRPC counting next to in-process tiktoken ---
+.PHONY: bench-counter
+bench-counter: setup
+	$(BIN)/python bench/counter/bench.py

@@ -106,12 +106,28 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
 
     async def _count(self, resolved: Resolved, text: str) -> tuple[int, Accuracy]:
         entry = resolved.entry
-        if len(text) < self._offload:
-            return self._counter.count_text(entry, text)
         encoder = self._counter.encoder(entry)
+        if len(text) < self._offload or (encoder is not None
+                                          and not self._counter.uncached(encoder, [text])):
+            return self._counter.count_text(entry, text)  # small, or a single cache hit
         if encoder is None:
             return await self._run(self._counter.count_text, entry, text)
-        return await self._count_parallel(encoder, text), Accuracy(True, encoder.source)
+        tokens = await self._count_parallel(encoder, text)
+        self._counter.remember(encoder, text, tokens)
+        return tokens, Accuracy(True, encoder.source)
+
+    async def _prefill(self, resolved: Resolved, request: counter_pb2.CountMessagesRequest
+                       ) -> bool:
+        """Count the large unseen texts of a chat on the workers; True when the rest of
+        the chat is cheap enough to count inline."""
+        encoder = self._counter.encoder(resolved.entry)
+        texts = [p.text for m in request.messages for p in m.content if p.text]
+        if encoder is None:
+            return sum(len(t) for t in texts) < self._offload
+        missing = self._counter.uncached(encoder, texts)
+        if sum(len(t) for t in missing) >= self._offload:
+            await asyncio.gather(*(self._count(resolved, t) for t in missing))
+        return True
 
     async def _count_parallel(self, encoder: Encoder, text: str) -> int:
         """Hash the chunks in a worker, then count the unseen ones on every worker."""
@@ -156,12 +172,11 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
                             context: grpc.aio.ServicerContext
                             ) -> counter_pb2.CountMessagesResponse:
         resolved = await self._resolve(context, request.model)
-        size = request.ByteSize()
-        await self._too_large(context, size, "request")
+        await self._too_large(context, self._chat_size(request), "request")
         sampling = request.sampling if request.HasField("sampling") else None
         args = (resolved.entry, request.messages, request.tools, sampling)
         try:
-            if size < self._offload:
+            if await self._prefill(resolved, request):
                 result = self._counter.count_messages(*args)
             else:
                 result = await self._run(self._counter.count_messages, *args)
@@ -174,6 +189,20 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             tools_tokens=result.tools_tokens, overhead_tokens=result.overhead_tokens,
             accuracy=accuracy_pb(result.accuracy), model=resolved.name,
             tokenizer=resolved.entry.tokenizer, features=features_pb(result.features))
+
+    def _chat_size(self, request: counter_pb2.CountMessagesRequest) -> int:
+        """About the request's size in bytes, without serialising it again."""
+        size = 0
+        for m in request.messages:
+            for p in m.content:
+                size += (utf8_size(p.text, self._max_bytes) if p.HasField("text")
+                         else len(p.image.data) + len(p.image.url))
+            for call in m.tool_calls:
+                size += len(call.arguments_json) + len(call.name)
+            size += len(m.name) + len(m.tool_call_id) + 8
+        for t in request.tools:
+            size += len(t.name) + len(t.description) + len(t.parameters_json_schema)
+        return size
 
     async def CountBatch(self, request: counter_pb2.CountBatchRequest,
                          context: grpc.aio.ServicerContext) -> counter_pb2.CountBatchResponse:

@@ -117,14 +117,32 @@ class Counter:
         return self.tokenizers.exact(entry.tokenizer)
 
     def count_exact(self, encoder: Encoder, text: str) -> int:
+        """Exact count; a text seen before costs one hash and one lookup."""
         if len(text) < CACHE_MIN_CHARS:
             return encoder.count(text)
+        whole = (encoder.name, "text", chunks.digest(text))
+        hit = self.cache.get(whole)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
         known, missing = self.lookup(encoder, text)
         for key, piece in missing:
             n = encoder.count(piece)
             self.cache.put(key, n)
             known += n
+        self.cache.put(whole, known)
         return known
+
+    def uncached(self, encoder: Encoder, texts: Sequence[str]) -> list[str]:
+        """The large texts among `texts` whose count is not cached yet."""
+        out = []
+        for text in texts:
+            if len(text) >= CACHE_MIN_CHARS and self.cache.get(
+                    (encoder.name, "text", chunks.digest(text))) is None:
+                out.append(text)
+        return out
+
+    def remember(self, encoder: Encoder, text: str, tokens: int) -> None:
+        self.cache.put((encoder.name, "text", chunks.digest(text)), tokens)
 
     def lookup(self, encoder: Encoder, text: str) -> tuple[int, list[tuple[Any, str]]]:
         """Tokens of the cached chunks of `text`, and the chunks still to count."""

@@ -1,0 +1,209 @@
+"""Counter benchmarks: gRPC counting next to in-process tiktoken, in the same run.
+
+Starts its own counter process (real Redis from TOKENRT_REDIS_URL or the local default),
+then measures:
+  1. cold 1 MB texts over gRPC vs in-process tiktoken (MB/s, tokens/s)   target >= 70 %
+  2. a repeated-IDE-context workload (the same files in every request)     target >= 10x
+  3. p50 latency of CountMessages for a ~2k-token chat                      target < 2 ms
+Run: `make bench-counter` (or `.venv/bin/python bench/counter/bench.py [--json]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import tiktoken
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tokenrt.v1 import common_pb2 as c
+from tokenrt.v1 import counter_pb2 as pb
+from tokenrt.v1 import counter_pb2_grpc
+from tokenrt_common.settings import load_settings
+from tokenrt_testkit.stack import stack_env
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
+MB = 1024 * 1024
+OPTIONS = [("grpc.max_send_message_length", 64 * MB), ("grpc.max_receive_message_length", 64 * MB)]
+
+
+def source_corpus() -> str:
+    files = sorted(p for p in ROOT.rglob("*.py") if ".venv" not in p.parts)
+    return "\n".join(p.read_text(errors="replace") for p in files)
+
+
+def cold_text(corpus: str, rng: random.Random, size: int = MB) -> str:
+    """1 MB of real code, every line made unique so no chunk was ever seen before."""
+    lines = corpus.splitlines()
+    out: list[str] = []
+    total = 0
+    while total < size:
+        line = f"{rng.getrandbits(48):x} {rng.choice(lines)}"
+        out.append(line)
+        total += len(line) + 1
+    return "\n".join(out)[:size]
+
+
+def start_counter(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    env = stack_env(tmp, TOKENRT_LOG_LEVEL="warning")
+    address = load_settings(env).endpoint("counter").address
+    log = (tmp / "counter.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tokenrt_counter"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return proc, address
+            except grpc.RpcError:
+                time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"counter did not become SERVING; see {tmp / 'counter.log'}")
+
+
+async def bench_cold(stub: counter_pb2_grpc.CounterServiceStub, corpus: str,
+                     rounds: int) -> dict[str, float]:
+    rng = random.Random(1)
+    enc = tiktoken.get_encoding("o200k_base")
+    local_texts = [cold_text(corpus, rng) for _ in range(rounds)]
+    remote_texts = [cold_text(corpus, rng) for _ in range(rounds)]
+    t0 = time.perf_counter()
+    local_tokens = sum(len(enc.encode_ordinary(t)) for t in local_texts)
+    local_s = time.perf_counter() - t0
+    await stub.CountText(pb.CountTextRequest(model="gpt-4o", text="warm up"), timeout=30)
+    t0 = time.perf_counter()
+    remote_tokens = 0
+    for t in remote_texts:
+        remote_tokens += (await stub.CountText(pb.CountTextRequest(model="gpt-4o", text=t),
+                                               timeout=60)).tokens
+    remote_s = time.perf_counter() - t0
+    mb = rounds * MB / MB
+    return {"local_mb_s": mb / local_s, "local_tokens_s": local_tokens / local_s,
+            "grpc_mb_s": mb / remote_s, "grpc_tokens_s": remote_tokens / remote_s,
+            "ratio": (mb / remote_s) / (mb / local_s)}
+
+
+def ide_request(files: list[str], question: str) -> list[c.Message]:
+    messages = [c.Message(role=c.ROLE_SYSTEM, content=[c.ContentPart(text="You are a coding "
+                                                                   "assistant.")])]
+    for f in files:
+        messages.append(c.Message(role=c.ROLE_USER, content=[c.ContentPart(text=f)]))
+    messages.append(c.Message(role=c.ROLE_USER, content=[c.ContentPart(text=question)]))
+    return messages
+
+
+async def bench_ide(stub: counter_pb2_grpc.CounterServiceStub, corpus: str,
+                    rounds: int) -> dict[str, float]:
+    rng = random.Random(2)
+    lines = corpus.splitlines()
+    files = ["\n".join(lines[i:i + 400]) for i in range(0, 400 * 12, 400)]  # 12 files
+    context_bytes = sum(len(f.encode()) for f in files)
+    questions = [f"Question {i}: why does line {rng.randrange(400)} fail?" for i in range(rounds)]
+    enc = tiktoken.get_encoding("o200k_base")
+    t0 = time.perf_counter()
+    for q in questions:  # in-process: every request re-tokenises its whole context
+        sum(len(enc.encode_ordinary(m.content[0].text)) for m in ide_request(files, q))
+    local_s = (time.perf_counter() - t0) / rounds
+    await stub.CountMessages(pb.CountMessagesRequest(model="gpt-4o",
+                                                     messages=ide_request(files, "warm")),
+                             timeout=30)
+    t0 = time.perf_counter()
+    for q in questions:
+        await stub.CountMessages(pb.CountMessagesRequest(model="gpt-4o",
+                                                         messages=ide_request(files, q)),
+                                 timeout=30)
+    remote_s = (time.perf_counter() - t0) / rounds
+    return {"context_kb": context_bytes / 1024, "local_ms": local_s * 1000,
+            "grpc_ms": remote_s * 1000, "speedup": local_s / remote_s}
+
+
+def chat_of(corpus: str, tokens: int, salt: str) -> list[c.Message]:
+    enc = tiktoken.get_encoding("o200k_base")
+    lines = corpus.splitlines()
+    messages = [c.Message(role=c.ROLE_SYSTEM, content=[c.ContentPart(
+        text="You are a helpful coding assistant.")])]
+    total, i = 0, 0
+    while total < tokens:
+        text = "\n".join(lines[i * 20:(i + 1) * 20]) + salt
+        role = c.ROLE_USER if i % 2 == 0 else c.ROLE_ASSISTANT
+        messages.append(c.Message(role=role, content=[c.ContentPart(text=text)]))
+        total += len(enc.encode_ordinary(text)) + 4
+        i += 1
+    return messages
+
+
+async def bench_latency(stub: counter_pb2_grpc.CounterServiceStub, corpus: str,
+                        rounds: int) -> dict[str, float]:
+    chat = chat_of(corpus, 2000, "")
+    request = pb.CountMessagesRequest(model="gpt-4o", messages=chat)
+    size = (await stub.CountMessages(request, timeout=10)).input_tokens
+    warm: list[float] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        await stub.CountMessages(request, timeout=10)
+        warm.append(time.perf_counter() - t0)
+    # Cold: a chat never seen before each time (every text differs).
+    cold: list[float] = []
+    for i in range(min(rounds, 300)):
+        fresh = pb.CountMessagesRequest(model="gpt-4o", messages=chat_of(corpus, 2000, f" #{i}"))
+        t0 = time.perf_counter()
+        await stub.CountMessages(fresh, timeout=10)
+        cold.append(time.perf_counter() - t0)
+    q = statistics.quantiles
+    return {"chat_tokens": size, "p50_ms": statistics.median(warm) * 1000,
+            "p99_ms": q(warm, n=100)[98] * 1000, "cold_p50_ms": statistics.median(cold) * 1000}
+
+
+async def main_async(address: str, quick: bool) -> dict[str, dict[str, float]]:
+    corpus = source_corpus()
+    async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
+        stub = counter_pb2_grpc.CounterServiceStub(channel)
+        return {
+            "cold_1mb": await bench_cold(stub, corpus, 3 if quick else 10),
+            "ide_repeated": await bench_ide(stub, corpus, 10 if quick else 50),
+            "count_messages_2k": await bench_latency(stub, corpus, 200 if quick else 2000),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (smoke test)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-counter-") as tmp:
+        proc, address = start_counter(Path(tmp))
+        try:
+            results = asyncio.run(main_async(address, args.quick))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    cold, ide, lat = results["cold_1mb"], results["ide_repeated"], results["count_messages_2k"]
+    print(f"cold 1 MB CountText  : gRPC {cold['grpc_mb_s']:.2f} MB/s "
+          f"({cold['grpc_tokens_s']:,.0f} tok/s) vs in-process tiktoken "
+          f"{cold['local_mb_s']:.2f} MB/s ({cold['local_tokens_s']:,.0f} tok/s) = "
+          f"{cold['ratio']:.0%} (target >= 70%)")
+    print(f"repeated IDE context : {ide['context_kb']:.0f} KB per request, gRPC "
+          f"{ide['grpc_ms']:.2f} ms vs in-process tiktoken {ide['local_ms']:.2f} ms = "
+          f"{ide['speedup']:.1f}x (target >= 10x)")
+    print(f"CountMessages {lat['chat_tokens']:.0f}-token chat: p50 {lat['p50_ms']:.2f} ms, "
+          f"p99 {lat['p99_ms']:.2f} ms (target p50 < 2 ms); never-seen chat p50 "
+          f"{lat['cold_p50_ms']:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
