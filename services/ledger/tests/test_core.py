@@ -70,6 +70,7 @@ def test_decode_maps_every_column() -> None:
     (lambda e: e.ClearField("event_id"), "invalid: missing event_id"),
     (lambda e: e.ClearField("org_id"), "invalid: missing org_id"),
     (lambda e: e.ClearField("occurred_at"), "invalid: missing occurred_at"),
+    (lambda e: setattr(e, "user_id", "a\x00b"), "invalid: a text field contains a NUL character"),
     (lambda e: e.occurred_at.FromSeconds(10), "invalid: occurred_at 1970-01-01T00:00:10+00:00 is out of range"),
 ])
 def test_decode_rejects_with_a_reason(mutate, reason: str) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import NoReturn
 
+import asyncpg
 import grpc
 
 from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
@@ -30,6 +31,17 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messag
     context.set_trailing_metadata(((ERROR_DETAIL_KEY, detail.SerializeToString()),))
     await context.abort(code, message)
     raise AssertionError("unreachable")
+
+
+# Failures that mean "Postgres is away right now", answered UNAVAILABLE (retry later).
+UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+               asyncpg.InternalClientError, asyncpg.exceptions.OperatorInterventionError)
+
+
+async def unavailable(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
+    await abort(context, grpc.StatusCode.UNAVAILABLE,
+                f"the ledger's database is unreachable ({type(exc).__name__}); retry shortly",
+                common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE)
 
 
 async def invalid(context: grpc.aio.ServicerContext, exc: BadRequest) -> NoReturn:
@@ -65,7 +77,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 order=convert.ORDER.get(request.order_by, ""), limit=size + 1, offset=offset)
         except BadRequest as exc:
             await invalid(context, exc)
-        rows, total = await store.query_usage(query)
+        try:
+            rows, total = await store.query_usage(query)
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
         reply = ledger_pb2.QueryUsageResponse(rows=[convert.usage_row(r) for r in rows[:size]],
                                               total=convert.totals(total))
         if len(rows) > size:
@@ -91,7 +106,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         queries = [by("project_id"), by("model"), by("provider"), by("user_id"),
                    by("session_id"),
                    UsageQuery(filter=f, grain=grain, time_zone=tz, limit=convert.MAX_PAGE * 10)]
-        answers = await asyncio.gather(*(store.query_usage(q) for q in queries))
+        try:
+            answers = await asyncio.gather(*(store.query_usage(q) for q in queries))
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
         rows = [[convert.usage_row(r) for r in a[0]] for a in answers]
         return ledger_pb2.GetReportResponse(
             total=convert.totals(answers[0][1]), by_project=rows[0], by_model=rows[1],
@@ -102,7 +120,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         if not request.event_id:
             await invalid(context, BadRequest("event_id", "event_id is required"))
         store = await self._store(context)
-        found = await store.get_event(request.event_id)
+        try:
+            found = await store.get_event(request.event_id)
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
         if found is None:
             await abort(context, grpc.StatusCode.NOT_FOUND,
                         f"no usage event {request.event_id!r} in the ledger (events appear "
@@ -125,7 +146,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             await invalid(context, exc)
         except ValueError:
             await invalid(context, BadRequest("page_token", "page_token is malformed"))
-        rows = await store.list_events(f, size + 1, after)
+        try:
+            rows = await store.list_events(f, size + 1, after)
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
         reply = ledger_pb2.ListEventsResponse(
             events=[convert.stored_event(r["payload"], r["recorded_at"]) for r in rows[:size]])
         if len(rows) > size:
@@ -142,9 +166,12 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             f = convert.event_filter(request.filter)
         except BadRequest as exc:
             await invalid(context, exc)
-        async for chunk in store.export_events(f, EXPORT_CHUNK):
-            yield ledger_pb2.ExportEventsResponse(
-                events=[convert.stored_event(r["payload"], r["recorded_at"]) for r in chunk])
+        try:
+            async for chunk in store.export_events(f, EXPORT_CHUNK):
+                yield ledger_pb2.ExportEventsResponse(
+                    events=[convert.stored_event(r["payload"], r["recorded_at"]) for r in chunk])
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
 
     async def SumUsage(self, request: ledger_pb2.SumUsageRequest,
                        context: grpc.aio.ServicerContext) -> ledger_pb2.SumUsageResponse:
@@ -165,7 +192,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                                                     f"{field}.scope"))
             except BadRequest as exc:
                 await invalid(context, exc)
-        sums = await asyncio.gather(*(store.sum_usage(f) for f in filters))
+        try:
+            sums = await asyncio.gather(*(store.sum_usage(f) for f in filters))
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
         reply = ledger_pb2.SumUsageResponse(results=[
             ledger_pb2.SumUsageResult(query=q, tokens=s["tokens"], cost_nusd=s["cost_nusd"],
                                       requests=s["requests"])

@@ -84,6 +84,10 @@ def decode(data: bytes, now: datetime) -> Row:
     occurred = _ts(event.occurred_at.seconds, event.occurred_at.nanos)
     if not EARLIEST <= occurred <= now + MAX_CLOCK_SKEW:
         raise Rejected(f"invalid: occurred_at {occurred.isoformat()} is out of range")
+    text = (event.event_id, event.org_id, event.project_id, event.user_id, event.session_id,
+            event.api_key_id, event.served_model, event.budget_reservation_id)
+    if any("\x00" in t for t in text):
+        raise Rejected("invalid: a text field contains a NUL character")
     reserved = (_ts(event.budget_reserved_at.seconds, event.budget_reserved_at.nanos)
                 if event.HasField("budget_reserved_at") else None)
     u = event.usage

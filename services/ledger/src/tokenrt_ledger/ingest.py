@@ -127,7 +127,7 @@ class Ingestor:
     async def _write_forever(self, queue: asyncio.Queue[Batch]) -> None:
         while True:
             batch = await queue.get()
-            new = await self._ingest_until_stored(batch.rows)
+            new = await self._store(batch)
             for msg in batch.msgs:
                 await msg.ack()
             self.inserted += new
@@ -136,18 +136,33 @@ class Ingestor:
             self.log.debug("ledger.batch", messages=len(batch.msgs), new=new,
                            ms=round((time.monotonic() - batch.started) * 1000, 1))
 
-    async def _ingest_until_stored(self, rows: list[Row]) -> int:
-        """Keep the batch in hand while Postgres is away; it is stored once it answers."""
+    async def _store(self, batch: Batch) -> int:
+        """Store the batch, holding on to it while Postgres is away (however long)."""
         delay = 0.1
         while True:
             try:
-                return await self.store.ingest(rows)
-            except (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                    asyncpg.InterfaceError, asyncpg.exceptions.OperatorInterventionError) as exc:
+                return await self.store.ingest(batch.rows)
+            except asyncpg.DataError:
+                return await self._store_one_by_one(batch)
+            except Exception as exc:  # connection lost, server restarting: retry the batch
                 self.log.warning("ledger.ingest_failed", error=type(exc).__name__,
                                  detail=str(exc)[:200], retry_in_s=delay)
+                for msg in batch.msgs:  # ask JetStream to wait instead of redelivering
+                    await msg.in_progress()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _store_one_by_one(self, batch: Batch) -> int:
+        """A row Postgres refuses poisons its batch: store the others, dead-letter it."""
+        new, keep = 0, []
+        for row, msg in zip(batch.rows, batch.msgs, strict=True):
+            try:
+                new += await self.store.ingest([row])
+                keep.append(msg)
+            except asyncpg.DataError as exc:
+                await self._dead_letter(msg, f"store: {exc}")
+        batch.msgs = keep
+        return new
 
 
 def _age(started: float) -> timedelta:
