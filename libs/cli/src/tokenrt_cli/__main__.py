@@ -20,6 +20,12 @@ from tokenrt_cli.render import short_path, table
 from tokenrt_cli.stack import Stack, StackError, down, run_foreground, status, up
 from tokenrt_common.settings import SERVICES, Settings, SettingsError, load_settings
 
+# Packages that add their own commands with `register(subparsers)`.
+COMMAND_MODULES = (
+    "tokenrt_counter.cli",  # count, models, price
+    "tokenrt_ledger.cli",  # usage
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -37,11 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     p_status.add_argument("--json", action="store_true", help="print one JSON object")
     p_serve = sub.add_parser("serve", help="run one service in the foreground")
     p_serve.add_argument("name", choices=SERVICES)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if hasattr(args, "func"):  # a command a service package registered
+        sys.exit(args.func(args))
     if args.command == "serve":
         importlib.import_module(f"tokenrt_{args.name}.__main__").main()
         return

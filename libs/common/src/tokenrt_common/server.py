@@ -99,6 +99,13 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
     log = configure_logging(settings, spec.name)
     endpoint = settings.endpoint(spec.name)
     metrics = Metrics(spec.name)
+    # Ports first: a taken port must stop start-up before anything else is done or logged.
+    listen = f"{settings.bind_host}:{endpoint.port}"
+    try:
+        _check_port_free(settings.bind_host, endpoint.port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen for gRPC on {listen}: {exc.strerror or exc} "
+                           f"(set TOKENRT_{spec.name.upper()}_ADDR)") from None
     try:
         metrics.serve_http(settings.bind_host, endpoint.metrics_port)
     except OSError as exc:
@@ -136,17 +143,13 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
     await _set_health(health, names, serving=False)
     await health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
 
-    listen = f"{settings.bind_host}:{endpoint.port}"
     try:
-        _check_port_free(settings.bind_host, endpoint.port)
-        if not server.add_insecure_port(listen):
-            raise OSError("gRPC could not bind it")
-    except (OSError, RuntimeError) as exc:
-        metrics.stop_http()
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise StartupError(f"cannot listen for gRPC on {listen}: {reason} "
-                           f"(set TOKENRT_{spec.name.upper()}_ADDR)") from None
-
+        bound = server.add_insecure_port(listen)
+    except RuntimeError:  # taken between the check above and now
+        bound = 0
+    if not bound:
+        raise StartupError(f"cannot listen for gRPC on {listen}: gRPC could not bind it "
+                           f"(set TOKENRT_{spec.name.upper()}_ADDR)")
     await server.start()
     infra.start()
     stop = asyncio.Event()

@@ -136,6 +136,24 @@ class Settings:
     ledger_ack_wait_seconds: int = 30
 
     # --- budget settings (issue 4) ---
+    # Prefix of every budget key in Redis (keys are hash-tagged per organization).
+    budget_redis_prefix: str = "tokenrt:budget"
+    # Postgres schema of the budget's limits.
+    budget_schema: str = "budget"
+    # Lifetime of a reservation whose request gives no ttl_seconds.
+    budget_default_ttl_seconds: int = 300
+    # Longest reservation lifetime a request may ask for (longer ones are capped).
+    budget_max_ttl_seconds: int = 3600
+    # How often the sweeper gives back the holds of expired reservations.
+    budget_sweep_interval_seconds: float = 5.0
+    # Longest a replica serves limits from memory without re-reading Postgres (SetLimit
+    # also bumps a version in Redis that every replica checks on each Reserve).
+    budget_limits_refresh_seconds: float = 30.0
+    # Where counters are rebuilt from when Redis comes back empty: "ledger" (SumUsage)
+    # or "none" (start from zero; for development without a ledger).
+    budget_rebuild_source: str = "ledger"
+    # NATS subject prefix of budget alerts; alerts go to `<prefix>.<org>`.
+    budget_alert_subject_prefix: str = "tokenrt.budget.v1.alerts"
 
     # --- cache settings (issue 6) ---
 
@@ -278,6 +296,7 @@ def _validate(s: Settings) -> None:
     if s.fault_delay_ms < 0:
         raise SettingsError("TOKENRT_FAULT_DELAY_MS: must be 0 or more")
     _validate_counter(s)
+    _validate_budget(s)
 
 
 def _validate_counter(s: Settings) -> None:
@@ -325,6 +344,27 @@ def _validate_usage(s: Settings) -> None:
                 "ledger_ack_wait_seconds"):
         if getattr(s, key) <= 0:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+
+
+def _validate_budget(s: Settings) -> None:
+    """Budget settings (issue 4)."""
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", s.budget_schema):
+        raise SettingsError(f"TOKENRT_BUDGET_SCHEMA: {s.budget_schema!r} is not a lower-case "
+                            "SQL identifier")
+    if not s.budget_redis_prefix or any(c in s.budget_redis_prefix for c in "{} "):
+        raise SettingsError("TOKENRT_BUDGET_REDIS_PREFIX: must be non-empty, without spaces "
+                            "or braces")
+    if not 0 < s.budget_default_ttl_seconds <= s.budget_max_ttl_seconds:
+        raise SettingsError("TOKENRT_BUDGET_DEFAULT_TTL_SECONDS: must be between 1 and "
+                            f"TOKENRT_BUDGET_MAX_TTL_SECONDS ({s.budget_max_ttl_seconds})")
+    for key in ("budget_sweep_interval_seconds", "budget_limits_refresh_seconds"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+    if s.budget_rebuild_source not in ("ledger", "none"):
+        raise SettingsError("TOKENRT_BUDGET_REBUILD_SOURCE: use 'ledger' or 'none'")
+    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", s.budget_alert_subject_prefix):
+        raise SettingsError("TOKENRT_BUDGET_ALERT_SUBJECT_PREFIX: not a dotted NATS subject "
+                            "without wildcards")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
