@@ -1,4 +1,10 @@
-"""A multilingual and code corpus with the inputs tokenizers get wrong most often."""
+"""A multilingual and code corpus, and chats with documented token counts."""
+
+import json
+import random
+import struct
+
+from tokenrt.v1 import common_pb2 as c
 
 TEXTS = [
     "",
@@ -34,3 +40,69 @@ CODE_FILE = "\n".join([
     "    def __init__(self, name):", "        self.name = name", "",
     "    def __repr__(self):", "        return f'Thing({self.name!r})'", "",
 ] * 200)
+
+
+def msg(role: int, text: str, name: str = "") -> c.Message:
+    return c.Message(role=role, content=[c.ContentPart(text=text)], name=name)
+
+
+S, U = c.ROLE_SYSTEM, c.ROLE_USER
+# OpenAI cookbook, "How to count tokens with tiktoken", section 6 (API-verified figures).
+JARGON = [
+    msg(S, "You are a helpful, pattern-following assistant that translates corporate jargon "
+           "into plain English."),
+    msg(S, "New synergies will help drive top-line growth.", "example_user"),
+    msg(S, "Things working well together will increase revenue.", "example_assistant"),
+    msg(S, "Let's circle back when we have more bandwidth to touch base on opportunities for "
+           "increased leverage.", "example_user"),
+    msg(S, "Let's talk later when we're less busy about how to do better.", "example_assistant"),
+    msg(U, "This late pivot means we don't have time to boil the ocean for the client "
+           "deliverable."),
+]
+# Section 7 (tools).
+WEATHER_TOOL = c.Tool(
+    name="get_current_weather", description="Get the current weather in a given location",
+    parameters_json_schema=json.dumps({
+        "type": "object",
+        "properties": {
+            "location": {"type": "string",
+                         "description": "The city and state, e.g. San Francisco, CA"},
+            "unit": {"type": "string", "description": "The unit of temperature to return",
+                     "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["location"]}))
+WEATHER = [msg(S, "You are a helpful assistant that can answer to questions about the weather."),
+           msg(U, "What's the weather like in San Francisco?")]
+
+
+
+def png(width: int, height: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(
+        ">II", width, height) + b"\x08\x02\x00\x00\x00"
+
+
+
+
+WORDS = ("the of and to in is you that it he was for on are as with his they at be this "
+         "have from or one had by word but not what all were we when your can said there use "
+         "an each which she do how their if will up other about out many then them these so "
+         "budget token request model cache router compress ledger latency provider").split()
+SNIPPETS = [t for t in TEXTS if 20 < len(t) < 3000]
+CODE_LINES = CODE_FILE.splitlines()
+
+
+def prompt(rng: random.Random) -> list[str]:
+    messages = []
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.random()
+        if kind < 0.5:
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 400))) + "."
+        elif kind < 0.75:
+            start = rng.randrange(len(CODE_LINES) - 60)
+            text = "```python\n" + "\n".join(CODE_LINES[start:start + rng.randint(5, 60)]) + "\n```"
+        else:
+            text = " ".join(rng.choice(SNIPPETS) for _ in range(rng.randint(1, 4)))
+        messages.append(text)
+    return messages
+
+

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import tiktoken
-from test_core import JARGON
+from counter_corpus import JARGON
 
 from tokenrt_counter import cli
 

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 import tiktoken
-from counter_corpus import CODE_FILE, TEXTS
+from counter_corpus import CODE_FILE, JARGON, TEXTS, WEATHER, WEATHER_TOOL, msg, png
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +21,7 @@ from tokenrt_counter.features import of_text
 from tokenrt_counter.tokenizers import Tokenizers
 
 CATALOG = tokenrt_pricing.load()
+U, A, T = c.ROLE_USER, c.ROLE_ASSISTANT, c.ROLE_TOOL
 TOKENIZERS = Tokenizers()
 ENCODINGS = ["o200k_base", "cl100k_base"]
 
@@ -109,39 +110,6 @@ def test_cache_is_memory_bounded() -> None:
     assert cache.get(("o200k_base", 0)) is None
 
 
-def msg(role: int, text: str, name: str = "") -> c.Message:
-    return c.Message(role=role, content=[c.ContentPart(text=text)], name=name)
-
-
-S, U, A, T = c.ROLE_SYSTEM, c.ROLE_USER, c.ROLE_ASSISTANT, c.ROLE_TOOL
-# OpenAI cookbook, "How to count tokens with tiktoken", section 6 (API-verified figures).
-JARGON = [
-    msg(S, "You are a helpful, pattern-following assistant that translates corporate jargon "
-           "into plain English."),
-    msg(S, "New synergies will help drive top-line growth.", "example_user"),
-    msg(S, "Things working well together will increase revenue.", "example_assistant"),
-    msg(S, "Let's circle back when we have more bandwidth to touch base on opportunities for "
-           "increased leverage.", "example_user"),
-    msg(S, "Let's talk later when we're less busy about how to do better.", "example_assistant"),
-    msg(U, "This late pivot means we don't have time to boil the ocean for the client "
-           "deliverable."),
-]
-# Section 7 (tools).
-WEATHER_TOOL = c.Tool(
-    name="get_current_weather", description="Get the current weather in a given location",
-    parameters_json_schema=json.dumps({
-        "type": "object",
-        "properties": {
-            "location": {"type": "string",
-                         "description": "The city and state, e.g. San Francisco, CA"},
-            "unit": {"type": "string", "description": "The unit of temperature to return",
-                     "enum": ["celsius", "fahrenheit"]},
-        },
-        "required": ["location"]}))
-WEATHER = [msg(S, "You are a helpful assistant that can answer to questions about the weather."),
-           msg(U, "What's the weather like in San Francisco?")]
-
-
 @pytest.mark.parametrize(("model", "jargon", "weather"), [
     ("gpt-3.5-turbo", 129, 105), ("gpt-4", 129, 105), ("gpt-4-0613", 129, 105),
     ("gpt-4o", 124, 101), ("gpt-4o-mini", 124, 101), ("gpt-4o-2024-08-06", 124, 101),
@@ -186,11 +154,6 @@ def test_malformed_chats_name_the_field(messages: list, tools: list, field: str)
     with pytest.raises(MessageError) as err:
         counter.count_messages(CATALOG.resolve("gpt-4o").entry, messages, tools)
     assert err.value.field == field
-
-
-def png(width: int, height: int) -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(
-        ">II", width, height) + b"\x08\x02\x00\x00\x00"
 
 
 def test_openai_image_formula_documented_examples() -> None:

@@ -10,33 +10,12 @@ from __future__ import annotations
 import random
 
 import tiktoken
-from counter_corpus import CODE_FILE, TEXTS
+from counter_corpus import prompt
 
 from tokenrt_counter import estimator
 from tokenrt_counter.features import Features, of_text
 
 ENC = tiktoken.get_encoding("cl100k_base")
-WORDS = ("the of and to in is you that it he was for on are as with his they at be this "
-         "have from or one had by word but not what all were we when your can said there use "
-         "an each which she do how their if will up other about out many then them these so "
-         "budget token request model cache router compress ledger latency provider").split()
-SNIPPETS = [t for t in TEXTS if 20 < len(t) < 3000]
-CODE_LINES = CODE_FILE.splitlines()
-
-
-def prompt(rng: random.Random) -> list[str]:
-    messages = []
-    for _ in range(rng.randint(1, 6)):
-        kind = rng.random()
-        if kind < 0.5:
-            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 400))) + "."
-        elif kind < 0.75:
-            start = rng.randrange(len(CODE_LINES) - 60)
-            text = "```python\n" + "\n".join(CODE_LINES[start:start + rng.randint(5, 60)]) + "\n```"
-        else:
-            text = " ".join(rng.choice(SNIPPETS) for _ in range(rng.randint(1, 4)))
-        messages.append(text)
-    return messages
 
 
 def sample(messages: list[str]) -> estimator.Sample:

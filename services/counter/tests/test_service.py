@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import struct
 from pathlib import Path
 
 import grpc
 import pytest
 import tiktoken
-from counter_corpus import CODE_FILE, TEXTS
-from test_core import JARGON, WEATHER, WEATHER_TOOL, png
+from counter_corpus import CODE_FILE, JARGON, TEXTS, WEATHER, WEATHER_TOOL, png
+from counter_fixtures import Proc, start_counter, stop
 
-from conftest import Proc, start_counter, stop
 from tokenrt.v1 import common_pb2 as c
 from tokenrt.v1 import counter_pb2 as pb
 from tokenrt.v1 import counter_pb2_grpc
@@ -220,7 +217,7 @@ async def test_calibration_persists_across_restarts(counter: Proc, stub,
                                                     tmp_path: Path) -> None:
     import random
 
-    from test_estimator import prompt
+    from counter_corpus import prompt
 
     rng = random.Random(3)
     samples = []
@@ -293,4 +290,4 @@ def test_bad_catalog_override_stops_startup_with_one_line(tmp_path: Path) -> Non
     assert "quoted decimal strings" in done.stderr and "Traceback" not in done.stderr
 
 
-_ = (json, struct)
+
