@@ -291,3 +291,26 @@ def test_bad_catalog_override_stops_startup_with_one_line(tmp_path: Path) -> Non
 
 
 
+
+
+async def test_cache_hits_show_in_the_metrics(counter: Proc, stub) -> None:
+    import urllib.request
+
+    from tokenrt_common.settings import load_settings
+
+    port = load_settings(counter.env).endpoint("counter").metrics_port
+
+    def scrape() -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        return {line.split()[0]: float(line.split()[1]) for line in text.decode().splitlines()
+                if line.startswith("tokenrt_counter_cache_")}
+
+    text = CODE_FILE + "\n# metrics test\n"
+    await stub.CountText(pb.CountTextRequest(model="gpt-4o", text=text), timeout=10)
+    before = scrape()
+    for _ in range(3):
+        await stub.CountText(pb.CountTextRequest(model="gpt-4o", text=text), timeout=10)
+    after = scrape()
+    assert after["tokenrt_counter_cache_hits_total"] >= before["tokenrt_counter_cache_hits_total"] + 3
+    assert after["tokenrt_counter_cache_misses_total"] == before["tokenrt_counter_cache_misses_total"]
+    assert after["tokenrt_counter_cache_entries"] > 0

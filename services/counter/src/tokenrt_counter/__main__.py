@@ -10,6 +10,7 @@ from tokenrt_common.server import Runtime, Servicer, ServiceSpec, StartupError, 
 from tokenrt_counter.api import CounterApi
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter
+from tokenrt_counter.metrics import CounterCollector
 from tokenrt_counter.store import CalibrationStore
 from tokenrt_counter.tokenizers import Tokenizers
 
@@ -44,6 +45,7 @@ def build(runtime: Runtime) -> list[Servicer]:
                              s.dependency_timeout_seconds)
     api = CounterApi(runtime, catalog, counter, store, pool)
     runtime.spawn(api.refresh_fits(), name="refresh-fits")
+    runtime.metrics.registry.register(CounterCollector(counter))
     runtime.log.info("counter.catalog_loaded", models=len(catalog), version=catalog.version)
     return [servicer(api, counter_pb2_grpc)]
 
