@@ -156,6 +156,26 @@ class Settings:
     budget_alert_subject_prefix: str = "tokenrt.budget.v1.alerts"
 
     # --- cache settings (issue 6) ---
+    # Prefix of every response-cache key in Redis (a tenant's keys share one hash tag).
+    cache_redis_prefix: str = "tokenrt:cache"
+    # Longest a Lookup waits for Redis before answering a miss (reason UNAVAILABLE), in ms.
+    cache_lookup_timeout_ms: int = 50
+    # Longest a Store waits for Redis before skipping (reason UNAVAILABLE), in ms.
+    cache_store_timeout_ms: int = 500
+    # Entry lifetime when neither the request nor the tenant's config sets one.
+    cache_default_ttl_seconds: int = 3600
+    # Longest entry lifetime a request or a tenant may ask for (longer ones are capped).
+    cache_max_ttl_seconds: int = 30 * 86400
+    # Entries one tenant namespace holds before its oldest are evicted (tenant default).
+    cache_max_entries: int = 10000
+    # Answers larger than this, serialized, are not stored (tenant default), in bytes.
+    cache_max_entry_bytes: int = 256 * 1024
+    # Similarity (0..1) a semantic candidate needs when the tenant sets no threshold.
+    cache_similarity_threshold: float = 0.8
+    # Candidates kept per semantic bucket (tenant, model, system prompt, earlier turns).
+    cache_semantic_candidates: int = 64
+    # How long a replica serves a tenant's cache config from memory, in seconds.
+    cache_config_refresh_seconds: float = 2.0
 
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
@@ -297,6 +317,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError("TOKENRT_FAULT_DELAY_MS: must be 0 or more")
     _validate_counter(s)
     _validate_budget(s)
+    _validate_cache(s)
 
 
 def _validate_counter(s: Settings) -> None:
@@ -365,6 +386,23 @@ def _validate_budget(s: Settings) -> None:
     if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", s.budget_alert_subject_prefix):
         raise SettingsError("TOKENRT_BUDGET_ALERT_SUBJECT_PREFIX: not a dotted NATS subject "
                             "without wildcards")
+
+
+def _validate_cache(s: Settings) -> None:
+    """Cache settings (issue 6)."""
+    if not s.cache_redis_prefix or any(c in s.cache_redis_prefix for c in "{} "):
+        raise SettingsError("TOKENRT_CACHE_REDIS_PREFIX: must be non-empty, without spaces "
+                            "or braces")
+    for key in ("cache_lookup_timeout_ms", "cache_store_timeout_ms", "cache_max_entries",
+                "cache_max_entry_bytes", "cache_semantic_candidates",
+                "cache_config_refresh_seconds"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+    if not 0 < s.cache_default_ttl_seconds <= s.cache_max_ttl_seconds:
+        raise SettingsError("TOKENRT_CACHE_DEFAULT_TTL_SECONDS: must be between 1 and "
+                            f"TOKENRT_CACHE_MAX_TTL_SECONDS ({s.cache_max_ttl_seconds})")
+    if not 0 < s.cache_similarity_threshold <= 1:
+        raise SettingsError("TOKENRT_CACHE_SIMILARITY_THRESHOLD: must be above 0 and at most 1")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

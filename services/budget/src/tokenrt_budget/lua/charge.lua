@@ -1,0 +1,24 @@
+-- Charge usage without a reservation (a commit that arrived after the reservation
+-- expired, with its chain): adds to used, checks nothing.
+-- KEYS: 1 ready marker, 1+i counter of limit i.
+-- ARGV: 1 now ms, 2 n, then 5 per limit: amount, bucket ms, buckets, counter ttl s, limit id.
+-- Returns {EMPTY} or {DONE, n, per counter: limit id, used, reserved, alerted}.
+local now = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'EMPTY'} end
+local n = tonumber(ARGV[2])
+local out = {'DONE', n}
+for i = 1, n do
+  local b = 2 + (i - 1) * 5
+  local ck = KEYS[1 + i]
+  local bucket_ms, nb = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local f = 'used'
+  if bucket_ms > 0 then f = 'b' .. math.floor(now / bucket_ms) end
+  redis.call('HINCRBY', ck, f, tonumber(ARGV[b + 1]))
+  local ttl = tonumber(ARGV[b + 4])
+  if ttl > 0 then redis.call('EXPIRE', ck, ttl, 'NX') end
+  out[#out + 1] = ARGV[b + 5]
+  out[#out + 1] = used_of(ck, bucket_ms, nb, now)
+  out[#out + 1] = tonumber(redis.call('HGET', ck, 'reserved') or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', ck, 'alerted') or '0')
+end
+return out

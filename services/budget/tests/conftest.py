@@ -1,0 +1,184 @@
+"""Real budget processes on real Redis, Postgres and NATS, isolated per test by their own
+Redis key prefix, Postgres schema and organization ids."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2
+from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env
+
+PG_DSN = os.environ.get("TOKENRT_POSTGRES_DSN", INFRA_DEFAULTS["TOKENRT_POSTGRES_DSN"])
+REDIS_URL = os.environ.get("TOKENRT_REDIS_URL", INFRA_DEFAULTS["TOKENRT_REDIS_URL"])
+K = common_pb2
+
+
+async def ensure_database(dsn: str) -> None:
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=5)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await conn.close()
+
+
+@dataclass
+class BudgetEnv:
+    """One test's budget set-up: settings shared by its replicas, and the processes."""
+
+    env: dict[str, str]
+    tmp: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return self.env["TOKENRT_BUDGET_REDIS_PREFIX"]
+
+    @property
+    def schema(self) -> str:
+        return self.env["TOKENRT_BUDGET_SCHEMA"]
+
+    def start(self, **overrides: str) -> subprocess.Popen[bytes]:
+        """One replica on its own ports."""
+        env = dict(self.env)
+        fresh = stack_env(self.tmp)
+        env["TOKENRT_BUDGET_ADDR"] = fresh["TOKENRT_BUDGET_ADDR"]
+        env["TOKENRT_BUDGET_METRICS_PORT"] = fresh["TOKENRT_BUDGET_METRICS_PORT"]
+        env.update(overrides)
+        log = (self.tmp / f"budget-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "tokenrt_budget"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        proc.address = env["TOKENRT_BUDGET_ADDR"]  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.tmp.glob("budget-*.log")))
+
+
+async def wait_ready(address: str, timeout: float = 60) -> None:
+    """Until the service answers limit queries (Postgres connected, schema migrated)."""
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = budget_pb2_grpc.BudgetServiceStub(channel)
+        while True:
+            try:
+                await stub.ListLimits(budget_pb2.ListLimitsRequest(page_size=1), timeout=2)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"budget at {address} not ready: {exc.details()}") from None
+            await asyncio.sleep(0.1)
+
+
+async def budget_env(tmp: Path, **overrides: str) -> AsyncIterator[BudgetEnv]:
+    tag = uuid.uuid4().hex[:10]
+    env = stack_env(tmp, TOKENRT_POSTGRES_DSN=PG_DSN, TOKENRT_REDIS_URL=REDIS_URL,
+                    TOKENRT_BUDGET_REDIS_PREFIX=f"tbudget{tag}",
+                    TOKENRT_BUDGET_SCHEMA=f"budget_t{tag}",
+                    TOKENRT_BUDGET_ALERT_SUBJECT_PREFIX=f"t{tag}.budget.v1.alerts",
+                    TOKENRT_BUDGET_REBUILD_SOURCE="none",
+                    TOKENRT_BUDGET_SWEEP_INTERVAL_SECONDS="0.5", **overrides)
+    be = BudgetEnv(env, tmp)
+    yield be
+    for proc in be.procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    pg = await asyncpg.connect(PG_DSN)
+    await pg.execute(f'DROP SCHEMA IF EXISTS "{be.schema}" CASCADE')
+    await pg.close()
+    url = env["TOKENRT_REDIS_URL"]
+    r = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{be.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    except Exception:
+        pass  # a private Redis that is already gone
+    await r.aclose()
+
+
+@pytest.fixture(scope="session")
+async def pg_ready() -> None:
+    await ensure_database(PG_DSN)
+
+
+@pytest.fixture(scope="module")
+async def module_budget(tmp_path_factory: pytest.TempPathFactory,
+                        pg_ready: None) -> AsyncIterator[BudgetEnv]:
+    async for be in budget_env(tmp_path_factory.mktemp("budget")):
+        yield be
+
+
+@pytest.fixture(scope="module")
+async def stub(module_budget: BudgetEnv) -> AsyncIterator[budget_pb2_grpc.BudgetServiceStub]:
+    proc = module_budget.start()
+    await wait_ready(proc.address)  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(proc.address) as channel:  # type: ignore[attr-defined]
+        yield budget_pb2_grpc.BudgetServiceStub(channel)
+
+
+@pytest.fixture
+async def budget(tmp_path: Path, pg_ready: None) -> AsyncIterator[BudgetEnv]:
+    async for be in budget_env(tmp_path):
+        yield be
+
+
+def new_org() -> str:
+    return f"org-{uuid.uuid4().hex[:12]}"
+
+
+def scope(text: str) -> common_pb2.Scope:
+    kind, _, ids = text.partition(":")
+    parts = ids.split("/")
+    kinds = {"org": (K.SCOPE_KIND_ORG, ["org_id"]),
+             "project": (K.SCOPE_KIND_PROJECT, ["org_id", "project_id"]),
+             "user": (K.SCOPE_KIND_USER, ["org_id", "project_id", "user_id"]),
+             "session": (K.SCOPE_KIND_SESSION, ["org_id", "project_id", "session_id"]),
+             "api_key": (K.SCOPE_KIND_API_KEY, ["org_id", "api_key_id"])}
+    k, names = kinds[kind]
+    return common_pb2.Scope(kind=k, **dict(zip(names, parts, strict=True)))
+
+
+def chain(org: str, project: str = "web", user: str = "alice", session: str = "s1"
+          ) -> common_pb2.ScopeChain:
+    return common_pb2.ScopeChain(scopes=[
+        scope(f"org:{org}"), scope(f"project:{org}/{project}"),
+        scope(f"user:{org}/{project}/{user}"),
+        common_pb2.Scope(kind=K.SCOPE_KIND_SESSION, org_id=org, project_id=project,
+                         user_id=user, session_id=session)])
+
+
+def limit(scope_text: str, amount: int, *, metric: int = K.LIMIT_METRIC_TOKENS,
+          period: int = K.LIMIT_PERIOD_DAY, action: int = K.LIMIT_ACTION_DENY,
+          **kw: object) -> budget_pb2.Limit:
+    return budget_pb2.Limit(scope=scope(scope_text), metric=metric, period=period,  # type: ignore[arg-type]
+                            limit=amount, action=action, **kw)  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
