@@ -11,6 +11,7 @@ from tokenrt_counter.api import CounterApi
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter
 from tokenrt_counter.metrics import CounterCollector
+from tokenrt_counter.runner import Runner
 from tokenrt_counter.store import CalibrationStore
 from tokenrt_counter.tokenizers import Tokenizers
 
@@ -43,8 +44,9 @@ def build(runtime: Runtime) -> list[Servicer]:
     pool = ThreadPoolExecutor(max_workers=s.counter_workers, thread_name_prefix="count")
     store = CalibrationStore(runtime.infra, s.counter_calibration_window,
                              s.dependency_timeout_seconds)
-    api = CounterApi(runtime, catalog, counter, store, pool)
-    runtime.spawn(api.refresh_fits(), name="refresh-fits")
+    runner = Runner(counter, store, pool, s.counter_workers, s.counter_offload_bytes, runtime.log)
+    api = CounterApi(runtime, catalog, runner)
+    runtime.spawn(runner.refresh_fits(), name="refresh-fits")
     runtime.metrics.registry.register(CounterCollector(counter))
     runtime.log.info("counter.catalog_loaded", models=len(catalog), version=catalog.version)
     return [servicer(api, counter_pb2_grpc)]

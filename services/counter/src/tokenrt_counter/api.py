@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 import grpc
 
@@ -14,14 +10,13 @@ import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
 from tokenrt_common.server import Runtime
 from tokenrt_counter import estimator
-from tokenrt_counter.core import Accuracy, Counter, MessageError, estimate_accuracy
+from tokenrt_counter.core import Accuracy, MessageError, estimate_accuracy
 from tokenrt_counter.errors import abort, invalid
 from tokenrt_counter.features import Features
-from tokenrt_counter.store import CalibrationStore, StoreUnavailable
-from tokenrt_counter.tokenizers import Encoder
+from tokenrt_counter.runner import Runner
+from tokenrt_counter.store import StoreUnavailable
 from tokenrt_pricing import Catalog, InvalidUsage, Match, ModelNotFound, Resolved, Usage, cost_of
 
-T = TypeVar("T")
 SOURCES = {
     "tiktoken": common_pb2.COUNT_SOURCE_TIKTOKEN,
     "tokenizer": common_pb2.COUNT_SOURCE_TOKENIZER,
@@ -35,7 +30,6 @@ MATCHES = {
     Match.FINE_TUNE: counter_pb2.MODEL_MATCH_FINE_TUNE,
 }
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
-FIT_REFRESH_SECONDS = 2.0
 
 
 def accuracy_pb(a: Accuracy) -> common_pb2.CountAccuracy:
@@ -65,22 +59,14 @@ def utf8_size(text: str, limit: int) -> int:
 
 
 class CounterApi(counter_pb2_grpc.CounterServiceServicer):
-    def __init__(self, runtime: Runtime, catalog: Catalog, counter: Counter,
-                 store: CalibrationStore, pool: ThreadPoolExecutor) -> None:
-        self._runtime = runtime
+    def __init__(self, runtime: Runtime, catalog: Catalog, runner: Runner) -> None:
         self._log = runtime.log
         self._catalog = catalog
-        self._counter = counter
-        self._store = store
-        self._pool = pool
-        self._workers = runtime.settings.counter_workers
+        self._runner = runner
+        self._counter = runner.counter
         self._max_bytes = runtime.settings.counter_max_request_bytes
-        self._offload = runtime.settings.counter_offload_bytes
 
     # ---- helpers ----------------------------------------------------------------
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _resolve(self, context: grpc.aio.ServicerContext, name: str,
                        field: str = "model") -> Resolved:
@@ -104,54 +90,6 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
                         "split the text and use CountBatch or several calls",
                         field=field, limit=self._max_bytes, actual=size, unit="bytes")
 
-    async def _count(self, resolved: Resolved, text: str) -> tuple[int, Accuracy]:
-        entry = resolved.entry
-        encoder = self._counter.encoder(entry)
-        if len(text) < self._offload or (encoder is not None
-                                          and not self._counter.uncached(encoder, [text])):
-            return self._counter.count_text(entry, text)  # small, or a single cache hit
-        if encoder is None:
-            return await self._run(self._counter.count_text, entry, text)
-        tokens = await self._count_parallel(encoder, text)
-        self._counter.remember(encoder, text, tokens)
-        return tokens, Accuracy(True, encoder.source)
-
-    async def _prefill(self, resolved: Resolved, request: counter_pb2.CountMessagesRequest
-                       ) -> bool:
-        """Count the large unseen texts of a chat on the workers; True when the rest of
-        the chat is cheap enough to count inline."""
-        encoder = self._counter.encoder(resolved.entry)
-        texts = [p.text for m in request.messages for p in m.content if p.text]
-        if encoder is None:
-            return sum(len(t) for t in texts) < self._offload
-        missing = self._counter.uncached(encoder, texts)
-        if sum(len(t) for t in missing) >= self._offload:
-            await asyncio.gather(*(self._count(resolved, t) for t in missing))
-        return True
-
-    async def _count_parallel(self, encoder: Encoder, text: str) -> int:
-        """Hash the chunks in a worker, then count the unseen ones on every worker."""
-        known, missing = await self._run(self._counter.lookup, encoder, text)
-        if not missing:
-            return known
-        groups: list[list[tuple[Any, str]]] = [[] for _ in range(self._workers)]
-        sizes = [0] * self._workers
-        for item in sorted(missing, key=lambda kv: -len(kv[1])):
-            i = sizes.index(min(sizes))
-            groups[i].append(item)
-            sizes[i] += len(item[1])
-        counts = await asyncio.gather(*(self._run(self._count_group, encoder, g)
-                                        for g in groups if g))
-        return known + sum(counts)
-
-    def _count_group(self, encoder: Encoder, group: list[tuple[Any, str]]) -> int:
-        total = 0
-        for key, piece in group:
-            n = encoder.count(piece)
-            self._counter.cache.put(key, n)
-            total += n
-        return total
-
     # ---- RPCs -------------------------------------------------------------------
 
     async def CountText(self, request: counter_pb2.CountTextRequest,
@@ -163,7 +101,7 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         else:
             text = request.text
             await self._too_large(context, utf8_size(text, self._max_bytes), "text")
-        tokens, accuracy = await self._count(resolved, text)
+        tokens, accuracy = await self._runner.text(resolved.entry, text)
         return counter_pb2.CountTextResponse(tokens=tokens, accuracy=accuracy_pb(accuracy),
                                              model=resolved.name,
                                              tokenizer=resolved.entry.tokenizer)
@@ -174,12 +112,9 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         resolved = await self._resolve(context, request.model)
         await self._too_large(context, self._chat_size(request), "request")
         sampling = request.sampling if request.HasField("sampling") else None
-        args = (resolved.entry, request.messages, request.tools, sampling)
         try:
-            if await self._prefill(resolved, request):
-                result = self._counter.count_messages(*args)
-            else:
-                result = await self._run(self._counter.count_messages, *args)
+            result = await self._runner.messages(resolved.entry, request.messages,
+                                                 request.tools, sampling)
         except MessageError as exc:
             await invalid(context, exc.field, str(exc))
         return counter_pb2.CountMessagesResponse(
@@ -212,7 +147,7 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         counts: list[int] = []
         exact = True
         for text in request.texts:
-            tokens, accuracy = await self._count(resolved, text)
+            tokens, accuracy = await self._runner.text(resolved.entry, text)
             counts.append(tokens)
             exact = exact and accuracy.exact
         total = sum(counts)
@@ -307,32 +242,14 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             by_model.setdefault(entry.name, []).append((features, s.reported_input_tokens))
             tokenizer[entry.name] = entry.tokenizer
         states: list[counter_pb2.CalibrationState] = []
-        for model, samples in by_model.items():
-            try:
-                window = await self._store.add(model, samples)
-                fit = await self._run(estimator.fit, window, tokenizer[model])
-                await self._store.save_fit(model, fit)
-            except StoreUnavailable as exc:
-                await abort(context, grpc.StatusCode.UNAVAILABLE,
-                            common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
-                            f"calibration store unavailable ({exc}); retry later")
-            self._counter.fits[model] = fit
+        try:
+            fits = await self._runner.calibrate(by_model, tokenizer)
+        except StoreUnavailable as exc:
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                        f"calibration store unavailable ({exc}); retry later")
+        for model, fit in fits.items():
             states.append(counter_pb2.CalibrationState(model=model, samples=fit.samples,
                                                        error_bound_bp=fit.error_bound_bp))
-            self._log.info("counter.calibrated", model=model, samples=fit.samples,
-                           error_bound_bp=fit.error_bound_bp, calibrated=fit.calibrated)
         return counter_pb2.CalibrateResponse(accepted=accepted, rejected=rejected,
                                              models=states)
-
-    # ---- background -------------------------------------------------------------
-
-    async def refresh_fits(self) -> None:
-        """Keep every replica's fits current with what any replica stored."""
-        while True:
-            try:
-                fits = await self._store.load_fits()
-                self._counter.fits = {**self._counter.fits, **fits}
-            except StoreUnavailable:
-                pass  # keep serving the last fits; Redis health shows in readiness
-            await asyncio.sleep(FIT_REFRESH_SECONDS)
-

@@ -1,0 +1,116 @@
+"""The counter off the event loop: small inputs inline, large unseen ones on worker threads,
+and the calibration round trip to Redis. Async orchestration only; the counting is core.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import structlog
+
+from tokenrt.v1 import common_pb2
+from tokenrt_counter import estimator
+from tokenrt_counter.core import Accuracy, Counter, MessagesCount
+from tokenrt_counter.estimator import Fit
+from tokenrt_counter.store import CalibrationStore, StoreUnavailable
+from tokenrt_counter.tokenizers import Encoder
+from tokenrt_pricing import ModelEntry
+
+T = TypeVar("T")
+FIT_REFRESH_SECONDS = 2.0
+
+
+class Runner:
+    def __init__(self, counter: Counter, store: CalibrationStore, pool: ThreadPoolExecutor,
+                 workers: int, offload_chars: int, log: structlog.stdlib.BoundLogger) -> None:
+        self.counter = counter
+        self._store = store
+        self._pool = pool
+        self._workers = workers
+        self._offload = offload_chars
+        self._log = log
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def text(self, entry: ModelEntry, text: str) -> tuple[int, Accuracy]:
+        encoder = self.counter.encoder(entry)
+        if len(text) < self._offload or (encoder is not None
+                                          and not self.counter.uncached(encoder, [text])):
+            return self.counter.count_text(entry, text)  # small, or a single cache hit
+        if encoder is None:
+            return await self._run(self.counter.count_text, entry, text)
+        tokens = await self._count_parallel(encoder, text)
+        self.counter.remember(encoder, text, tokens)
+        return tokens, Accuracy(True, encoder.source)
+
+    async def _prefill(self, entry: ModelEntry, messages: Sequence[common_pb2.Message]) -> bool:
+        """Count the large unseen texts of a chat on the workers; True when the rest of
+        the chat is cheap enough to count inline."""
+        encoder = self.counter.encoder(entry)
+        texts = [p.text for m in messages for p in m.content if p.text]
+        if encoder is None:
+            return sum(len(t) for t in texts) < self._offload
+        missing = self.counter.uncached(encoder, texts)
+        if sum(len(t) for t in missing) >= self._offload:
+            await asyncio.gather(*(self.text(entry, t) for t in missing))
+        return True
+
+    async def _count_parallel(self, encoder: Encoder, text: str) -> int:
+        """Hash the chunks in a worker, then count the unseen ones on every worker."""
+        known, missing = await self._run(self.counter.lookup, encoder, text)
+        if not missing:
+            return known
+        groups: list[list[tuple[Any, str]]] = [[] for _ in range(self._workers)]
+        sizes = [0] * self._workers
+        for item in sorted(missing, key=lambda kv: -len(kv[1])):
+            i = sizes.index(min(sizes))
+            groups[i].append(item)
+            sizes[i] += len(item[1])
+        counts = await asyncio.gather(*(self._run(self._count_group, encoder, g)
+                                        for g in groups if g))
+        return known + sum(counts)
+
+    def _count_group(self, encoder: Encoder, group: list[tuple[Any, str]]) -> int:
+        total = 0
+        for key, piece in group:
+            n = encoder.count(piece)
+            self.counter.cache.put(key, n)
+            total += n
+        return total
+
+    async def messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
+                       tools: Sequence[common_pb2.Tool],
+                       sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+        """Raises core.MessageError for a malformed chat."""
+        if await self._prefill(entry, messages):
+            return self.counter.count_messages(entry, messages, tools, sampling)
+        return await self._run(self.counter.count_messages, entry, messages, tools, sampling)
+
+    async def calibrate(self, by_model: dict[str, list[estimator.Sample]],
+                        tokenizer: dict[str, str]) -> dict[str, Fit]:
+        """Store the samples, refit each model on its window, publish the fits.
+        Raises StoreUnavailable when Redis does not answer."""
+        fits: dict[str, Fit] = {}
+        for model, samples in by_model.items():
+            window = await self._store.add(model, samples)
+            fit = await self._run(estimator.fit, window, tokenizer[model])
+            await self._store.save_fit(model, fit)
+            self.counter.fits[model] = fit
+            fits[model] = fit
+            self._log.info("counter.calibrated", model=model, samples=fit.samples,
+                           error_bound_bp=fit.error_bound_bp, calibrated=fit.calibrated)
+        return fits
+
+    async def refresh_fits(self) -> None:
+        """Keep every replica's fits current with what any replica stored."""
+        while True:
+            try:
+                fits = await self._store.load_fits()
+                self.counter.fits = {**self.counter.fits, **fits}
+            except StoreUnavailable:
+                pass  # keep serving the last fits; Redis health shows in readiness
+            await asyncio.sleep(FIT_REFRESH_SECONDS)
