@@ -67,7 +67,7 @@ class CacheableRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ...) -> None: ...
 
 class CachedResponse(_message.Message):
-    __slots__ = ("message", "finish_reason", "usage", "cost_nusd", "served_model", "provider", "origin_request_id")
+    __slots__ = ("message", "finish_reason", "usage", "cost_nusd", "served_model", "provider", "origin_request_id", "chunks")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class CachedResponse(_message.Message):
     SERVED_MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
     message: _common_pb2.Message
     finish_reason: _common_pb2.FinishReason
     usage: _common_pb2.Usage
@@ -82,7 +83,24 @@ class CachedResponse(_message.Message):
     served_model: str
     provider: _common_pb2.Provider
     origin_request_id: str
-    def __init__(self, message: _Optional[_Union[_common_pb2.Message, _Mapping]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_nusd: _Optional[int] = ..., served_model: _Optional[str] = ..., provider: _Optional[_Union[_common_pb2.Provider, str]] = ..., origin_request_id: _Optional[str] = ...) -> None: ...
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkBoundary]
+    def __init__(self, message: _Optional[_Union[_common_pb2.Message, _Mapping]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_nusd: _Optional[int] = ..., served_model: _Optional[str] = ..., provider: _Optional[_Union[_common_pb2.Provider, str]] = ..., origin_request_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkBoundary, _Mapping]]] = ...) -> None: ...
+
+class ChunkBoundary(_message.Message):
+    __slots__ = ("text_end", "tool_calls")
+    TEXT_END_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    text_end: int
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCallPieceEnd]
+    def __init__(self, text_end: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCallPieceEnd, _Mapping]]] = ...) -> None: ...
+
+class ToolCallPieceEnd(_message.Message):
+    __slots__ = ("index", "arguments_end")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_END_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    arguments_end: int
+    def __init__(self, index: _Optional[int] = ..., arguments_end: _Optional[int] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("tenant", "request", "policy")
