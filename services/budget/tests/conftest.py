@@ -92,12 +92,13 @@ async def wait_ready(address: str, timeout: float = 60) -> None:
 
 async def budget_env(tmp: Path, **overrides: str) -> AsyncIterator[BudgetEnv]:
     tag = uuid.uuid4().hex[:10]
-    env = stack_env(tmp, TOKENRT_POSTGRES_DSN=PG_DSN, TOKENRT_REDIS_URL=REDIS_URL,
+    settings = dict(TOKENRT_POSTGRES_DSN=PG_DSN, TOKENRT_REDIS_URL=REDIS_URL,
                     TOKENRT_BUDGET_REDIS_PREFIX=f"tbudget{tag}",
                     TOKENRT_BUDGET_SCHEMA=f"budget_t{tag}",
                     TOKENRT_BUDGET_ALERT_SUBJECT_PREFIX=f"t{tag}.budget.v1.alerts",
                     TOKENRT_BUDGET_REBUILD_SOURCE="none",
-                    TOKENRT_BUDGET_SWEEP_INTERVAL_SECONDS="0.5", **overrides)
+                    TOKENRT_BUDGET_SWEEP_INTERVAL_SECONDS="0.5")
+    env = stack_env(tmp, **{**settings, **overrides})
     be = BudgetEnv(env, tmp)
     yield be
     for proc in be.procs:
