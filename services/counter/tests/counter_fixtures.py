@@ -32,8 +32,9 @@ class Proc:
     env: dict[str, str]
 
 
-def start_counter(tmp: Path, name: str = "counter", **overrides: str) -> Proc:
-    env = stack_env(tmp, TOKENRT_REDIS_URL=REDIS_URL, **overrides)
+def start_counter(tmp: Path, name: str = "counter", want: int = 1, **overrides: str) -> Proc:
+    """Start a counter process and wait until its health is `want` (1 SERVING, 2 NOT)."""
+    env = stack_env(tmp, **{"TOKENRT_REDIS_URL": REDIS_URL, **overrides})
     address = load_settings(env).endpoint("counter").address
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
@@ -46,8 +47,7 @@ def start_counter(tmp: Path, name: str = "counter", **overrides: str) -> Proc:
             if proc.poll() is not None:
                 pytest.fail(f"counter exited {proc.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == want:
                     return Proc(address, proc, log, env)
             except grpc.RpcError:
                 pass
