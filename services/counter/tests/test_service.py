@@ -314,3 +314,35 @@ async def test_cache_hits_show_in_the_metrics(counter: Proc, stub) -> None:
     assert after["tokenrt_counter_cache_hits_total"] >= before["tokenrt_counter_cache_hits_total"] + 3
     assert after["tokenrt_counter_cache_misses_total"] == before["tokenrt_counter_cache_misses_total"]
     assert after["tokenrt_counter_cache_entries"] > 0
+
+
+async def test_refits_are_throttled_but_no_sample_is_lost(stub) -> None:
+    import random
+
+    from counter_corpus import prompt
+
+    rng = random.Random(11)
+
+    def samples(n: int) -> list[pb.CalibrationSample]:
+        out = []
+        for _ in range(n):
+            messages = prompt(rng)
+            reported = 3 + sum(4 + len(CL100K.encode_ordinary(t)) for t in messages)
+            out.append(pb.CalibrationSample(model="gemini-2.5-flash", counted_input_tokens=1,
+                                            reported_input_tokens=reported,
+                                            features=features_pb(messages)))
+        return out
+
+    async def served() -> int:
+        got = await stub.CountText(pb.CountTextRequest(model="gemini-2.5-flash", text="hi"),
+                                   timeout=5)
+        return got.accuracy.calibration_samples
+
+    first = await stub.Calibrate(pb.CalibrateRequest(samples=samples(30)), timeout=30)
+    assert first.models[0].samples == 30 and await served() == 30
+    second = await stub.Calibrate(pb.CalibrateRequest(samples=samples(10)), timeout=30)
+    assert second.models[0].samples == 40  # stored...
+    assert await served() == 30  # ...but not refitted within a second
+    await asyncio.sleep(1.1)
+    third = await stub.Calibrate(pb.CalibrateRequest(samples=samples(5)), timeout=30)
+    assert third.models[0].samples == 45 and await served() == 45

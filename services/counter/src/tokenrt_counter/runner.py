@@ -5,6 +5,8 @@ and the calibration round trip to Redis. Async orchestration only; the counting 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,6 +23,9 @@ from tokenrt_pricing import ModelEntry
 
 T = TypeVar("T")
 FIT_REFRESH_SECONDS = 2.0
+# A model is refitted at most this often by one replica (a fit reads its whole window);
+# samples arriving in between are stored and picked up by the next refit.
+REFIT_SECONDS = 1.0
 
 
 class Runner:
@@ -32,6 +37,7 @@ class Runner:
         self._workers = workers
         self._offload = offload_chars
         self._log = log
+        self._fitted_at: dict[str, float] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -95,8 +101,14 @@ class Runner:
         """Store the samples, refit each model on its window, publish the fits.
         Raises StoreUnavailable when Redis does not answer."""
         fits: dict[str, Fit] = {}
+        now = time.monotonic()
         for model, samples in by_model.items():
             window = await self._store.add(model, samples)
+            current = self.counter.fits.get(model)
+            if current is not None and now - self._fitted_at.get(model, 0.0) < REFIT_SECONDS:
+                fits[model] = dataclasses.replace(current, samples=len(window))
+                continue
+            self._fitted_at[model] = now
             fit = await self._run(estimator.fit, window, tokenizer[model])
             await self._store.save_fit(model, fit)
             self.counter.fits[model] = fit
