@@ -20,7 +20,7 @@ REFERENCE = Path(__file__).resolve().parents[4] / "shared" / "pricing" / "model_
     ("gpt-4o-2024-08-06", "gpt-4o", Match.SNAPSHOT),
     ("gpt-4-0613", "gpt-4", Match.SNAPSHOT),
     ("claude-opus-4-5-20251101", "claude-opus-4-5", Match.SNAPSHOT),
-    ("chatgpt-4o-latest", "gpt-4o", Match.ALIAS),
+    ("mistral-large", "mistral-large-latest", Match.ALIAS),
     ("openai/gpt-4.1-mini", "gpt-4.1-mini", Match.ALIAS),
     ("models/gemini-2.5-pro", "gemini-2.5-pro", Match.ALIAS),
     ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "llama-3.3-70b", Match.ALIAS),
