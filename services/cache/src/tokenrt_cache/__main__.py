@@ -1,14 +1,21 @@
 """Run the cache service: `python -m tokenrt_cache` or `tokenrt serve cache`."""
 
+from __future__ import annotations
+
 from tokenrt.v1 import cache_pb2_grpc
 from tokenrt_cache.api import CacheApi
-from tokenrt_common.server import ServiceSpec, run, servicer
+from tokenrt_cache.service import CacheService
+from tokenrt_cache.store import CacheStore
+from tokenrt_common.server import Runtime, Servicer, ServiceSpec, run, servicer
 
-SPEC = ServiceSpec(
-    name="cache",
-    needs=frozenset({"redis"}),
-    build=lambda runtime: [servicer(CacheApi(runtime), cache_pb2_grpc)],
-)
+
+def build(runtime: Runtime) -> list[Servicer]:
+    store = CacheStore(runtime.infra, runtime.settings.cache_redis_prefix)
+    service = CacheService(runtime.settings, store, runtime.log)
+    return [servicer(CacheApi(service), cache_pb2_grpc)]
+
+
+SPEC = ServiceSpec(name="cache", needs=frozenset({"redis"}), build=build)
 
 
 def main() -> None:

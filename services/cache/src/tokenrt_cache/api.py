@@ -1,12 +1,73 @@
-"""gRPC servicer of the cache service: protobuf in, domain calls, protobuf and status out.
+"""gRPC servicer of the cache service: protobuf in, service calls, protobuf and status out."""
 
-Not built yet (issue #6): every RPC answers UNIMPLEMENTED with a message saying so.
-"""
+from __future__ import annotations
 
-from tokenrt.v1 import cache_pb2_grpc
-from tokenrt_common.server import Runtime
+from collections.abc import Awaitable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from tokenrt.v1 import cache_pb2, cache_pb2_grpc, common_pb2
+from tokenrt_cache.core import RequestError
+from tokenrt_cache.service import CacheService, DependencyDown
+from tokenrt_common.context import request_id
+
+DETAIL_KEY = "tokenrt-error-detail-bin"
+T = TypeVar("T")
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
+                 reason: common_pb2.ErrorReason.ValueType, message: str,
+                 field: str = "") -> NoReturn:
+    detail = common_pb2.ErrorDetail(reason=reason, field=field, request_id=request_id.get() or "")
+    await context.abort(code, message,
+                        trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
+    raise AssertionError("context.abort returned")
+
+
+async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except RequestError as exc:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                     common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc), exc.field)
+    except DependencyDown as exc:
+        await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                     common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE, str(exc))
 
 
 class CacheApi(cache_pb2_grpc.CacheServiceServicer):
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, service: CacheService) -> None:
+        self._service = service
+
+    async def Lookup(self, request: cache_pb2.LookupRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:
+        return await _answer(context, self._service.lookup(request))
+
+    async def Store(self, request: cache_pb2.StoreRequest,  # noqa: N802
+                    context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:
+        return await _answer(context, self._service.store(request))
+
+    async def StoreBatch(self, request: cache_pb2.StoreBatchRequest,  # noqa: N802
+                         context: grpc.aio.ServicerContext) -> cache_pb2.StoreBatchResponse:
+        return await _answer(context, self._service.store_batch(request))
+
+    async def Invalidate(self, request: cache_pb2.InvalidateRequest,  # noqa: N802
+                         context: grpc.aio.ServicerContext) -> cache_pb2.InvalidateResponse:
+        return await _answer(context, self._service.invalidate(request))
+
+    async def Stats(self, request: cache_pb2.StatsRequest,  # noqa: N802
+                    context: grpc.aio.ServicerContext) -> cache_pb2.StatsResponse:
+        return await _answer(context, self._service.stats(request))
+
+    async def GetTenantConfig(self, request: cache_pb2.GetTenantConfigRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext
+                              ) -> cache_pb2.GetTenantConfigResponse:
+        config = await _answer(context, self._service.get_config(request))
+        return cache_pb2.GetTenantConfigResponse(config=config)
+
+    async def SetTenantConfig(self, request: cache_pb2.SetTenantConfigRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext
+                              ) -> cache_pb2.SetTenantConfigResponse:
+        config = await _answer(context, self._service.set_config(request))
+        return cache_pb2.SetTenantConfigResponse(config=config)

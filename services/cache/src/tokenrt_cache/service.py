@@ -1,0 +1,339 @@
+"""What each RPC does: validate with the core, ask the store, build the answer.
+
+Lookup and Store never fail the caller's request because of Redis: within the lookup
+(store) timeout they answer, and when Redis is down or slow the answer is a miss (skip)
+with reason UNAVAILABLE. Invalidate, Stats and the config RPCs are admin calls: they
+answer UNAVAILABLE (a status) instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+from redis.exceptions import RedisError
+
+from tokenrt.v1 import cache_pb2, common_pb2
+from tokenrt_cache import core, semantic
+from tokenrt_cache.core import Defaults, RequestError, Tenant, TenantConfig
+from tokenrt_cache.store import CacheStore, Entry, Unavailable
+from tokenrt_common.settings import Settings
+
+# Prompts longer than this are sketched in a worker thread, off the event loop.
+OFFLOAD_CHARS = 16_384
+MAX_BATCH = 1000
+UNAVAILABLE_LOG_SECONDS = 5.0
+REDIS_DOWN = (TimeoutError, RedisError, Unavailable, OSError)
+
+
+class DependencyDown(Exception):
+    """Redis did not answer an admin call in time."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    bucket: str
+    sketch: tuple[int, ...]
+    guard: bytes
+
+
+def _ts(ms: int) -> Timestamp:
+    ts = Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CacheService:
+    def __init__(self, settings: Settings, store: CacheStore,
+                 log: structlog.stdlib.BoundLogger) -> None:
+        self._store = store
+        self._log = log
+        self._lookup_timeout = settings.cache_lookup_timeout_ms / 1000
+        self._store_timeout = settings.cache_store_timeout_ms / 1000
+        self._admin_timeout = settings.dependency_timeout_seconds
+        self._refresh = settings.cache_config_refresh_seconds
+        self._bucket_size = settings.cache_semantic_candidates
+        self.defaults = Defaults(
+            ttl_seconds=settings.cache_default_ttl_seconds,
+            max_ttl_seconds=settings.cache_max_ttl_seconds,
+            max_entries=settings.cache_max_entries,
+            max_entry_bytes=settings.cache_max_entry_bytes,
+            similarity_threshold=settings.cache_similarity_threshold)
+        self._configs: dict[tuple[str, str], tuple[float, TenantConfig]] = {}
+        self._down_since_log = 0.0
+        self._down_count = 0
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _redis_down(self, op: str, exc: BaseException) -> None:
+        """Log Redis trouble at most every few seconds, with how often it happened."""
+        self._down_count += 1
+        now = time.monotonic()
+        if now - self._down_since_log >= UNAVAILABLE_LOG_SECONDS:
+            self._log.warning("cache.redis_unavailable", op=op, error=type(exc).__name__,
+                              times=self._down_count)
+            self._down_since_log = now
+            self._down_count = 0
+
+    async def config(self, t: Tenant) -> TenantConfig:
+        """The effective config of an org / project, from memory for a few seconds."""
+        scope = (t.org, t.project)
+        cached = self._configs.get(scope)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        values = await self._store.configs(
+            core.scope_prefix(Tenant(t.org)).rstrip("/"),
+            core.scope_prefix(Tenant(t.org, t.project)) if t.project else None)
+        raw = next((v for v in reversed(values) if v is not None), None)
+        cfg = core.effective(cache_pb2.CacheTenantConfig.FromString(raw) if raw else None,
+                             self.defaults)
+        self._configs[scope] = (time.monotonic() + self._refresh, cfg)
+        return cfg
+
+    async def _signature(self, req: cache_pb2.CacheableRequest) -> Signature | None:
+        query = semantic.query_of(req)
+        if query is None:
+            return None
+
+        def compute() -> Signature:
+            return Signature(query.bucket, semantic.sketch(query.text),
+                             semantic.guard_of(query.text).fingerprint())
+
+        if len(query.text) > OFFLOAD_CHARS:
+            return await asyncio.to_thread(compute)
+        return compute()
+
+    def _hit(self, entry: Entry, kind: int, similarity: float) -> cache_pb2.LookupResponse:
+        return cache_pb2.LookupResponse(
+            hit=True, kind=kind, similarity=similarity,
+            response=cache_pb2.CachedResponse.FromString(entry.response),
+            saved_tokens=entry.saved_tokens, saved_cost_nusd=entry.saved_cost_nusd,
+            key=entry.key, stored_at=_ts(entry.stored_at_ms),
+            expires_at=_ts(entry.expires_at_ms))
+
+    # ---- lookup ----------------------------------------------------------------------
+
+    async def lookup(self, r: cache_pb2.LookupRequest) -> cache_pb2.LookupResponse:
+        tenant = core.tenant_of(r.tenant, need_project=True)
+        core.check_policy(r.policy)
+        canonical = core.canonical(r.request)
+        gate = core.lookup_gate(r.policy, r.request.sampling)
+        key = ""
+        try:
+            async with asyncio.timeout(self._lookup_timeout):
+                cfg = await self.config(tenant)
+                ns = core.namespace(tenant, cfg.per_user)
+                key = core.key_of(ns, canonical)
+                if gate is not None:
+                    return cache_pb2.LookupResponse(key=key, miss_reason=gate)
+                sig = None
+                if r.policy.semantic and cfg.semantic_enabled:
+                    sig = await self._signature(r.request)
+                found = await self._store.lookup(ns, key, sig.bucket if sig else "")
+                if found.entry is not None:
+                    return self._hit(found.entry, common_pb2.CACHE_KIND_EXACT, 0.0)
+                if sig is None:
+                    return cache_pb2.LookupResponse(
+                        key=key, miss_reason=cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
+                verdict = semantic.rank(sig.sketch, sig.guard, found.candidates,
+                                        cfg.similarity_threshold)
+                entry = await self._store.semantic_hit(ns, verdict.keys)
+        except REDIS_DOWN as exc:
+            self._redis_down("lookup", exc)
+            return cache_pb2.LookupResponse(miss_reason=cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
+        if entry is not None:
+            hit = self._hit(entry, common_pb2.CACHE_KIND_SEMANTIC, verdict.similarity)
+            hit.key = key  # the exact key of this request, for a Store after all
+            return hit
+        return cache_pb2.LookupResponse(
+            key=key, similarity=verdict.similarity,
+            miss_reason=verdict.reason or cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
+
+    # ---- store -----------------------------------------------------------------------
+
+    async def store(self, r: cache_pb2.StoreRequest, field: str = "") -> cache_pb2.StoreResponse:
+        tenant = core.tenant_of(r.tenant, need_project=True, field=f"{field}tenant")
+        core.check_policy(r.policy, f"{field}policy")
+        core.check_response(r.response, f"{field}response")
+        has_request = r.HasField("request") and len(r.request.messages) > 0
+        canonical = core.canonical(r.request) if has_request else None
+        if canonical is None:
+            if not r.key:
+                raise RequestError(f"{field}key", f"{field}key or {field}request is required")
+            if not core.valid_key(r.key):
+                raise RequestError(f"{field}key", f"{field}key is not a key from Lookup "
+                                   "(32 lower-case hex digits)")
+        try:
+            async with asyncio.timeout(self._store_timeout):
+                return await self._store_checked(r, tenant, canonical, has_request)
+        except REDIS_DOWN as exc:
+            self._redis_down("store", exc)
+            return cache_pb2.StoreResponse(skip_reason=cache_pb2.CACHE_SKIP_REASON_UNAVAILABLE,
+                                           key=r.key)
+
+    async def _store_checked(self, r: cache_pb2.StoreRequest, tenant: Tenant,
+                             canonical: bytes | None, has_request: bool
+                             ) -> cache_pb2.StoreResponse:
+        cfg = await self.config(tenant)
+        ns = core.namespace(tenant, cfg.per_user)
+        key = core.key_of(ns, canonical) if canonical is not None else r.key
+        body = r.response.SerializeToString()
+        sampling = r.request.sampling if has_request else None
+        skip = core.store_gate(r.policy, sampling, r.response, len(body), cfg)
+        if skip is not None:
+            event = "cache.store_skipped"
+            fields = {"reason": cache_pb2.CacheSkipReason.Name(skip), "namespace": ns}
+            if skip == cache_pb2.CACHE_SKIP_REASON_TOO_LARGE:
+                self._log.info(event, **fields, bytes=len(body), limit=cfg.max_entry_bytes)
+            else:
+                self._log.debug(event, **fields)
+            await self._store.count_skip(ns)
+            return cache_pb2.StoreResponse(skip_reason=skip, key=key)
+        sig = None
+        if cfg.semantic_enabled and has_request:
+            sig = await self._signature(r.request)
+        ttl = core.ttl_of(r.policy, cfg, self.defaults)
+        now = _now_ms()
+        model = r.request.model.strip() if has_request else (r.response.served_model or "")
+        _replaced, evicted = await self._store.store(
+            ns, key, body, saved_tokens=core.saved_tokens(r.response),
+            cost_nusd=r.response.cost_nusd, now_ms=now, ttl_ms=ttl * 1000, model=model,
+            tags=sorted(set(r.policy.tags)), bucket=sig.bucket if sig else "",
+            semantic_value=semantic.pack(sig.sketch, sig.guard) if sig else b"",
+            max_entries=cfg.max_entries, bucket_size=self._bucket_size)
+        if evicted:
+            self._log.info("cache.evicted", namespace=ns, entries=evicted,
+                           max_entries=cfg.max_entries)
+        return cache_pb2.StoreResponse(stored=True, key=key, expires_at=_ts(now + ttl * 1000))
+
+    async def store_batch(self, r: cache_pb2.StoreBatchRequest) -> cache_pb2.StoreBatchResponse:
+        if len(r.requests) > MAX_BATCH:
+            raise RequestError("requests", f"requests holds {len(r.requests)} items; send at "
+                               f"most {MAX_BATCH} per call")
+
+        async def one(i: int, item: cache_pb2.StoreRequest) -> cache_pb2.StoreResult:
+            try:
+                return cache_pb2.StoreResult(response=await self.store(item, f"requests[{i}]."))
+            except RequestError as exc:
+                return cache_pb2.StoreResult(error=common_pb2.ItemError(
+                    code=3, message=str(exc), detail=common_pb2.ErrorDetail(
+                        reason=common_pb2.ERROR_REASON_INVALID_ARGUMENT, field=exc.field)))
+
+        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(r.requests)))
+        return cache_pb2.StoreBatchResponse(results=results)
+
+    # ---- admin -----------------------------------------------------------------------
+
+    async def _admin(self, op: str, coro: object) -> object:
+        try:
+            async with asyncio.timeout(self._admin_timeout):
+                return await coro  # type: ignore[misc]
+        except REDIS_DOWN as exc:
+            self._redis_down(op, exc)
+            raise DependencyDown(f"redis did not answer {op} within "
+                                 f"{self._admin_timeout:g} s; retry when it is back") from None
+
+    async def _namespaces_under(self, t: Tenant) -> list[str]:
+        found = [ns for ns in await self._store.namespaces() if core.under(ns, t)]
+        if t.project and not t.user:
+            shared = core.namespace(t, False)
+            if shared not in found:
+                found.insert(0, shared)
+        return found
+
+    async def invalidate(self, r: cache_pb2.InvalidateRequest) -> cache_pb2.InvalidateResponse:
+        tenant = core.tenant_of(r.tenant, need_project=False)
+        kind = r.WhichOneof("selector")
+        if kind is None or (kind == "all" and not r.all):
+            raise RequestError("selector", "say what to remove: key, tag, model or all=true")
+        value = "" if kind == "all" else getattr(r, kind)
+        if kind == "key" and not core.valid_key(value):
+            raise RequestError("key", "key is not a key from Lookup (32 lower-case hex digits)")
+        if kind in ("tag", "model") and not value:
+            raise RequestError(kind, f"{kind} must not be empty")
+
+        async def run() -> int:
+            removed = 0
+            for ns in await self._namespaces_under(tenant):
+                removed += await self._store.invalidate(ns, kind, value, _now_ms())
+            return removed
+
+        removed = await self._admin("invalidate", run())
+        self._log.info("cache.invalidated", org=tenant.org, project=tenant.project,
+                       selector=kind, removed=removed)
+        return cache_pb2.InvalidateResponse(removed_entries=int(removed))  # type: ignore[call-overload]
+
+    async def stats(self, r: cache_pb2.StatsRequest) -> cache_pb2.StatsResponse:
+        scoped = r.HasField("tenant") and bool(r.tenant.org_id or r.tenant.project_id
+                                                or r.tenant.user_id)
+        tenant = core.tenant_of(r.tenant, need_project=False) if scoped else None
+
+        async def run() -> list[cache_pb2.TenantCacheStats]:
+            names = (await self._namespaces_under(tenant) if tenant
+                     else await self._store.namespaces())
+            now = _now_ms()
+            out = []
+            for ns in names:
+                st = await self._store.stats(ns, now)
+                t = core.tenant_of_namespace(ns)
+                out.append(_stats_pb(st.counters, st.entries, common_pb2.Tenant(
+                    org_id=t.org, project_id=t.project, user_id=t.user)))
+            return out
+
+        tenants: list[cache_pb2.TenantCacheStats] = await self._admin("stats", run())  # type: ignore[assignment]
+        total: dict[str, int] = {}
+        for s in tenants:
+            for f in _STAT_FIELDS:
+                total[f] = total.get(f, 0) + getattr(s, f)
+        total_pb = cache_pb2.TenantCacheStats(**total)
+        total_pb.hit_rate_bp = core.hit_rate_bp(total_pb.hits, total_pb.misses)
+        return cache_pb2.StatsResponse(tenants=tenants, total=total_pb)
+
+    async def get_config(self, r: cache_pb2.GetTenantConfigRequest) -> cache_pb2.CacheTenantConfig:
+        if r.tenant.user_id:
+            raise RequestError("tenant.user_id", "configs apply to an org or a project; "
+                               "clear tenant.user_id")
+        tenant = core.tenant_of(r.tenant, need_project=False)
+        self._configs.pop((tenant.org, tenant.project), None)
+        cfg: TenantConfig = await self._admin("get_config", self.config(tenant))  # type: ignore[assignment]
+        return core.config_pb(tenant, cfg)
+
+    async def set_config(self, r: cache_pb2.SetTenantConfigRequest) -> cache_pb2.CacheTenantConfig:
+        tenant = core.check_config(r.config)
+        cfg = core.effective(r.config, self.defaults)
+        saved = core.config_pb(tenant, cfg)
+        # What is stored keeps zeros as "the service default", so defaults can change.
+        stored = cache_pb2.CacheTenantConfig()
+        stored.CopyFrom(r.config)
+        stored.embedding_backend = cache_pb2.EMBEDDING_BACKEND_LEXICAL
+        scope = core.scope_prefix(tenant).rstrip("/")
+        await self._admin("set_config", self._store.set_config(scope, stored.SerializeToString()))
+        for known in list(self._configs):
+            if known[0] == tenant.org:
+                del self._configs[known]
+        self._log.info("cache.config_set", org=tenant.org, project=tenant.project,
+                       semantic=cfg.semantic_enabled, per_user=cfg.per_user)
+        return saved
+
+
+_STAT_FIELDS = ("hits", "exact_hits", "semantic_hits", "misses", "stores", "skipped_stores",
+                "entries", "stored_bytes", "saved_tokens", "saved_cost_nusd")
+
+
+def _stats_pb(c: dict[str, int], entries: int,
+              tenant: common_pb2.Tenant) -> cache_pb2.TenantCacheStats:
+    hits, misses = c.get("hits", 0), c.get("misses", 0)
+    return cache_pb2.TenantCacheStats(
+        tenant=tenant, hits=hits, exact_hits=c.get("exact_hits", 0),
+        semantic_hits=c.get("semantic_hits", 0), misses=misses,
+        hit_rate_bp=core.hit_rate_bp(hits, misses), stores=c.get("stores", 0),
+        skipped_stores=c.get("skipped_stores", 0), entries=entries,
+        stored_bytes=max(0, c.get("bytes", 0)), saved_tokens=c.get("saved_tokens", 0),
+        saved_cost_nusd=c.get("saved_cost_nusd", 0))

@@ -1,0 +1,167 @@
+"""The cache's Redis adapter: the only module that does I/O.
+
+Layout, for a tenant namespace NS under the prefix P (all of a tenant's keys share the
+hash tag `{NS}`, so each Lua script touches one slot):
+
+    P:{NS}:e:<key>        hash   entry: r (CachedResponse bytes), tok, cost, at, exp (ms); TTL
+    P:{NS}:idx            zset   key -> store sequence (entry count, oldest-first eviction)
+    P:{NS}:exp            zset   key -> expiry (ms), to drop the indexes of expired entries
+    P:{NS}:meta           hash   key -> {model, tags, bucket, bytes}, to undo every index
+    P:{NS}:tag:<tag>      set    keys stored with the tag
+    P:{NS}:model:<model>  set    keys of the model
+    P:{NS}:sem:<bucket>   hash   key -> guard fingerprint + sketch (semantic candidates)
+    P:{NS}:semz:<bucket>  zset   key -> store sequence (bounds the bucket)
+    P:{NS}:stats          hash   hits, exact_hits, semantic_hits, misses, stores,
+                                 skipped_stores, evictions, bytes, saved_tokens, saved_cost_nusd
+    P:tenants             set    every namespace that has stats (for Stats and Invalidate)
+    P:cfg:<org>[/<project>]      CacheTenantConfig bytes
+
+Every call is bounded by the caller's asyncio timeout; `Unavailable` means Redis is not
+connected yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from tokenrt_common.connect import Infra
+
+SCRIPTS = ("lookup", "semantic_hit", "store", "invalidate", "stats", "skip")
+INVALIDATE_BATCH = 500
+
+
+class Unavailable(Exception):
+    """Redis is not connected (yet)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    response: bytes
+    saved_tokens: int
+    saved_cost_nusd: int
+    stored_at_ms: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class Found:
+    entry: Entry | None
+    # Semantic candidates of the bucket (key -> packed value) when the exact key missed.
+    candidates: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class NamespaceStats:
+    counters: dict[str, int]
+    entries: int
+
+
+def _entry(key: str, v: list[Any]) -> Entry:
+    return Entry(key, bytes(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]))
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files("tokenrt_cache") / "lua"
+    prelude = (folder / "prelude.lua").read_text()
+    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPTS}
+
+
+class CacheStore:
+    def __init__(self, infra: Infra, prefix: str) -> None:
+        self._infra = infra
+        self._prefix = prefix
+        self._registry = f"{prefix}:tenants"
+        self._sources = _load_scripts()
+        self._scripts: dict[str, AsyncScript] = {}
+        self._client: aioredis.Redis | None = None
+
+    def _script(self, name: str) -> AsyncScript:
+        client = self._infra.redis
+        if client is None:
+            raise Unavailable("redis is not connected yet")
+        if client is not self._client:
+            self._client = client
+            self._scripts = {n: client.register_script(src) for n, src in self._sources.items()}
+        return self._scripts[name]
+
+    def _redis(self) -> aioredis.Redis:
+        if self._infra.redis is None:
+            raise Unavailable("redis is not connected yet")
+        return self._infra.redis
+
+    def _args(self, ns: str, *rest: Any) -> list[Any]:
+        return [f"{self._prefix}:{{{ns}}}", self._registry, ns, *rest]
+
+    async def _run(self, name: str, ns: str, *args: Any) -> Any:
+        return await self._script(name)(keys=[f"{self._prefix}:{{{ns}}}:stats"],
+                                        args=self._args(ns, *args))
+
+    # ---- entries -----------------------------------------------------------------
+
+    async def lookup(self, ns: str, key: str, bucket: str) -> Found:
+        reply = await self._run("lookup", ns, key, bucket)
+        if int(reply[0]) == 1:
+            return Found(_entry(key, reply[1:]), {})
+        flat = reply[1] if len(reply) > 1 else []
+        candidates = {bytes(flat[i]).decode(): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Found(None, candidates)
+
+    async def semantic_hit(self, ns: str, keys: tuple[str, ...]) -> Entry | None:
+        reply = await self._run("semantic_hit", ns, *keys)
+        if not reply:
+            return None
+        return _entry(bytes(reply[0]).decode(), reply[1:])
+
+    async def store(self, ns: str, key: str, response: bytes, *, saved_tokens: int,
+                    cost_nusd: int, now_ms: int, ttl_ms: int, model: str, tags: list[str],
+                    bucket: str, semantic_value: bytes, max_entries: int,
+                    bucket_size: int) -> tuple[bool, int]:
+        """Store one entry; returns (replaced an entry, entries evicted by the cap)."""
+        meta = json.dumps({"m": model, "t": tags, "s": bucket, "b": len(response)},
+                          ensure_ascii=False)
+        replaced, evicted = await self._run(
+            "store", ns, key, response, saved_tokens, cost_nusd, now_ms, ttl_ms, meta,
+            semantic_value, max_entries, bucket_size)
+        return bool(replaced), int(evicted)
+
+    async def count_skip(self, ns: str) -> None:
+        await self._run("skip", ns)
+
+    async def invalidate(self, ns: str, kind: str, value: str, now_ms: int) -> int:
+        removed = 0
+        while True:
+            n, seen = await self._run("invalidate", ns, kind, value, now_ms, INVALIDATE_BATCH)
+            removed += int(n)
+            if kind == "key" or int(seen) < INVALIDATE_BATCH:
+                return removed
+
+    async def stats(self, ns: str, now_ms: int) -> NamespaceStats:
+        flat, entries = await self._run("stats", ns, now_ms)
+        counters = {bytes(flat[i]).decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return NamespaceStats(counters, int(entries))
+
+    async def namespaces(self) -> list[str]:
+        members = await self._redis().smembers(self._registry)  # type: ignore[misc]
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    # ---- tenant configs ----------------------------------------------------------
+
+    def _cfg_key(self, scope: str) -> str:
+        return f"{self._prefix}:cfg:{scope}"
+
+    async def configs(self, org_scope: str, project_scope: str | None) -> list[bytes | None]:
+        keys = [self._cfg_key(org_scope)]
+        if project_scope is not None:
+            keys.append(self._cfg_key(project_scope))
+        values = await self._redis().mget(keys)
+        return [v.encode() if isinstance(v, str) else v for v in values]
+
+    async def set_config(self, scope: str, value: bytes) -> None:
+        await self._redis().set(self._cfg_key(scope), value)

@@ -1,0 +1,265 @@
+"""The cache service as a real process on real Redis: exact caching, policy, isolation,
+TTL, caps, concurrency, invalidation, stats, configs, streams and bad input."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+from cache_fixtures import answer, lookup, request, store, tenant, unique_org
+from cache_procs import Proc, start_cache, stop
+
+from tokenrt.v1 import cache_pb2, common_pb2
+from tokenrt_cache import replay
+
+MISS = cache_pb2.CacheMissReason
+SKIP = cache_pb2.CacheSkipReason
+
+
+def stats_of(stub, t: common_pb2.Tenant) -> cache_pb2.TenantCacheStats:  # noqa: ANN001
+    return stub.Stats(cache_pb2.StatsRequest(tenant=t), timeout=5).total
+
+
+def test_miss_store_hit_with_savings(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    req = request()
+    first = stub.Lookup(lookup(t, req), timeout=5)
+    assert not first.hit and first.miss_reason == MISS.Value("CACHE_MISS_REASON_NOT_FOUND")
+    assert len(first.key) == 32
+    stored = stub.Store(store(t, None, answer(), key=first.key), timeout=5)
+    assert stored.stored and stored.key == first.key
+    hit = stub.Lookup(lookup(t, req), timeout=5)
+    assert hit.hit and hit.kind == common_pb2.CACHE_KIND_EXACT and hit.key == first.key
+    assert hit.response == answer()
+    assert (hit.saved_tokens, hit.saved_cost_nusd) == (150, 51_000)
+    assert hit.expires_at.seconds - hit.stored_at.seconds == 3600
+    s = stats_of(stub, t)
+    assert (s.hits, s.exact_hits, s.misses, s.stores, s.entries) == (1, 1, 1, 1, 1)
+    assert (s.saved_tokens, s.saved_cost_nusd, s.hit_rate_bp) == (150, 51_000, 5000)
+    assert s.stored_bytes == answer().ByteSize()
+
+
+def test_policy_determinism_force_no_cache_no_store(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    hot = request(temperature=0.7)
+    miss = stub.Lookup(lookup(t, hot), timeout=5)
+    assert miss.miss_reason == MISS.Value("CACHE_MISS_REASON_NOT_CACHEABLE") and miss.key
+    skipped = stub.Store(store(t, hot, answer()), timeout=5)
+    assert not skipped.stored and skipped.skip_reason == SKIP.Value("CACHE_SKIP_REASON_NOT_CACHEABLE")
+    assert stub.Store(store(t, hot, answer(), force=True), timeout=5).stored
+    assert stub.Lookup(lookup(t, hot, force=True), timeout=5).hit
+    assert not stub.Lookup(lookup(t, hot), timeout=5).hit  # not forced: not looked up
+
+    cold = request("another question")
+    assert stub.Store(store(t, cold, answer(), no_store=True),
+                      timeout=5).skip_reason == SKIP.Value("CACHE_SKIP_REASON_NO_STORE")
+    assert stub.Store(store(t, cold, answer()), timeout=5).stored
+    bypass = stub.Lookup(lookup(t, cold, no_cache=True), timeout=5)
+    assert not bypass.hit and bypass.miss_reason == MISS.Value("CACHE_MISS_REASON_BYPASSED")
+    broken = answer()
+    broken.finish_reason = common_pb2.FINISH_REASON_ERROR
+    assert stub.Store(store(t, request("third"), broken),
+                      timeout=5).skip_reason == SKIP.Value("CACHE_SKIP_REASON_INCOMPLETE")
+    s = stats_of(stub, t)
+    assert s.skipped_stores == 3 and s.stores == 2
+
+
+def test_tenant_isolation_from_every_rpc(cache: Proc) -> None:
+    stub = cache.stub()
+    org = unique_org()
+    a, b, other_org = tenant(org, "web"), tenant(org, "api"), tenant(unique_org(), "web")
+    req = request("isolated question")
+    key_a = stub.Store(store(a, req, answer("A's answer"), tags=["t"]), timeout=5).key
+    # Lookup: no other project or org sees it, and their keys differ.
+    for t in (b, other_org):
+        other = stub.Lookup(lookup(t, req), timeout=5)
+        assert not other.hit and other.key != key_a
+    # Store with A's key under B's tenant writes into B's namespace only.
+    assert stub.Store(store(b, None, answer("B's answer"), key=key_a), timeout=5).stored
+    assert stub.Lookup(lookup(a, req), timeout=5).response == answer("A's answer")
+    # Invalidate from B (by A's key, tag, model, all) never removes A's entry.
+    for selector in ({"key": key_a}, {"tag": "t"}, {"model": "gpt-4o-mini"}, {"all": True}):
+        stub.Invalidate(cache_pb2.InvalidateRequest(tenant=b, **selector), timeout=5)
+        stub.Invalidate(cache_pb2.InvalidateRequest(tenant=other_org, **selector), timeout=5)
+    assert stub.Lookup(lookup(a, req), timeout=5).hit
+    # Stats: B's and the other org's counters know nothing of A's.
+    assert stats_of(stub, other_org).stores == 0
+    sb = stats_of(stub, b)
+    assert sb.hits == 0 and sb.stores == 1 and sb.entries == 0
+    assert stats_of(stub, a).entries == 1
+    # Configs: B's change does not touch A's.
+    stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(config=cache_pb2.CacheTenantConfig(
+        tenant=b, per_user=True, max_entries=7)), timeout=5)
+    got = stub.GetTenantConfig(cache_pb2.GetTenantConfigRequest(tenant=a), timeout=5).config
+    assert not got.per_user and got.max_entries == 10000
+    # Users of a per-user project never share answers; org-wide stats see every namespace.
+    alice, bob = tenant(org, "api", "alice"), tenant(org, "api", "bob")
+    assert stub.Store(store(alice, req, answer("alice's")), timeout=5).stored
+    assert not stub.Lookup(lookup(bob, req), timeout=5).hit
+    assert stub.Lookup(lookup(alice, req), timeout=5).response == answer("alice's")
+    org_stats = stub.Stats(cache_pb2.StatsRequest(tenant=tenant(org, "")), timeout=5)
+    assert {(s.tenant.project_id, s.tenant.user_id) for s in org_stats.tenants} >= {
+        ("web", ""), ("api", ""), ("api", "alice")}
+    assert stats_of(stub, alice).stores == 1
+
+
+def test_ttl_expiry(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    req = request("short-lived")
+    stored = stub.Store(store(t, req, answer(), ttl_seconds=1), timeout=5)
+    assert stored.stored
+    assert stub.Lookup(lookup(t, req), timeout=5).hit
+    time.sleep(1.3)
+    gone = stub.Lookup(lookup(t, req), timeout=5)
+    assert not gone.hit and gone.miss_reason == MISS.Value("CACHE_MISS_REASON_NOT_FOUND")
+    s = stats_of(stub, t)
+    assert (s.entries, s.stored_bytes) == (0, 0)
+    # Per-tenant default TTL.
+    stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(config=cache_pb2.CacheTenantConfig(
+        tenant=t, default_ttl_seconds=1)), timeout=5)
+    assert stub.Store(store(t, req, answer()), timeout=5).stored
+    time.sleep(1.3)
+    assert not stub.Lookup(lookup(t, req), timeout=5).hit
+
+
+def test_concurrent_stores_of_one_key_keep_one_entry(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    req = request("raced")
+    answers = [answer(f"answer number {i} " + "x" * i) for i in range(40)]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda a: stub.Store(store(t, req, a, tags=["race"]), timeout=10),
+                                answers))
+    assert all(r.stored for r in results) and len({r.key for r in results}) == 1
+    hit = stub.Lookup(lookup(t, req), timeout=5)
+    assert hit.hit and hit.response in answers
+    s = stats_of(stub, t)
+    assert s.entries == 1 and s.stores == 40
+    assert s.stored_bytes == hit.response.ByteSize()  # the replaced ones were given back
+    assert stub.Invalidate(cache_pb2.InvalidateRequest(tenant=t, tag="race"),
+                           timeout=5).removed_entries == 1
+
+
+def test_oversized_answers_are_skipped_and_logged(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(config=cache_pb2.CacheTenantConfig(
+        tenant=tenant(t.org_id, ""), max_entry_bytes=1000)), timeout=5)
+    big = answer("y" * 2000)
+    skipped = stub.Store(store(t, request("big"), big), timeout=5)
+    assert not skipped.stored and skipped.skip_reason == SKIP.Value("CACHE_SKIP_REASON_TOO_LARGE")
+    assert not stub.Lookup(lookup(t, request("big")), timeout=5).hit
+    assert stub.Store(store(t, request("small"), answer("z" * 100)), timeout=5).stored
+    assert stats_of(stub, t).skipped_stores == 1
+    deadline = time.monotonic() + 5
+    while '"cache.store_skipped"' not in cache.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = next(x for x in cache.log.read_text().splitlines() if "cache.store_skipped" in x)
+    assert "CACHE_SKIP_REASON_TOO_LARGE" in line and '"limit": 1000' in line
+
+
+def test_per_tenant_cap_evicts_the_oldest(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(config=cache_pb2.CacheTenantConfig(
+        tenant=t, max_entries=3)), timeout=5)
+    for i in range(5):
+        assert stub.Store(store(t, request(f"question {i}"), answer(str(i))), timeout=5).stored
+    hits = [stub.Lookup(lookup(t, request(f"question {i}")), timeout=5).hit for i in range(5)]
+    assert hits == [False, False, True, True, True]
+    assert stats_of(stub, t).entries == 3
+    # Another tenant's entries are not counted against this cap.
+    other = tenant(unique_org())
+    assert stub.Store(store(other, request("question 9"), answer()), timeout=5).stored
+    assert stub.Lookup(lookup(t, request("question 4")), timeout=5).hit
+
+
+def test_invalidate_by_key_tag_model_and_all(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    reqs = {name: request(name, model=model) for name, model in
+            (("k", "gpt-4o-mini"), ("tagged", "gpt-4o-mini"), ("m", "claude-sonnet-4-5"),
+             ("rest", "gpt-4o-mini"))}
+    keys = {n: stub.Store(store(t, r, answer(), tags=["docs"] if n == "tagged" else []),
+                          timeout=5).key for n, r in reqs.items()}
+
+    def inv(**sel: object) -> int:
+        return stub.Invalidate(cache_pb2.InvalidateRequest(tenant=t, **sel),
+                               timeout=5).removed_entries
+
+    assert inv(key=keys["k"]) == 1 and inv(key=keys["k"]) == 0
+    assert inv(tag="docs") == 1
+    assert inv(model="claude-sonnet-4-5") == 1
+    assert stub.Lookup(lookup(t, reqs["rest"]), timeout=5).hit
+    assert inv(all=True) == 1
+    assert not any(stub.Lookup(lookup(t, r), timeout=5).hit for r in reqs.values())
+    assert stats_of(stub, t).entries == 0
+
+
+def test_stats_survive_a_restart_and_replicas_agree(tmp_path: Path, cache: Proc) -> None:
+    t = tenant(unique_org())
+    stub = cache.stub()
+    stub.Store(store(t, request(), answer()), timeout=5)
+    stub.Lookup(lookup(t, request()), timeout=5)
+    second = start_cache(tmp_path, prefix=cache.prefix)
+    try:
+        before = stats_of(stub, t)
+        assert stats_of(second.stub(), t) == before
+        assert second.stub().Lookup(lookup(t, request()), timeout=5).hit  # shared entries
+        assert stats_of(stub, t).hits == before.hits + 1
+    finally:
+        stop(second)
+    third = start_cache(tmp_path, prefix=cache.prefix)  # a restart keeps them
+    try:
+        assert stats_of(third.stub(), t).hits == before.hits + 1
+    finally:
+        stop(third)
+
+
+def test_streamed_answers_replay_with_their_chunks(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    stream = [replay.Delta("Hel"), replay.Delta("lo, "),
+              replay.Delta("", (replay.ToolPiece(0, "call_1", "lookup", '{"q":'),)),
+              replay.Delta("world", (replay.ToolPiece(0, "", "", '"x"}'),))]
+    resp = answer("Hello, world")
+    resp.message.tool_calls.add(id="call_1", name="lookup", arguments_json='{"q":"x"}')
+    resp.chunks.extend(replay.boundaries(stream))
+    assert stub.Store(store(t, request("stream me"), resp), timeout=5).stored
+    hit = stub.Lookup(lookup(t, request("stream me")), timeout=5)
+    assert replay.deltas(hit.response) == stream
+
+
+def test_store_batch_items_succeed_or_fail_alone(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    items = [store(t, request("one"), answer()), store(t, None, answer(), key="not-a-key"),
+             store(t, request("two"), answer(), no_store=True)]
+    results = stub.StoreBatch(cache_pb2.StoreBatchRequest(requests=items), timeout=5).results
+    assert results[0].response.stored
+    assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert results[1].error.detail.field == "requests[1].key"
+    assert results[2].response.skip_reason == SKIP.Value("CACHE_SKIP_REASON_NO_STORE")
+    assert stub.Lookup(lookup(t, request("one")), timeout=5).hit
+
+
+@pytest.mark.parametrize(("call", "message", "field"), [
+    ("Lookup", cache_pb2.LookupRequest(request=request()), "tenant.org_id"),
+    ("Lookup", cache_pb2.LookupRequest(tenant=tenant(project=""), request=request()),
+     "tenant.project_id"),
+    ("Lookup", cache_pb2.LookupRequest(tenant=tenant()), "request.model"),
+    ("Lookup", lookup(tenant(), request(), ttl_seconds=0), "policy.ttl_seconds"),
+    ("Store", store(tenant(), None, answer()), "key"),
+    ("Store", store(tenant(), request(), cache_pb2.CachedResponse(cost_nusd=-1)),
+     "response.cost_nusd"),
+    ("Invalidate", cache_pb2.InvalidateRequest(tenant=tenant()), "selector"),
+    ("Invalidate", cache_pb2.InvalidateRequest(tenant=tenant(), key="x"), "key"),
+    ("SetTenantConfig", cache_pb2.SetTenantConfigRequest(config=cache_pb2.CacheTenantConfig(
+        tenant=tenant(), similarity_threshold=2)), "config.similarity_threshold"),
+    ("GetTenantConfig", cache_pb2.GetTenantConfigRequest(), "tenant.org_id"),
+])
+def test_bad_input_is_invalid_argument_naming_the_field(cache: Proc, call: str, message: object,
+                                                        field: str) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        getattr(cache.stub(), call)(message, timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    detail = dict(err.value.trailing_metadata())["tokenrt-error-detail-bin"]
+    assert common_pb2.ErrorDetail.FromString(detail).field == field
+    assert err.value.details()
