@@ -143,3 +143,26 @@ async def test_request_id_reaches_the_logs(stack: Stack) -> None:
             return
         await asyncio.sleep(0.1)
     pytest.fail(f"request id {rid} not found in {stack.log_path('cache')}")
+
+
+async def test_a_message_over_the_size_limit_is_refused_and_the_service_stays_up(
+    stack: Stack,
+) -> None:
+    from tokenrt.v1 import counter_pb2
+
+    limit = stack.settings.grpc_max_message_bytes
+    address = stack.settings.endpoint("counter").address
+    huge = counter_pb2.CountTextRequest(model="gpt-4o", text="a" * (limit + 1024))
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 2 * limit)]
+    ) as channel:
+        call = channel.unary_unary("/tokenrt.v1.CounterService/CountText",
+                                   request_serializer=counter_pb2.CountTextRequest.SerializeToString,
+                                   response_deserializer=counter_pb2.CountTextResponse.FromString)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(huge, timeout=30)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert str(limit) in err.value.details()
+        small = await call(counter_pb2.CountTextRequest(model="gpt-4o", text="hello world"),
+                           timeout=5)
+        assert small.tokens == 2
