@@ -39,6 +39,17 @@ def test_snapshot_keeps_the_provider_id_and_a_priced_snapshot_wins() -> None:
     assert old.match is Match.EXACT and old.price.standard.input == 5_000_000_000
 
 
+def test_other_hosts_and_repriced_snapshots_never_get_the_makers_price() -> None:
+    # Azure's EU gpt-4o costs 10% more: without its own entry it is unknown, not $2.50.
+    with pytest.raises(pricing.ModelNotFound):
+        CATALOG.resolve("azure/eu/gpt-4o")
+    with pytest.raises(pricing.ModelNotFound):
+        CATALOG.resolve("kyma/claude-haiku-4-5")
+    # gpt-3.5-turbo-1106 is priced $1/$2, not like gpt-3.5-turbo ($0.50/$1.50).
+    old = CATALOG.resolve("gpt-3.5-turbo-1106")
+    assert old.match is Match.EXACT and old.price.standard.input == 1_000_000_000
+
+
 def test_fine_tune_is_priced_as_a_fine_tune() -> None:
     ft = CATALOG.resolve("ft:gpt-4o-mini:acme::abc123")
     assert ft.fine_tuned and ft.provider_model_id == "ft:gpt-4o-mini:acme::abc123"

@@ -36,6 +36,11 @@ TIERS = ("economy", "standard", "premium")
 SIM_PREFIX = "sim/"
 # Dated snapshot suffixes: -2024-08-06, -20250514, -0613, @20250514.
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}))$")
+# Prefixes naming the model maker's own API (same prices as the catalog). Other hosts
+# (azure/, bedrock/, together_ai/...) price the same model differently: they resolve only
+# through their own entries (e.g. from a LiteLLM map), never to the maker's price.
+SAME_PRICE_PREFIXES = frozenset({"openai", "anthropic", "gemini", "google", "models",
+                                 "deepseek", "mistral"})
 _PRICE_FIELDS = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
@@ -105,8 +110,9 @@ class Catalog:
             inner = self._lookup(m.group("base"))
             if inner is not None and inner.match in (Match.EXACT, Match.ALIAS):
                 return Resolved(inner.entry, Match.SNAPSHOT, name, name)
-        if "/" in key:  # a provider prefix such as openai/, anthropic/, models/
-            inner = self._lookup(key.rsplit("/", 1)[1])
+        prefix, slash, rest = key.partition("/")
+        if slash and prefix in SAME_PRICE_PREFIXES:
+            inner = self._lookup(rest)
             if inner is not None:
                 return Resolved(inner.entry, Match.ALIAS, name, inner.provider_model_id)
         return None
