@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 import tiktoken
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from tokenrt.v1 import common_pb2 as c
 from tokenrt.v1 import counter_pb2 as pb
 from tokenrt.v1 import counter_pb2_grpc
