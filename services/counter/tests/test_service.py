@@ -346,3 +346,18 @@ async def test_refits_are_throttled_but_no_sample_is_lost(stub) -> None:
     await asyncio.sleep(1.1)
     third = await stub.Calibrate(pb.CalibrateRequest(samples=samples(5)), timeout=30)
     assert third.models[0].samples == 45 and await served() == 45
+
+
+async def test_large_estimated_inputs_are_counted_off_the_loop_consistently(stub) -> None:
+    from tokenrt_counter.estimator import uncalibrated
+    from tokenrt_counter.features import of_text
+
+    text = (CODE_FILE + "\n" + " ".join(TEXTS[1:20]) + "\n") * 40  # ~2 MB, far above offload
+    got = await stub.CountText(pb.CountTextRequest(model="mistral-large-latest", text=text),
+                               timeout=60)
+    assert got.tokens == uncalibrated("estimate:mistral").estimate(of_text(text))
+    chat = [c.Message(role=c.ROLE_USER, content=[c.ContentPart(text=text)])]
+    messages = await stub.CountMessages(pb.CountMessagesRequest(
+        model="mistral-large-latest", messages=chat), timeout=60)
+    assert messages.features.message_count == 1
+    assert messages.features.code_chars > 0 and messages.input_tokens > got.tokens
