@@ -263,3 +263,57 @@ def test_bad_input_is_invalid_argument_naming_the_field(cache: Proc, call: str, 
     detail = dict(err.value.trailing_metadata())["tokenrt-error-detail-bin"]
     assert common_pb2.ErrorDetail.FromString(detail).field == field
     assert err.value.details()
+
+
+def test_semantic_hits_only_past_the_threshold_and_the_guard(cache: Proc) -> None:
+    stub, t = cache.stub(), tenant(unique_org())
+    code = "```python\ndef foo(xs):\n    return sorted(xs)[0]\n```"
+    original = request("Can you explain what foo() does? " + code)
+    paraphrase = request("Please explain what foo() does.\n\n" + code)
+    # Not opted in: no semantic hit even when the request asks for one.
+    assert stub.Store(store(t, original, answer("foo returns the minimum")), timeout=5).stored
+    off = stub.Lookup(lookup(t, paraphrase, semantic=True), timeout=5)
+    assert not off.hit and off.miss_reason == MISS.Value("CACHE_MISS_REASON_NOT_FOUND")
+
+    config = stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(
+        config=cache_pb2.CacheTenantConfig(tenant=t, semantic_enabled=True)), timeout=5).config
+    assert config.semantic_enabled and config.similarity_threshold == pytest.approx(0.8)
+    assert stub.Store(store(t, original, answer("foo returns the minimum")), timeout=5).stored
+    hit = stub.Lookup(lookup(t, paraphrase, semantic=True), timeout=5)
+    assert hit.hit and hit.kind == common_pb2.CACHE_KIND_SEMANTIC and hit.similarity >= 0.8
+    assert hit.response == answer("foo returns the minimum") and hit.saved_tokens == 150
+    assert hit.key != stub.Lookup(lookup(t, original), timeout=5).key
+    # The request must ask for it too.
+    assert not stub.Lookup(lookup(t, paraphrase), timeout=5).hit
+
+    traps = {
+        "renamed function": request("Please explain what bar() does.\n\n" +
+                                    code.replace("foo", "bar")),
+        "changed number": request("Can you explain what foo() does? " +
+                                  code.replace("[0]", "[1]")),
+        "changed path": request("Can you explain what foo() in src/a.py does? " + code),
+    }
+    rejected = (MISS.Value("CACHE_MISS_REASON_GUARD_REJECTED"),
+                MISS.Value("CACHE_MISS_REASON_BELOW_THRESHOLD"))
+    for name, trap in traps.items():
+        miss = stub.Lookup(lookup(t, trap, semantic=True), timeout=5)
+        assert not miss.hit and miss.miss_reason in rejected, name
+    # Same prose, different code: as similar as can be, and still refused by the guard.
+    guarded = stub.Lookup(lookup(t, traps["changed number"], semantic=True), timeout=5)
+    assert guarded.miss_reason == rejected[0] and guarded.similarity == pytest.approx(1.0)
+    for name, other in {"system prompt": request("Please explain what foo() does.\n\n" + code,
+                                                 system="You are a pirate."),
+                        "model": request("Please explain what foo() does.\n\n" + code,
+                                         model="gpt-4o")}.items():
+        miss = stub.Lookup(lookup(t, other, semantic=True), timeout=5)
+        assert not miss.hit and miss.miss_reason == MISS.Value("CACHE_MISS_REASON_NOT_FOUND"), name
+    far = stub.Lookup(lookup(t, request("How do I center a div? " + code), semantic=True),
+                      timeout=5)
+    assert not far.hit and far.miss_reason == MISS.Value("CACHE_MISS_REASON_BELOW_THRESHOLD")
+    s = stats_of(stub, t)
+    assert s.semantic_hits == 1 and s.hits == s.exact_hits + s.semantic_hits
+    # Another tenant with the same bucket content never sees it.
+    other = tenant(unique_org())
+    stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(
+        config=cache_pb2.CacheTenantConfig(tenant=other, semantic_enabled=True)), timeout=5)
+    assert not stub.Lookup(lookup(other, paraphrase, semantic=True), timeout=5).hit

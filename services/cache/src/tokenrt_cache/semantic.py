@@ -76,8 +76,11 @@ STOPWORDS = frozenset({
     "lets", "i'm", "im", "i'd", "id", "i've", "ive", "have", "has", "had", "get", "got",
     "into", "about", "via", "using", "use", "way", "quick", "quickly", "briefly", "question",
     "help", "want", "need", "like", "tell", "show", "give", "provide", "able", "possible",
-    "one", "something", "thing", "there's", "what's", "whats", "hows", "how's",
+    "one", "something", "thing", "following", "below", "given", "certain",
 })
+# Contractions of question words, with or without the apostrophe.
+_SPELLING = {"what's": "what", "whats": "what", "how's": "how", "hows": "how",
+             "where's": "where", "wheres": "where", "who's": "who", "why's": "why"}
 _LANG_SPECIAL = re.compile(r"(?i)(?<![\w])(c\+\+|c#|f#|objective-c)(?![\w])")
 
 
@@ -145,7 +148,12 @@ def guard_of(text: str) -> Guard:
     code, prose = split_code(text)
     paths = {m.group(0).strip(".").lower() for m in _PATH.finditer(prose)}
     ids: set[str] = set()
-    for pattern in (_CALL, _SNAKE, _CAMEL, _DOTTED, _CAPS):
+    letters = [c for c in prose if c.isalpha()]
+    shouting = sum(c.isupper() for c in letters) > len(letters) / 2
+    # In a prompt written in capitals, capitalised words are not constants.
+    patterns = (_CALL, _SNAKE, _CAMEL, _DOTTED) if shouting else (_CALL, _SNAKE, _CAMEL, _DOTTED,
+                                                                  _CAPS)
+    for pattern in patterns:
         for m in pattern.finditer(prose):
             ids.add(m.group(1) if pattern is _CALL else m.group(0))
     for m in _NAMED.finditer(prose):
@@ -175,7 +183,8 @@ def _stem(word: str) -> str:
 
 
 def content_words(prose: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(prose.lower()) if w not in STOPWORDS]
+    words = (_SPELLING.get(w, w) for w in _WORD.findall(prose.lower()))
+    return [_stem(w) for w in words if w not in STOPWORDS]
 
 
 def sketch(text: str, size: int = SKETCH_SIZE) -> tuple[int, ...]:
