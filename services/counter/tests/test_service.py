@@ -361,3 +361,14 @@ async def test_large_estimated_inputs_are_counted_off_the_loop_consistently(stub
         model="mistral-large-latest", messages=chat), timeout=60)
     assert messages.features.message_count == 1
     assert messages.features.code_chars > 0 and messages.input_tokens > got.tokens
+
+
+async def test_the_limit_counts_bytes_not_characters(stub) -> None:
+    limit = 12 * 1024 * 1024
+    han = "漢" * (limit // 3 // 8 + 1)  # 3 bytes each: eight parts together exceed the limit
+    chat = [c.Message(role=c.ROLE_USER, content=[c.ContentPart(text=han)]) for _ in range(8)]
+    err = await expect_error(stub.CountMessages(pb.CountMessagesRequest(model="gpt-4o",
+                                                                        messages=chat),
+                                                timeout=30), grpc.StatusCode.INVALID_ARGUMENT)
+    d = detail(err)
+    assert d.reason == c.ERROR_REASON_MESSAGE_TOO_LARGE and d.actual > limit

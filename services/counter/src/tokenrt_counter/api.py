@@ -51,11 +51,13 @@ def features_of(p: counter_pb2.ScriptFeatures) -> Features:
                     p.whitespace_chars, p.other_chars, p.message_count, p.image_count)
 
 
-def utf8_size(text: str, limit: int) -> int:
-    """The UTF-8 size of `text`, computed only when it could exceed `limit`."""
-    if len(text) * 4 <= limit:
-        return len(text)
-    return len(text.encode("utf-8", "surrogatepass"))
+def utf8_size(texts: list[str], limit: int) -> int:
+    """The UTF-8 size of `texts`, encoded only when it could exceed `limit` (a character
+    takes at most 4 bytes, so fewer than limit / 4 characters always fit)."""
+    chars = sum(len(t) for t in texts)
+    if chars * 4 <= limit:
+        return chars
+    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
 
 
 class CounterApi(counter_pb2_grpc.CounterServiceServicer):
@@ -100,7 +102,7 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             text = request.raw_utf8.decode("utf-8", "replace")  # invalid bytes -> U+FFFD
         else:
             text = request.text
-            await self._too_large(context, utf8_size(text, self._max_bytes), "text")
+            await self._too_large(context, utf8_size([text], self._max_bytes), "text")
         tokens, accuracy = await self._runner.text(resolved.entry, text)
         return counter_pb2.CountTextResponse(tokens=tokens, accuracy=accuracy_pb(accuracy),
                                              model=resolved.name,
@@ -127,22 +129,26 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
 
     def _chat_size(self, request: counter_pb2.CountMessagesRequest) -> int:
         """About the request's size in bytes, without serialising it again."""
-        size = 0
+        texts: list[str] = []
+        binary = 0
         for m in request.messages:
             for p in m.content:
-                size += (utf8_size(p.text, self._max_bytes) if p.HasField("text")
-                         else len(p.image.data) + len(p.image.url))
+                if p.HasField("image"):
+                    binary += len(p.image.data)
+                    texts.append(p.image.url)
+                else:
+                    texts.append(p.text)
             for call in m.tool_calls:
-                size += len(call.arguments_json) + len(call.name)
-            size += len(m.name) + len(m.tool_call_id) + 8
+                texts += (call.arguments_json, call.name, call.id)
+            texts += (m.name, m.tool_call_id)
         for t in request.tools:
-            size += len(t.name) + len(t.description) + len(t.parameters_json_schema)
-        return size
+            texts += (t.name, t.description, t.parameters_json_schema)
+        return binary + utf8_size(texts, self._max_bytes)
 
     async def CountBatch(self, request: counter_pb2.CountBatchRequest,
                          context: grpc.aio.ServicerContext) -> counter_pb2.CountBatchResponse:
         resolved = await self._resolve(context, request.model)
-        size = sum(utf8_size(t, self._max_bytes) for t in request.texts)
+        size = utf8_size(list(request.texts), self._max_bytes)
         await self._too_large(context, size, "texts")
         counts: list[int] = []
         exact = True
