@@ -300,9 +300,12 @@ async def test_cache_hits_show_in_the_metrics(counter: Proc, stub) -> None:
 
     port = load_settings(counter.env).endpoint("counter").metrics_port
 
+    def page() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                      timeout=5).read().decode()
+
     def scrape() -> dict[str, float]:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        return {line.split()[0]: float(line.split()[1]) for line in text.decode().splitlines()
+        return {line.split()[0]: float(line.split()[1]) for line in page().splitlines()
                 if line.startswith("tokenrt_counter_cache_")}
 
     text = CODE_FILE + "\n# metrics test\n"
@@ -314,6 +317,13 @@ async def test_cache_hits_show_in_the_metrics(counter: Proc, stub) -> None:
     assert after["tokenrt_counter_cache_hits_total"] >= before["tokenrt_counter_cache_hits_total"] + 3
     assert after["tokenrt_counter_cache_misses_total"] == before["tokenrt_counter_cache_misses_total"]
     assert after["tokenrt_counter_cache_entries"] > 0
+
+    # Exact models' samples are checked: a provider disagreeing shows in the metrics.
+    sample = pb.CalibrationSample(model="gpt-4.1", counted_input_tokens=100,
+                                  reported_input_tokens=103)
+    got = await stub.Calibrate(pb.CalibrateRequest(samples=[sample, sample]), timeout=10)
+    assert got.accepted == 2 and not got.models
+    assert 'tokenrt_counter_exact_mismatches_total{model="gpt-4.1"} 2.0' in page()
 
 
 async def test_refits_are_throttled_but_no_sample_is_lost(stub) -> None:

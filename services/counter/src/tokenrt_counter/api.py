@@ -183,6 +183,8 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         if request.page_token:
             try:
                 start = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
+                if start < 0:
+                    raise ValueError(start)
             except (ValueError, UnicodeDecodeError):
                 await invalid(context, "page_token", "page_token is not one this service "
                               "returned; start again without it")
@@ -236,9 +238,11 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             if self._counter.encoder(entry) is not None:
                 accepted += 1  # exact models are checked, not learned
                 if s.counted_input_tokens != s.reported_input_tokens:
-                    self._log.info("counter.exact_count_differs", model=entry.name,
-                                   counted=s.counted_input_tokens,
-                                   reported=s.reported_input_tokens, sample=s.request_id)
+                    mismatches = self._counter.exact_mismatches
+                    mismatches[entry.name] = mismatches.get(entry.name, 0) + 1
+                    self._log.debug("counter.exact_count_differs", model=entry.name,
+                                    counted=s.counted_input_tokens,
+                                    reported=s.reported_input_tokens, sample=s.request_id)
                 continue
             if features == Features() or estimator.is_outlier(
                     self._counter.fit(entry), features, s.reported_input_tokens):

@@ -110,6 +110,8 @@ class Counter:
         self.chunk_chars = chunk_chars
         # Served estimator fits by model name; replaced wholesale by the store's refresher.
         self.fits: dict[str, Fit] = {}
+        # Calibration samples of exactly counted models whose provider count differed.
+        self.exact_mismatches: dict[str, int] = {}
 
     # ---- text -------------------------------------------------------------------
 

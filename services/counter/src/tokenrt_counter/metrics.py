@@ -33,3 +33,10 @@ class CounterCollector(Collector):
             samples.add_metric([model], fit.samples)
         yield bound
         yield samples
+        mismatches = CounterMetricFamily(
+            "tokenrt_counter_exact_mismatches",
+            "Calibration samples of exactly counted models whose provider count differed",
+            labels=["model"])
+        for model, n in sorted(self._counter.exact_mismatches.items()):
+            mismatches.add_metric([model], n)
+        yield mismatches
