@@ -154,6 +154,8 @@ class Settings:
     budget_rebuild_source: str = "ledger"
     # NATS subject prefix of budget alerts; alerts go to `<prefix>.<org>`.
     budget_alert_subject_prefix: str = "tokenrt.budget.v1.alerts"
+    # Redis connections of one budget replica; more concurrent calls wait for one.
+    budget_redis_connections: int = 64
 
     # --- cache settings (issue 6) ---
     # Prefix of every response-cache key in Redis (a tenant's keys share one hash tag).
@@ -378,7 +380,8 @@ def _validate_budget(s: Settings) -> None:
     if not 0 < s.budget_default_ttl_seconds <= s.budget_max_ttl_seconds:
         raise SettingsError("TOKENRT_BUDGET_DEFAULT_TTL_SECONDS: must be between 1 and "
                             f"TOKENRT_BUDGET_MAX_TTL_SECONDS ({s.budget_max_ttl_seconds})")
-    for key in ("budget_sweep_interval_seconds", "budget_limits_refresh_seconds"):
+    for key in ("budget_sweep_interval_seconds", "budget_limits_refresh_seconds",
+                "budget_redis_connections"):
         if getattr(s, key) <= 0:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
     if s.budget_rebuild_source not in ("ledger", "none"):

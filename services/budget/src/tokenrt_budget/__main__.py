@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import redis.asyncio as aioredis
+
 from tokenrt.v1 import budget_pb2_grpc, events_pb2
 from tokenrt_budget.api import BudgetApi, state_out
 from tokenrt_budget.service import REDIS_DOWN, Budget, State
@@ -33,11 +35,16 @@ class Parts:
         self._alerts: set[asyncio.Task[None]] = set()
 
     def get_counters(self) -> Counters | None:
-        redis = self.runtime.infra.redis
-        if redis is None:
-            return None
-        if self.counters is None or self.counters.redis is not redis:
-            self.counters = Counters(redis, self.runtime.settings.budget_redis_prefix)
+        if self.counters is None:
+            # Our own pool: callers past its size wait for a connection (the shared
+            # client's pool fails at once when full, which would read as "Redis down").
+            s = self.runtime.settings
+            pool = aioredis.BlockingConnectionPool.from_url(
+                s.redis_url, max_connections=s.budget_redis_connections,
+                timeout=s.dependency_timeout_seconds,
+                socket_timeout=s.dependency_timeout_seconds,
+                socket_connect_timeout=s.dependency_timeout_seconds)
+            self.counters = Counters(aioredis.Redis(connection_pool=pool), s.budget_redis_prefix)
         return self.counters
 
     async def prepare_postgres(self) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import grpc
@@ -207,8 +208,10 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
                                            K.ERROR_REASON_INVALID_ARGUMENT,
                                            f"requests: at most {MAX_BATCH} per batch", "requests"))
         out = budget_pb2.ReserveBatchResponse()
-        for r in request.requests:
-            got = await _item(partial(self._reserve, r))
+        # Items are independent: their Redis calls run concurrently.
+        answers = await asyncio.gather(*(_item(partial(self._reserve, r))
+                                         for r in request.requests))
+        for got in answers:
             if isinstance(got, common_pb2.ItemError):
                 out.results.add(error=got)
             else:
@@ -243,22 +246,22 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
                                            f"settlements: at most {MAX_BATCH} per batch",
                                            "settlements"))
         out = budget_pb2.SettleBatchResponse()
-        for i, s in enumerate(request.settlements):
-            if s.HasField("commit"):
-                got = await _item(partial(self._commit, s.commit))
-                key = "commit"
-            elif s.HasField("release"):
-                got = await _item(partial(self._release, s.release))
-                key = "release"
-            else:
-                got = common_pb2.ItemError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                           message=f"settlements[{i}]: set commit or release")
-                key = "error"
+        answers = await asyncio.gather(*(self._settle_one(i, s)
+                                         for i, s in enumerate(request.settlements)))
+        for key, got in answers:
             if isinstance(got, common_pb2.ItemError):
                 out.results.add(error=got)
             else:
                 out.results.add(**{key: got})
         return out
+
+    async def _settle_one(self, i: int, s: budget_pb2.Settlement) -> tuple[str, Any]:
+        if s.HasField("commit"):
+            return "commit", await _item(partial(self._commit, s.commit))
+        if s.HasField("release"):
+            return "release", await _item(partial(self._release, s.release))
+        return "error", common_pb2.ItemError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                             message=f"settlements[{i}]: set commit or release")
 
     async def _set_limit(self, r: budget_pb2.SetLimitRequest) -> budget_pb2.SetLimitResponse:
         lim = limit_in(r.limit)

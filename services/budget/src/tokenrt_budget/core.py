@@ -370,8 +370,13 @@ def level(held: int, limit: int, warning_bp: int, critical_bp: int) -> int:
 
 def need_of(metric: int, tokens: int, cost_nusd: int, requests: int) -> int:
     """A request's amount in a metric's unit."""
-    return {K.LIMIT_METRIC_TOKENS: tokens, K.LIMIT_METRIC_COST: cost_nusd,
-            K.LIMIT_METRIC_REQUESTS: requests}[metric]
+    if metric == K.LIMIT_METRIC_TOKENS:
+        return tokens
+    if metric == K.LIMIT_METRIC_COST:
+        return cost_nusd
+    if metric == K.LIMIT_METRIC_REQUESTS:
+        return requests
+    raise ValueError(f"unknown metric {metric}")
 
 
 def blocks(action: int, degraded: bool) -> bool:

@@ -116,6 +116,7 @@ class Budget:
         self._cache: dict[str, OrgLimits] = {}
         self._loading: dict[str, asyncio.Future[OrgLimits]] = {}
         self._owner = uuid.uuid4().hex
+        self._windows: dict[int, tuple[Limit, core.Window, str]] = {}
 
     # -- dependencies ------------------------------------------------------------------
 
@@ -166,15 +167,25 @@ class Budget:
               metric_amounts: tuple[int, int, int] | None = None) -> list[Slot]:
         counters = self.counters()
         out = []
+        if len(self._windows) > 10_000:
+            self._windows.clear()
         for lim in limits:
-            win = core.window(lim, now)
+            # The window and counter key of a calendar period hold until the period ends.
+            cached = self._windows.get(id(lim))
+            if (cached is None or cached[0] is not lim or cached[1].end is None
+                    or lim.period == K.LIMIT_PERIOD_ROLLING or now >= cached[1].end
+                    or (cached[1].start is not None and now < cached[1].start)):
+                win = core.window(lim, now)
+                cached = (lim, win, counters.keys.counter(lim, win))
+                self._windows[id(lim)] = cached
+            _, win, key = cached
             need = 0
             if req is not None:
                 need = core.need_of(lim.metric, req.tokens, req.cost_nusd, req.requests)
             elif metric_amounts is not None:
                 need = core.need_of(lim.metric, *metric_amounts)
             blocking = core.blocks(lim.action, req.degraded if req else False)
-            out.append(Slot(lim, win, counters.keys.counter(lim, win), need, blocking))
+            out.append(Slot(lim, win, key, need, blocking))
         return out
 
     # -- reserve -------------------------------------------------------------------------
@@ -433,8 +444,9 @@ class Budget:
                               "recorded and applies at the next rebuild") from None
         return len(limits), now
 
-    async def rebuild_org(self, org_id: str) -> datetime:
-        """Rebuild the current periods' counters of one organization from the usage source."""
+    async def rebuild_org(self, org_id: str, *, force: bool = False) -> datetime:
+        """Rebuild the current periods' counters of one organization from the usage source
+        (unless another replica did it meanwhile and `force` is not set)."""
         counters = self.counters()
         if not await counters.try_lock_rebuild(org_id, self._owner):
             for _ in range(100):  # another replica rebuilds: wait for it
@@ -443,6 +455,8 @@ class Budget:
                     return datetime.now(UTC)
             raise Unavailable(f"the counters of {org_id} are being rebuilt by another replica")
         try:
+            if not force and await counters.is_ready(org_id):
+                return datetime.now(UTC)  # rebuilt by another replica since we looked
             cached = await self.org_limits(org_id, fresh=True)
             now = datetime.now(UTC)
             slots = self.slots(cached.limits, now)
@@ -460,8 +474,12 @@ class Budget:
                                   f"({type(exc).__name__})") from None
             for slot, names in spans:
                 values = {name: totals[i].of(slot.limit.metric) for name, i in names}
-                await counters.set_used(slot, {k: v for k, v in values.items() if v}, now,
-                                        restart_alerts=False)
+                values = {k: v for k, v in values.items() if v}
+                bucket_ms, count = slot.bucket
+                if bucket_ms and values:
+                    values["used"] = sum(values.values())
+                    values["lo"] = int(now.timestamp() * 1000) // bucket_ms - count + 1
+                await counters.set_used(slot, values, now, restart_alerts=False)
             await counters.remember_org(org_id)
             await counters.mark_ready(org_id)
             self.log.info("budget.rebuilt", org=org_id, limits=len(slots),
@@ -475,7 +493,7 @@ class Budget:
         count = 0
         watermark = datetime.now(UTC)
         for org in orgs:
-            mark = await self.rebuild_org(org)
+            mark = await self.rebuild_org(org, force=True)
             watermark = min(watermark, mark)
             count += len((await self.org_limits(org)).limits)
         return count, watermark

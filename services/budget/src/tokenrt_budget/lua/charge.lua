@@ -11,14 +11,16 @@ for i = 1, n do
   local b = 2 + (i - 1) * 5
   local ck = KEYS[1 + i]
   local bucket_ms, nb = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local f = 'used'
-  if bucket_ms > 0 then f = 'b' .. math.floor(now / bucket_ms) end
-  redis.call('HINCRBY', ck, f, tonumber(ARGV[b + 1]))
-  local ttl = tonumber(ARGV[b + 4])
-  if ttl > 0 then redis.call('EXPIRE', ck, ttl, 'NX') end
+  local used, reserved, alerted, exists = read_counter(ck, bucket_ms, nb, now)
+  used = used + add_used(ck, tonumber(ARGV[b + 1]), bucket_ms, nb, now, now)
+  if not exists then
+    redis.call('HSETNX', ck, 'reserved', 0)
+    local ttl = tonumber(ARGV[b + 4])
+    if ttl > 0 then redis.call('EXPIRE', ck, ttl) end
+  end
   out[#out + 1] = ARGV[b + 5]
-  out[#out + 1] = used_of(ck, bucket_ms, nb, now)
-  out[#out + 1] = tonumber(redis.call('HGET', ck, 'reserved') or '0')
-  out[#out + 1] = tonumber(redis.call('HGET', ck, 'alerted') or '0')
+  out[#out + 1] = used
+  out[#out + 1] = reserved
+  out[#out + 1] = alerted
 end
 return out

@@ -1,19 +1,75 @@
 -- Shared by every budget script (prepended at load time).
--- A reservation hash holds n counters: k<i> counter key, a<i> amount held,
--- m<i> metric (1 tokens, 2 cost, 3 requests), f<i> field charged on commit
--- ("used" or a rolling bucket "b<index>"), w<i> bucket ms (0 = calendar), nb<i> buckets.
+--
+-- A counter hash: used (committed; for rolling windows the sum of the live buckets),
+-- reserved (held by unsettled reservations), alerted (highest level alerted), and for
+-- rolling windows lo (oldest bucket index that may hold usage) and b<index> buckets.
+-- A reservation hash: state (held / committed / released), exp (ms), d (JSON list of
+-- {counter key, amount held, metric, bucket ms, buckets, limit id, bucket index}).
+
+-- Reads a counter, first dropping rolling buckets that left the window.
+-- Returns used, reserved, alerted, whether the counter exists.
+local function read_counter(ck, bucket_ms, nb, now)
+  local v = redis.call('HMGET', ck, 'used', 'reserved', 'alerted', 'lo')
+  local used = tonumber(v[1] or '0')
+  if bucket_ms > 0 and v[4] then
+    local first = math.floor(now / bucket_ms) - nb + 1
+    local lo = tonumber(v[4])
+    if lo < first then
+      if first - lo > nb then  -- idle for longer than the window: scan every bucket
+        used = 0
+        local flat = redis.call('HGETALL', ck)
+        for j = 1, #flat, 2 do
+          local name = flat[j]
+          if string.sub(name, 1, 1) == 'b' then
+            if tonumber(string.sub(name, 2)) < first then
+              redis.call('HDEL', ck, name)
+            else
+              used = used + tonumber(flat[j + 1])
+            end
+          end
+        end
+      else
+        for idx = lo, first - 1 do
+          local b = redis.call('HGET', ck, 'b' .. idx)
+          if b then
+            used = used - tonumber(b)
+            redis.call('HDEL', ck, 'b' .. idx)
+          end
+        end
+      end
+      redis.call('HSET', ck, 'used', used, 'lo', first)
+    end
+  end
+  return used, tonumber(v[2] or '0'), tonumber(v[3] or '0'), (v[1] or v[2] or v[3]) and true
+end
+
+-- Adds committed usage to a counter (into the bucket of `at` for rolling windows; usage
+-- whose bucket already left the window is not counted).
+local function add_used(ck, amount, bucket_ms, nb, at, now)
+  if amount == 0 then return 0 end
+  if bucket_ms == 0 then
+    redis.call('HINCRBY', ck, 'used', amount)
+    return amount
+  end
+  local idx = math.floor(at / bucket_ms)
+  if idx < math.floor(now / bucket_ms) - nb + 1 then return 0 end
+  redis.call('HINCRBY', ck, 'b' .. idx, amount)
+  redis.call('HINCRBY', ck, 'used', amount)
+  local lo = redis.call('HGET', ck, 'lo')
+  if not lo or tonumber(lo) > idx then redis.call('HSET', ck, 'lo', idx) end
+  return amount
+end
 
 -- Gives back the holds of expired reservations (at most max of them).
 local function sweep(rexp, rprefix, now, max)
   local ids = redis.call('ZRANGEBYSCORE', rexp, '-inf', now, 'LIMIT', 0, max)
   for _, id in ipairs(ids) do
     local rk = rprefix .. id
-    local head = redis.call('HMGET', rk, 'state', 'n')
+    local head = redis.call('HMGET', rk, 'state', 'd')
     if head[1] == 'held' then
-      for i = 1, tonumber(head[2]) do
-        local r = redis.call('HMGET', rk, 'k' .. i, 'a' .. i)
-        if redis.call('EXISTS', r[1]) == 1 then
-          redis.call('HINCRBY', r[1], 'reserved', -tonumber(r[2]))
+      for _, c in ipairs(cjson.decode(head[2])) do
+        if redis.call('EXISTS', c[1]) == 1 then
+          redis.call('HINCRBY', c[1], 'reserved', -tonumber(c[2]))
         end
       end
     end
@@ -21,29 +77,6 @@ local function sweep(rexp, rprefix, now, max)
     redis.call('ZREM', rexp, id)
   end
   return #ids
-end
-
--- Committed usage of a counter: the "used" field, or the live buckets of a rolling
--- window (older buckets are deleted on the way).
-local function used_of(ck, bucket_ms, nb, now)
-  if bucket_ms == 0 then
-    return tonumber(redis.call('HGET', ck, 'used') or '0')
-  end
-  local cur = math.floor(now / bucket_ms)
-  local total = 0
-  local flat = redis.call('HGETALL', ck)
-  for j = 1, #flat, 2 do
-    local name = flat[j]
-    if string.sub(name, 1, 1) == 'b' then
-      local idx = tonumber(string.sub(name, 2))
-      if idx <= cur - nb then
-        redis.call('HDEL', ck, name)
-      else
-        total = total + tonumber(flat[j + 1])
-      end
-    end
-  end
-  return total
 end
 
 -- For a rolling window: ms until enough buckets leave the window to free `excess`.

@@ -7,8 +7,10 @@ sweep(KEYS[1], ARGV[2], now, 1000)
 local out = {}
 for i = 2, #KEYS do
   local b = 2 + (i - 2) * 2
-  out[#out + 1] = used_of(KEYS[i], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), now)
-  out[#out + 1] = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  out[#out + 1] = tonumber(redis.call('HGET', KEYS[i], 'alerted') or '0')
+  local used, reserved, alerted = read_counter(KEYS[i], tonumber(ARGV[b + 1]),
+                                               tonumber(ARGV[b + 2]), now)
+  out[#out + 1] = used
+  out[#out + 1] = reserved
+  out[#out + 1] = alerted
 end
 return out

@@ -7,7 +7,7 @@
 --       buckets, counter ttl s (0 = none), limit id.
 -- Returns {status, ...}: EMPTY (rebuild first), STALE (reload limits),
 -- IDEM fingerprint reservation_id, or OK/REFUSED followed per limit by
--- used, reserved, alerted, retry ms.
+-- used, reserved (after the hold), alerted, retry ms.
 local now = tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'EMPTY'} end
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[5] then return {'STALE'} end
@@ -19,48 +19,47 @@ end
 local n = tonumber(ARGV[9])
 local out = {'OK'}
 local refused = false
-local used, reserved = {}, {}
+local fresh = {}
 for i = 1, n do
   local b = 9 + (i - 1) * 8
   local ck = KEYS[5 + i]
-  local limit, need, blocking = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), ARGV[b + 3]
+  local limit, need = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
   local bucket_ms, nb = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-  used[i] = used_of(ck, bucket_ms, nb, now)
-  reserved[i] = tonumber(redis.call('HGET', ck, 'reserved') or '0')
+  local used, reserved, alerted, exists = read_counter(ck, bucket_ms, nb, now)
+  fresh[i] = not exists
   local retry = 0
-  if used[i] + reserved[i] + need > limit then
-    if blocking == '1' then refused = true end
+  if used + reserved + need > limit then
+    if ARGV[b + 3] == '1' then refused = true end
     if bucket_ms > 0 then
-      retry = rolling_wait(ck, bucket_ms, nb, now, used[i] + reserved[i] + need - limit)
+      retry = rolling_wait(ck, bucket_ms, nb, now, used + reserved + need - limit)
     end
   end
-  out[#out + 1] = used[i]
-  out[#out + 1] = reserved[i]
-  out[#out + 1] = tonumber(redis.call('HGET', ck, 'alerted') or '0')
+  out[#out + 1] = used
+  out[#out + 1] = reserved
+  out[#out + 1] = alerted
   out[#out + 1] = retry
 end
 if refused then out[1] = 'REFUSED' return out end
 if ARGV[4] == '1' then return out end
-local rk = KEYS[4]
-local fields = {'state', 'held', 'n', n, 'exp', now + tonumber(ARGV[2]), 'at', now}
+local held = {}
 for i = 1, n do
   local b = 9 + (i - 1) * 8
   local ck = KEYS[5 + i]
   local need, bucket_ms = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 5])
-  redis.call('HINCRBY', ck, 'reserved', need)
+  if need ~= 0 then redis.call('HINCRBY', ck, 'reserved', need) end
   local ttl = tonumber(ARGV[b + 7])
-  if ttl > 0 then redis.call('EXPIRE', ck, ttl, 'NX') end
-  local f = 'used'
-  if bucket_ms > 0 then f = 'b' .. math.floor(now / bucket_ms) end
-  for _, v in ipairs({'k' .. i, ck, 'a' .. i, need, 'm' .. i, ARGV[b + 4], 'f' .. i, f,
-                      'w' .. i, bucket_ms, 'nb' .. i, ARGV[b + 6], 'l' .. i, ARGV[b + 8]}) do
-    fields[#fields + 1] = v
+  if fresh[i] then
+    redis.call('HSETNX', ck, 'reserved', 0)
+    if ttl > 0 then redis.call('EXPIRE', ck, ttl) end
   end
-  out[2 + (i - 1) * 4 + 1] = reserved[i] + need
+  -- The amount stays a string: cjson would round numbers beyond 14 digits.
+  held[i] = {ck, ARGV[b + 2], tonumber(ARGV[b + 4]), bucket_ms, tonumber(ARGV[b + 6]), ARGV[b + 8]}
+  out[2 + (i - 1) * 4 + 1] = out[2 + (i - 1) * 4 + 1] + need
 end
-redis.call('HSET', rk, unpack(fields))
-redis.call('PEXPIRE', rk, tonumber(ARGV[2]) + 3600000)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[3])
+local exp = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[4], 'state', 'held', 'exp', exp, 'at', now, 'd', cjson.encode(held))
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[2]) + 3600000)
+redis.call('ZADD', KEYS[3], exp, ARGV[3])
 if ARGV[6] == '1' then
   redis.call('HSET', KEYS[5], 'fp', ARGV[7], 'rid', ARGV[3])
   redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[2]))

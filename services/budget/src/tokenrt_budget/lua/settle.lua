@@ -6,38 +6,37 @@
 -- (a retry), or {DONE, n, then per counter: limit id, used, reserved, alerted}.
 local now = tonumber(ARGV[4])
 local rk = KEYS[2]
-local head = redis.call('HMGET', rk, 'state', 'n', 'exp')
+local head = redis.call('HMGET', rk, 'state', 'exp', 'at', 'd')
 if not head[1] then return {'MISSING'} end
 if head[1] ~= 'held' then return {'SETTLED', head[1]} end
-local n = tonumber(head[2])
-local expired = tonumber(head[3]) <= now
-local out = {'DONE', n}
-for i = 1, n do
-  local r = redis.call('HMGET', rk, 'k' .. i, 'a' .. i, 'm' .. i, 'f' .. i, 'w' .. i, 'nb' .. i,
-                       'l' .. i)
-  local ck, amount, metric = r[1], tonumber(r[2]), r[3]
-  if redis.call('EXISTS', ck) == 1 then
-    redis.call('HINCRBY', ck, 'reserved', -amount)
-    if ARGV[1] == 'commit' and not expired then
+local expired = tonumber(head[2]) <= now
+local commit = ARGV[1] == 'commit' and not expired
+local at = tonumber(head[3])
+local held = cjson.decode(head[4])
+local out = {'DONE', #held}
+for _, c in ipairs(held) do
+  local ck, amount, metric, bucket_ms, nb = c[1], tonumber(c[2]), c[3], c[4], c[5]
+  local used, reserved, alerted, exists = read_counter(ck, bucket_ms, nb, now)
+  if exists then
+    if amount ~= 0 then redis.call('HINCRBY', ck, 'reserved', -amount) end
+    reserved = reserved - amount
+    if commit then
       local actual = amount
-      if metric == '1' then actual = tonumber(ARGV[2]) elseif metric == '2' then
+      if metric == 1 then actual = tonumber(ARGV[2]) elseif metric == 2 then
         actual = tonumber(ARGV[3]) end
-      redis.call('HINCRBY', ck, r[4], actual)
+      used = used + add_used(ck, actual, bucket_ms, nb, at, now)
     end
   end
-  out[#out + 1] = r[7]
-  out[#out + 1] = used_of(ck, tonumber(r[5]), tonumber(r[6]), now)
-  out[#out + 1] = tonumber(redis.call('HGET', ck, 'reserved') or '0')
-  out[#out + 1] = tonumber(redis.call('HGET', ck, 'alerted') or '0')
+  out[#out + 1] = c[6]
+  out[#out + 1] = used
+  out[#out + 1] = reserved
+  out[#out + 1] = alerted
 end
 redis.call('ZREM', KEYS[1], ARGV[6])
-if expired then
-  redis.call('DEL', rk)
-  return {'MISSING'}
-end
 redis.call('DEL', rk)
+if expired then return {'MISSING'} end
 local state = 'released'
-if ARGV[1] == 'commit' then state = 'committed' end
-redis.call('HSET', rk, 'state', state, 'n', 0)
+if commit then state = 'committed' end
+redis.call('HSET', rk, 'state', state)
 redis.call('EXPIRE', rk, tonumber(ARGV[5]))
 return out
