@@ -65,3 +65,8 @@ clean:
 .PHONY: bench-counter
 bench-counter: setup
 	$(BIN)/python bench/counter/bench.py
+
+# --- cache benchmarks (issue 6): Lookup of a 2k-token request over gRPC, semantic set ---
+.PHONY: bench-cache
+bench-cache: setup
+	$(BIN)/python bench/cache/bench.py

@@ -185,15 +185,38 @@ def _sampling(s: common_pb2.SamplingParams, has_tools: bool) -> list[Any]:
         mode = s.tool_choice.mode or common_pb2.TOOL_CHOICE_MODE_AUTO
         choice = [mode, s.tool_choice.tool_name if mode == common_pb2.TOOL_CHOICE_MODE_TOOL else ""]
         parallel = _opt(s, "parallel_tool_calls")
-    options = json_format.MessageToDict(s.provider_options) if s.HasField("provider_options") \
-        else None
+    options = json.dumps(json_format.MessageToDict(s.provider_options), sort_keys=True,
+                         ensure_ascii=False, separators=(",", ":")) \
+        if s.HasField("provider_options") else None
     return [
         floats["temperature"], floats["top_p"], _opt(s, "top_k"), _opt(s, "max_output_tokens"),
         sorted(set(s.stop_sequences)), _opt(s, "seed"), floats["presence_penalty"],
         floats["frequency_penalty"], fmt, choice, parallel, s.reasoning_effort,
-        _opt(s, "reasoning_budget_tokens"),
-        json.dumps(options, sort_keys=True, ensure_ascii=False, separators=(",", ":")),
+        _opt(s, "reasoning_budget_tokens"), options,
     ]
+
+
+def _frames(out: list[bytes], v: Any) -> None:
+    """A self-delimiting binary encoding: every value says its type and length, so two
+    different documents never encode to the same bytes."""
+    if v is None:
+        out.append(b"N")
+    elif v is True:
+        out.append(b"T")
+    elif v is False:
+        out.append(b"F")
+    elif isinstance(v, int):
+        out.append(b"i%d;" % v)
+    elif isinstance(v, float):
+        out.append(b"f" + v.hex().encode() + b";")
+    elif isinstance(v, str):
+        data = v.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(data))
+        out.append(data)
+    else:
+        out.append(b"[%d:" % len(v))
+        for item in v:
+            _frames(out, item)
 
 
 def canonical(req: cache_pb2.CacheableRequest) -> bytes:
@@ -206,17 +229,21 @@ def canonical(req: cache_pb2.CacheableRequest) -> bytes:
              for t in req.tools]
     doc = [KEY_VERSION, req.model.strip(), _messages(req.messages), tools,
            _sampling(req.sampling, bool(req.tools))]
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass")
+    out: list[bytes] = []
+    _frames(out, doc)
+    return b"".join(out)
 
 
 def key_of(ns: str, canonical_form: bytes) -> str:
-    """The exact key: a hash over the namespace and the canonical request."""
-    h = hashlib.blake2b(digest_size=16, person=b"tokenrt-cache")
+    """The exact key: SHA-256 (first 128 bits) over the namespace and the canonical request.
+
+    A cryptographic hash, so no one can craft a request that collides with another's.
+    """
+    h = hashlib.sha256(b"tokenrt-cache\x00")
     h.update(ns.encode("utf-8", "surrogatepass"))
     h.update(b"\x00")
     h.update(canonical_form)
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 def valid_key(key: str) -> bool:

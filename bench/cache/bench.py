@@ -1,0 +1,240 @@
+"""Cache benchmarks: Lookup of a ~2k-token request over gRPC, and the semantic labelled set.
+
+Starts its own cache process on real Redis (TOKENRT_REDIS_URL or the local default, under
+a key prefix of its own that it removes afterwards), stores one answer, then measures:
+  1. p50 / p99 latency of Lookup hits, one call at a time            target p50 < 1 ms
+  2. Lookups per second with many calls in flight (1 and 2 client processes)
+                                                                    target >= 5,000 /s
+  3. the in-process part: canonical form + key of the request (µs)
+  4. precision / recall of the semantic matcher on the labelled IDE prompt set
+Run: `make bench-cache` (or `.venv/bin/python bench/cache/bench.py [--json]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import redis
+import tiktoken
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tokenrt.v1 import cache_pb2, cache_pb2_grpc
+from tokenrt.v1 import common_pb2 as c
+from tokenrt_cache import core, semantic
+from tokenrt_common.settings import load_settings
+from tokenrt_testkit.stack import stack_env
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
+PAIRS = ROOT / "services" / "cache" / "tests" / "data" / "semantic_pairs.jsonl"
+TENANT = c.Tenant(org_id="bench", project_id="cache")
+
+
+def two_k_request() -> tuple[cache_pb2.CacheableRequest, int]:
+    """A chat of about 2,000 o200k tokens: a system prompt, a source file and a question."""
+    source = (ROOT / "services" / "cache" / "src" / "tokenrt_cache" / "service.py").read_text()
+    enc = tiktoken.get_encoding("o200k_base")
+    ids = enc.encode(source)[:1900]
+    req = cache_pb2.CacheableRequest(model="gpt-4o-mini")
+    req.messages.add(role=c.ROLE_SYSTEM).content.add(text="You are a careful coding assistant.")
+    req.messages.add(role=c.ROLE_USER).content.add(
+        text="Review this file and list its bugs:\n```python\n" + enc.decode(ids) + "\n```")
+    req.sampling.temperature = 0.0
+    req.sampling.max_output_tokens = 1024
+    tokens = sum(len(enc.encode(p.text)) for m in req.messages for p in m.content)
+    return req, tokens
+
+
+def start_cache(tmp: Path, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
+    env = stack_env(tmp, TOKENRT_LOG_LEVEL="warning", TOKENRT_CACHE_REDIS_PREFIX=prefix)
+    address = load_settings(env).endpoint("cache").address
+    log = (tmp / "cache.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tokenrt_cache"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return proc, address
+            except grpc.RpcError:
+                time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"cache did not become SERVING; see {tmp / 'cache.log'}")
+
+
+def lookup_request(req: cache_pb2.CacheableRequest) -> cache_pb2.LookupRequest:
+    return cache_pb2.LookupRequest(tenant=TENANT, request=req)
+
+
+async def latency(address: str, req: cache_pb2.CacheableRequest, n: int) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        message = lookup_request(req)
+        for _ in range(200):  # warm up
+            await stub.Lookup(message, timeout=5)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            answer = await stub.Lookup(message, timeout=5)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert answer.hit
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 3),
+            "p90_ms": round(times[int(0.9 * n)], 3), "p99_ms": round(times[int(0.99 * n)], 3)}
+
+
+async def _flood(address: str, payload: bytes, seconds: float,
+                 concurrency: int) -> tuple[int, int]:
+    message = cache_pb2.LookupRequest.FromString(payload)
+    done = hits = 0
+    stop = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        await stub.Lookup(message, timeout=5)
+
+        async def worker() -> None:
+            nonlocal done, hits
+            while time.perf_counter() < stop:
+                answer = await stub.Lookup(message, timeout=5)
+                hits += answer.hit
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, hits
+
+
+def _flood_process(address: str, payload: bytes, seconds: float, concurrency: int,
+                   out: multiprocessing.Queue[tuple[int, int]]) -> None:
+    out.put(asyncio.run(_flood(address, payload, seconds, concurrency)))
+
+
+def throughput(address: str, req: cache_pb2.CacheableRequest, clients: int,
+               concurrency: int, seconds: float) -> dict[str, float]:
+    """Lookups answered per second, and the share that were hits (a lookup that waits
+    past the lookup timeout behind others answers a miss, UNAVAILABLE)."""
+    payload = lookup_request(req).SerializeToString()
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[tuple[int, int]] = ctx.Queue()
+    procs = [ctx.Process(target=_flood_process, args=(address, payload, seconds, concurrency, out))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join()
+    total, hits = sum(r[0] for r in results), sum(r[1] for r in results)
+    return {"per_s": round(total / seconds), "hit_share": round(hits / max(total, 1), 4)}
+
+
+def in_process(req: cache_pb2.CacheableRequest, n: int = 2000) -> dict[str, float]:
+    ns = core.namespace(core.Tenant("bench", "cache"), False)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        core.key_of(ns, core.canonical(req))
+    key_us = (time.perf_counter() - t0) / n * 1e6
+    wire = lookup_request(req).SerializeToString()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        cache_pb2.LookupRequest.FromString(wire)
+    parse_us = (time.perf_counter() - t0) / n * 1e6
+    return {"canonical_and_key_us": round(key_us, 1), "parse_request_us": round(parse_us, 1),
+            "request_bytes": len(wire)}
+
+
+def labelled_set(threshold: float) -> dict[str, object]:
+    rows = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
+    tp = fp = fn = tn = 0
+    by_kind: dict[str, list[int]] = {}
+    for r in rows:
+        a, b = r["a"], r["b"]
+        same_guard = semantic.guard_of(a).fingerprint() == semantic.guard_of(b).fingerprint()
+        hit = same_guard and semantic.similarity(semantic.sketch(a),
+                                                 semantic.sketch(b)) >= threshold
+        kind = by_kind.setdefault(f"{'dup' if r['same'] else 'trap'}:{r['kind']}", [0, 0])
+        kind[0] += int(hit == r["same"])
+        kind[1] += 1
+        if r["same"]:
+            tp, fn = tp + hit, fn + (not hit)
+        else:
+            fp, tn = fp + hit, tn + (not hit)
+    return {
+        "backend": "lexical", "threshold": threshold, "pairs": len(rows),
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
+        "false_hit_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+        "correct_by_kind": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_kind.items())},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each flood")
+    parser.add_argument("--calls", type=int, default=3000, help="sequential calls for latency")
+    args = parser.parse_args()
+
+    req, tokens = two_k_request()
+    prefix = f"bench:cache:{uuid.uuid4().hex[:8]}"
+    settings = load_settings(stack_env(Path(tempfile.gettempdir())))
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, address = start_cache(Path(tmp), prefix)
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub = cache_pb2_grpc.CacheServiceStub(channel)
+                answer = cache_pb2.CachedResponse(
+                    message=c.Message(role=c.ROLE_ASSISTANT,
+                                      content=[c.ContentPart(text="No bugs found. " * 40)]),
+                    finish_reason=c.FINISH_REASON_STOP,
+                    usage=c.Usage(input_tokens=tokens, output_tokens=200), cost_nusd=420_000)
+                stored = stub.Store(cache_pb2.StoreRequest(tenant=TENANT, request=req,
+                                                           response=answer), timeout=5)
+                assert stored.stored, stored
+            figures: dict[str, object] = {
+                "request_tokens_o200k": tokens,
+                "in_process": in_process(req),
+                "lookup_latency_concurrency_1": asyncio.run(latency(address, req, args.calls)),
+                "lookups_1_client_8_in_flight": throughput(address, req, 1, 8, args.seconds),
+                "lookups_1_client_64_in_flight": throughput(address, req, 1, 64, args.seconds),
+                "lookups_2_clients_32_in_flight": throughput(address, req, 2, 32, args.seconds),
+                "semantic_labelled_set": labelled_set(settings.cache_similarity_threshold),
+                "cpu_count": os.cpu_count(),
+            }
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+            keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    lat = figures["lookup_latency_concurrency_1"]
+    assert isinstance(lat, dict)
+    print(f"request: {tokens} tokens (o200k), {figures['in_process']}")
+    print(f"Lookup hit latency, one at a time: p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, "
+          f"p99 {lat['p99_ms']} ms   (target p50 < 1 ms)")
+    for name in ("lookups_1_client_8_in_flight", "lookups_1_client_64_in_flight",
+                 "lookups_2_clients_32_in_flight"):
+        print(f"{name}: {figures[name]}   (target >= 5000 /s)")
+    print(f"semantic labelled set: {json.dumps(figures['semantic_labelled_set'])}")
+    print(f"cpus: {figures['cpu_count']}")
+
+
+if __name__ == "__main__":
+    main()
