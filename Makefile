@@ -70,3 +70,8 @@ bench-counter: setup
 .PHONY: bench-cache
 bench-cache: setup
 	$(BIN)/python bench/cache/bench.py
+
+# --- budget benchmarks (issue 4): Reserve+Commit pairs over gRPC, 4-scope chain, 12 limits ---
+.PHONY: bench-budget
+bench-budget: setup
+	$(BIN)/python bench/budget/bench.py
