@@ -130,7 +130,7 @@ class LedgerStore:
             ), ins AS (
                 INSERT INTO {s}.usage_events ({cols}, recorded_at)
                 SELECT DISTINCT ON (st.event_id) {", ".join("st." + c for c in EVENT_COLUMNS)},
-                       now()
+                       clock_timestamp()
                 FROM {self._staging} st JOIN fresh USING (event_id)
                 ORDER BY st.event_id
                 RETURNING {", ".join(c for c in EVENT_COLUMNS if c != "payload")}
