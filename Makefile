@@ -75,3 +75,8 @@ bench-cache: setup
 .PHONY: bench-budget
 bench-budget: setup
 	$(BIN)/python bench/budget/bench.py
+
+# --- ledger benchmarks (issue 5): ingest rate, end-to-end lag, month summary from rollups ---
+.PHONY: bench-ledger
+bench-ledger: setup
+	$(BIN)/python bench/ledger/bench_ledger.py
