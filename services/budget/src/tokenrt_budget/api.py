@@ -7,11 +7,12 @@ import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import grpc
+from google.protobuf import timestamp_pb2
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2
 from tokenrt_budget import core
@@ -101,6 +102,15 @@ def scope_in(s: common_pb2.Scope, where: str = "scope") -> Scope:
                                   s.api_key_id), where)
 
 
+@lru_cache(maxsize=4096)
+def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
+    """A Timestamp per instant (period bounds repeat in every answer); copied on use."""
+    t = timestamp_pb2.Timestamp()
+    t.FromDatetime(when)
+    return t
+
+
+@lru_cache(maxsize=4096)
 def scope_out(s: Scope) -> common_pb2.Scope:
     return common_pb2.Scope(kind=s.kind, org_id=s.org_id, project_id=s.project_id,  # type: ignore[arg-type]
                             user_id=s.user_id, session_id=s.session_id, api_key_id=s.api_key_id)
@@ -143,12 +153,10 @@ def state_out(st: State) -> common_pb2.LimitState:
         remaining=max(0, lim.limit - held), utilization_bp=core.utilization_bp(held, lim.limit),
         level=st.level, action=lim.action, enforcement=st.enforcement,  # type: ignore[arg-type]
         triggered=st.triggered)
-    if c.window.start is not None and lim.period != K.LIMIT_PERIOD_ROLLING:
-        m.period_start.FromDatetime(c.window.start)
-    elif c.window.start is not None:
-        m.period_start.FromDatetime(c.window.start)
+    if c.window.start is not None:
+        m.period_start.CopyFrom(_stamp(c.window.start))
     if st.reset_at is not None:
-        m.reset_at.FromDatetime(st.reset_at)
+        m.reset_at.CopyFrom(_stamp(st.reset_at))
     return m
 
 

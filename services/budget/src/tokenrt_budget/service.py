@@ -238,7 +238,8 @@ class Budget:
             allowed = decision.decision == K.BUDGET_DECISION_ALLOW
             held = allowed and bool(rid)
             # Reported: the counters as they are now; levels as if the request were held.
-            states = [self._state(replace(ch, reserved=ch.reserved + (ch.need if held else 0)),
+            states = [self._state(Check(ch.limit, ch.used, ch.reserved + ch.need, ch.need,
+                                        ch.retry_after_ms, ch.window) if held else ch,
                                   now, ch.limit.limit_id in decision.triggered, held=not held)
                       for ch in checks]
             if allowed and not req.dry_run:
