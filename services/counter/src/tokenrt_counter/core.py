@@ -94,6 +94,22 @@ class MessagesCount:
         return sum(t for t, _ in self.messages) + self.tools_tokens + self.overhead_tokens
 
 
+class NeedsWorkers(Exception):
+    """Counting inline would tokenise more unseen text than the inline budget allows."""
+
+
+class Budget:
+    """How many unseen characters may be tokenised inline (on the event loop)."""
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def spend(self, chars: int) -> None:
+        self.left -= chars
+        if self.left < 0:
+            raise NeedsWorkers
+
+
 def estimate_accuracy(fit: Fit, tokens: int) -> Accuracy:
     return Accuracy(False, "calibrated" if fit.calibrated else "heuristic", fit.error_bound_bp,
                     math.ceil(tokens * fit.error_bound_bp / 10000), fit.samples)
@@ -118,8 +134,9 @@ class Counter:
     def encoder(self, entry: ModelEntry) -> Encoder | None:
         return self.tokenizers.exact(entry.tokenizer)
 
-    def count_exact(self, encoder: Encoder, text: str) -> int:
-        """Exact count; a text seen before costs one hash and one lookup."""
+    def count_exact(self, encoder: Encoder, text: str, budget: Budget | None = None) -> int:
+        """Exact count; a text seen before costs one hash and one lookup. With a budget,
+        raises NeedsWorkers instead of tokenising more unseen text than it allows."""
         if len(text) < CACHE_MIN_CHARS:
             return encoder.count(text)
         whole = (encoder.name, "text", chunks.digest(text))
@@ -127,6 +144,8 @@ class Counter:
         if hit is not None:
             return hit  # type: ignore[return-value]
         known, missing = self.lookup(encoder, text)
+        if budget is not None:
+            budget.spend(sum(len(piece) for _, piece in missing))
         for key, piece in missing:
             n = encoder.count(piece)
             self.cache.put(key, n)
@@ -161,13 +180,15 @@ class Counter:
                 known += hit  # type: ignore[operator]
         return known, missing
 
-    def features(self, text: str) -> Features:
+    def features(self, text: str, budget: Budget | None = None) -> Features:
         if len(text) < CACHE_MIN_CHARS:
             return of_text(text)
         key = ("features", chunks.digest(text))
         hit = self.cache.get(key)
         if hit is not None:
             return hit  # type: ignore[return-value]
+        if budget is not None:
+            budget.spend(len(text))
         value = of_text(text)
         self.cache.put(key, value)
         return value
@@ -176,31 +197,34 @@ class Counter:
         found = self.fits.get(entry.name)
         return found if found is not None else estimator.uncalibrated(entry.tokenizer)
 
-    def count_text(self, entry: ModelEntry, text: str) -> tuple[int, Accuracy]:
+    def count_text(self, entry: ModelEntry, text: str,
+                   budget: Budget | None = None) -> tuple[int, Accuracy]:
         encoder = self.encoder(entry)
         if encoder is not None:
-            return self.count_exact(encoder, text), Accuracy(True, encoder.source)
+            return self.count_exact(encoder, text, budget), Accuracy(True, encoder.source)
         fit = self.fit(entry)
-        tokens = fit.estimate(self.features(text))
+        tokens = fit.estimate(self.features(text, budget))
         return tokens, estimate_accuracy(fit, tokens)
 
     # ---- chat -------------------------------------------------------------------
 
     def count_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                        tools: Sequence[common_pb2.Tool],
-                       sampling: common_pb2.SamplingParams | None = None) -> MessagesCount:
+                       sampling: common_pb2.SamplingParams | None = None,
+                       budget: Budget | None = None) -> MessagesCount:
         check_messages(messages, tools)
         encoder = self.encoder(entry)
         if encoder is None:
-            return self._estimate_messages(entry, messages, tools, sampling)
-        return self._openai_messages(entry, encoder, messages, tools, sampling)
+            return self._estimate_messages(entry, messages, tools, sampling, budget)
+        return self._openai_messages(entry, encoder, messages, tools, sampling, budget)
 
     def _openai_messages(self, entry: ModelEntry, encoder: Encoder,
                          messages: Sequence[common_pb2.Message],
                          tools: Sequence[common_pb2.Tool],
-                         sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+                         sampling: common_pb2.SamplingParams | None,
+                         budget: Budget | None) -> MessagesCount:
         def count(text: str) -> int:
-            return self.count_exact(encoder, text) if text else 0
+            return self.count_exact(encoder, text, budget) if text else 0
 
         framing = OPENAI if encoder.source == "tiktoken" else FRAMINGS.get(
             encoder.name, Framing(4, 0, 3, False))
@@ -259,7 +283,8 @@ class Counter:
 
     def _estimate_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                            tools: Sequence[common_pb2.Tool],
-                           sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+                           sampling: common_pb2.SamplingParams | None,
+                           budget: Budget | None) -> MessagesCount:
         fit = self.fit(entry)
         image_weight = fit.weights[-1]
         total_features = Features()
@@ -271,12 +296,12 @@ class Counter:
                 if part.HasField("image"):
                     n_images += 1
                 else:
-                    f = f + self.features(part.text)
+                    f = f + self.features(part.text, budget)
             for text in (m.name, m.tool_call_id):
                 if text:
                     f = f + of_text(text)
             for call in m.tool_calls:
-                f = f + of_text(call.name) + self.features(call.arguments_json)
+                f = f + of_text(call.name) + self.features(call.arguments_json, budget)
             f = f + Features(images=n_images)
             total_features = total_features + f
             tokens = fit.estimate(f)
@@ -284,9 +309,10 @@ class Counter:
         tools_features = Features()
         for t in tools:
             tools_features = (tools_features + of_text(t.name) + of_text(t.description)
-                              + self.features(t.parameters_json_schema))
+                              + self.features(t.parameters_json_schema, budget))
         if sampling is not None and sampling.response_format.json_schema:
-            tools_features = tools_features + self.features(sampling.response_format.json_schema)
+            tools_features = tools_features + self.features(
+                sampling.response_format.json_schema, budget)
         total_features = total_features + tools_features
         result = MessagesCount(per_message, fit.estimate(tools_features), 0,
                                Accuracy(False, "heuristic"), total_features)

@@ -15,7 +15,7 @@ import structlog
 
 from tokenrt.v1 import common_pb2
 from tokenrt_counter import estimator
-from tokenrt_counter.core import Accuracy, Counter, MessagesCount
+from tokenrt_counter.core import Accuracy, Budget, Counter, MessagesCount, NeedsWorkers
 from tokenrt_counter.estimator import Fit
 from tokenrt_counter.store import CalibrationStore, StoreUnavailable
 from tokenrt_counter.tokenizers import Encoder
@@ -43,27 +43,17 @@ class Runner:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def text(self, entry: ModelEntry, text: str) -> tuple[int, Accuracy]:
+        """Inline when the text is small or seen before; else on the workers."""
+        try:
+            return self.counter.count_text(entry, text, Budget(self._offload))
+        except NeedsWorkers:
+            pass
         encoder = self.counter.encoder(entry)
-        if len(text) < self._offload or (encoder is not None
-                                          and not self.counter.uncached(encoder, [text])):
-            return self.counter.count_text(entry, text)  # small, or a single cache hit
         if encoder is None:
             return await self._run(self.counter.count_text, entry, text)
         tokens = await self._count_parallel(encoder, text)
         self.counter.remember(encoder, text, tokens)
         return tokens, Accuracy(True, encoder.source)
-
-    async def _prefill(self, entry: ModelEntry, messages: Sequence[common_pb2.Message]) -> bool:
-        """Count the large unseen texts of a chat on the workers; True when the rest of
-        the chat is cheap enough to count inline."""
-        encoder = self.counter.encoder(entry)
-        texts = [p.text for m in messages for p in m.content if p.text]
-        if encoder is None:
-            return sum(len(t) for t in texts) < self._offload
-        missing = self.counter.uncached(encoder, texts)
-        if sum(len(t) for t in missing) >= self._offload:
-            await asyncio.gather(*(self.text(entry, t) for t in missing))
-        return True
 
     async def _count_parallel(self, encoder: Encoder, text: str) -> int:
         """Hash the chunks in a worker, then count the unseen ones on every worker."""
@@ -91,9 +81,18 @@ class Runner:
     async def messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                        tools: Sequence[common_pb2.Tool],
                        sampling: common_pb2.SamplingParams | None) -> MessagesCount:
-        """Raises core.MessageError for a malformed chat."""
-        if await self._prefill(entry, messages):
-            return self.counter.count_messages(entry, messages, tools, sampling)
+        """Inline when little of the chat is unseen; else its large unseen texts are
+        counted on the workers first. Raises core.MessageError for a malformed chat."""
+        try:
+            return self.counter.count_messages(entry, messages, tools, sampling,
+                                               Budget(self._offload))
+        except NeedsWorkers:
+            pass
+        encoder = self.counter.encoder(entry)
+        if encoder is not None:
+            texts = [p.text for m in messages for p in m.content if p.text]
+            await asyncio.gather(*(self.text(entry, t)
+                                   for t in self.counter.uncached(encoder, texts)))
         return await self._run(self.counter.count_messages, entry, messages, tools, sampling)
 
     async def calibrate(self, by_model: dict[str, list[estimator.Sample]],
