@@ -7,10 +7,11 @@ local function k(...) return base .. ':' .. table.concat({...}, ':') end
 -- Remove one entry and every index that names it; 1 when it had an entry.
 local function remove(d)
   local m = redis.call('HGET', k('meta'), d)
-  redis.call('DEL', k('e', d))
+  local gone = redis.call('DEL', k('e', d))
   redis.call('ZREM', k('idx'), d)
   redis.call('ZREM', k('exp'), d)
-  if not m then return 0 end
+  -- Without its meta (evicted by an allkeys policy) only the entry itself can go.
+  if not m then return gone end
   redis.call('HDEL', k('meta'), d)
   local meta = cjson.decode(m)
   redis.call('SREM', k('model', meta.m), d)
