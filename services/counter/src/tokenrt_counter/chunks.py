@@ -19,8 +19,9 @@ from collections.abc import Hashable
 import xxhash
 
 _CUT = re.compile(r"\n(?=[A-Za-z0-9])")
-# Rough bytes one cache entry holds (key tuple, int, OrderedDict node).
-ENTRY_BYTES = 200
+# Bytes one cache entry holds at most (key tuple with a 128-bit int, the value, the
+# OrderedDict node), measured with tracemalloc: ~245 for a count, ~380 for features.
+ENTRY_BYTES = 400
 
 
 def split(text: str, target: int) -> list[str]:
