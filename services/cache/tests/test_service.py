@@ -317,3 +317,28 @@ def test_semantic_hits_only_past_the_threshold_and_the_guard(cache: Proc) -> Non
     stub.SetTenantConfig(cache_pb2.SetTenantConfigRequest(
         config=cache_pb2.CacheTenantConfig(tenant=other, semantic_enabled=True)), timeout=5)
     assert not stub.Lookup(lookup(other, paraphrase, semantic=True), timeout=5).hit
+
+
+def test_prometheus_counts_lookups_and_stores_by_outcome(cache: Proc) -> None:
+    import urllib.request
+
+    port = cache.env["TOKENRT_CACHE_METRICS_PORT"]
+
+    def count(name: str, outcome: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        for line in text.decode().splitlines():
+            if line.startswith(f'{name}_total{{outcome="{outcome}"}}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = (count("tokenrt_cache_lookups", "hit_exact"),
+              count("tokenrt_cache_lookups", "not_cacheable"),
+              count("tokenrt_cache_stores", "stored"))
+    stub, t = cache.stub(), tenant(unique_org())
+    stub.Store(store(t, request("metered"), answer()), timeout=5)
+    stub.Lookup(lookup(t, request("metered")), timeout=5)
+    stub.Lookup(lookup(t, request("metered", temperature=None)), timeout=5)
+    after = (count("tokenrt_cache_lookups", "hit_exact"),
+             count("tokenrt_cache_lookups", "not_cacheable"),
+             count("tokenrt_cache_stores", "stored"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]

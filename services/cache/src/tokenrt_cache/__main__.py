@@ -11,7 +11,7 @@ from tokenrt_common.server import Runtime, Servicer, ServiceSpec, run, servicer
 
 def build(runtime: Runtime) -> list[Servicer]:
     store = CacheStore(runtime.infra, runtime.settings.cache_redis_prefix)
-    service = CacheService(runtime.settings, store, runtime.log)
+    service = CacheService(runtime.settings, store, runtime.log, runtime.metrics.registry)
     return [servicer(CacheApi(service), cache_pb2_grpc)]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
 from tokenrt.v1 import cache_pb2, common_pb2
@@ -50,11 +51,39 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class CacheMetrics:
+    """Lookups and stores by outcome, for dashboards (the Stats RPC has the per-tenant view)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.lookups = Counter("tokenrt_cache_lookups", "Cache lookups by outcome (hit_exact, "
+                               "hit_semantic or the miss reason)", ["outcome"],
+                               registry=registry)
+        self.stores = Counter("tokenrt_cache_stores", "Cache stores by outcome (stored or the "
+                              "skip reason)", ["outcome"], registry=registry)
+
+    def lookup(self, r: cache_pb2.LookupResponse) -> cache_pb2.LookupResponse:
+        if r.hit:
+            outcome = "hit_exact" if r.kind == common_pb2.CACHE_KIND_EXACT else "hit_semantic"
+        else:
+            outcome = cache_pb2.CacheMissReason.Name(r.miss_reason).removeprefix(
+                "CACHE_MISS_REASON_").lower()
+        self.lookups.labels(outcome).inc()
+        return r
+
+    def store(self, r: cache_pb2.StoreResponse) -> cache_pb2.StoreResponse:
+        outcome = "stored" if r.stored else cache_pb2.CacheSkipReason.Name(
+            r.skip_reason).removeprefix("CACHE_SKIP_REASON_").lower()
+        self.stores.labels(outcome).inc()
+        return r
+
+
 class CacheService:
     def __init__(self, settings: Settings, store: CacheStore,
-                 log: structlog.stdlib.BoundLogger) -> None:
+                 log: structlog.stdlib.BoundLogger,
+                 registry: CollectorRegistry | None = None) -> None:
         self._store = store
         self._log = log
+        self.metrics = CacheMetrics(registry)
         self._lookup_timeout = settings.cache_lookup_timeout_ms / 1000
         self._store_timeout = settings.cache_store_timeout_ms / 1000
         self._admin_timeout = settings.dependency_timeout_seconds
@@ -121,6 +150,9 @@ class CacheService:
     # ---- lookup ----------------------------------------------------------------------
 
     async def lookup(self, r: cache_pb2.LookupRequest) -> cache_pb2.LookupResponse:
+        return self.metrics.lookup(await self._lookup(r))
+
+    async def _lookup(self, r: cache_pb2.LookupRequest) -> cache_pb2.LookupResponse:
         tenant = core.tenant_of(r.tenant, need_project=True)
         core.check_policy(r.policy)
         canonical = core.canonical(r.request)
@@ -159,6 +191,9 @@ class CacheService:
     # ---- store -----------------------------------------------------------------------
 
     async def store(self, r: cache_pb2.StoreRequest, field: str = "") -> cache_pb2.StoreResponse:
+        return self.metrics.store(await self._store_one(r, field))
+
+    async def _store_one(self, r: cache_pb2.StoreRequest, field: str) -> cache_pb2.StoreResponse:
         tenant = core.tenant_of(r.tenant, need_project=True, field=f"{field}tenant")
         core.check_policy(r.policy, f"{field}policy")
         core.check_response(r.response, f"{field}response")
