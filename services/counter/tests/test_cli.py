@@ -89,3 +89,23 @@ def test_price(capsys: pytest.CaptureFixture[str]) -> None:
                 "--cached-input", "5"]) == 2
     assert "--cached-input" in capsys.readouterr().err
     assert run(["price", "--model", "nope", "--input", "1", "--output", "1"]) == 2
+
+
+def test_the_tokenrt_command_runs_them() -> None:
+    import os
+    import subprocess
+
+    binary = Path(sys.executable).parent / "tokenrt"
+    if not binary.exists():
+        pytest.skip("the tokenrt command is not installed in this environment")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRT_")}
+    text = "Count me: <|endoftext|> 😀"
+    done = subprocess.run([str(binary), "count", "--model", "gpt-4o", "-", "--json"],
+                          input=text, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tokens"] == len(O200K.encode_ordinary(text))
+    done = subprocess.run([str(binary), "price", "--model", "claude-haiku-4-5", "--input",
+                           "1000000", "--output", "0", "--json"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cost_usd"] == "1"
