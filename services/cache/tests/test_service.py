@@ -79,6 +79,10 @@ def test_tenant_isolation_from_every_rpc(cache: Proc) -> None:
         assert not other.hit and other.key != key_a
     # Store with A's key under B's tenant writes into B's namespace only.
     assert stub.Store(store(b, None, answer("B's answer"), key=key_a), timeout=5).stored
+    batch = stub.StoreBatch(cache_pb2.StoreBatchRequest(requests=[
+        store(other_org, req, answer("other's")), store(b, None, answer("B2"), key=key_a)]),
+        timeout=5)
+    assert all(r.response.stored for r in batch.results)
     assert stub.Lookup(lookup(a, req), timeout=5).response == answer("A's answer")
     # Invalidate from B (by A's key, tag, model, all) never removes A's entry.
     for selector in ({"key": key_a}, {"tag": "t"}, {"model": "gpt-4o-mini"}, {"all": True}):
