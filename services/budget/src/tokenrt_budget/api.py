@@ -143,20 +143,44 @@ def limit_out(lim: Limit) -> budget_pb2.Limit:
     return m
 
 
+def _set_stamp(m: timestamp_pb2.Timestamp, when: datetime) -> None:
+    micros = round(when.timestamp() * 1_000_000)
+    m.seconds, rest = divmod(micros, 1_000_000)
+    m.nanos = rest * 1000
+
+
+@lru_cache(maxsize=4096)
+def _template(lim: Limit, start: datetime | None) -> common_pb2.LimitState:
+    """The parts of a LimitState fixed for one limit and period (copied into answers)."""
+    m = common_pb2.LimitState(limit_id=lim.limit_id, scope=scope_out(lim.scope),
+                              metric=lim.metric, period=lim.period, limit=lim.limit,  # type: ignore[arg-type]
+                              action=lim.action)  # type: ignore[arg-type]
+    if start is not None:
+        m.period_start.CopyFrom(_stamp(start))
+    return m
+
+
 def state_out(st: State) -> common_pb2.LimitState:
     c = st.check
     lim = c.limit
     held = c.used + c.reserved
-    m = common_pb2.LimitState(
-        limit_id=lim.limit_id, scope=scope_out(lim.scope), metric=lim.metric,  # type: ignore[arg-type]
-        period=lim.period, used=c.used, reserved=c.reserved, limit=lim.limit,  # type: ignore[arg-type]
-        remaining=max(0, lim.limit - held), utilization_bp=core.utilization_bp(held, lim.limit),
-        level=st.level, action=lim.action, enforcement=st.enforcement,  # type: ignore[arg-type]
-        triggered=st.triggered)
-    if c.window.start is not None:
-        m.period_start.CopyFrom(_stamp(c.window.start))
+    m = common_pb2.LimitState()
+    rolling = lim.period == K.LIMIT_PERIOD_ROLLING
+    m.CopyFrom(_template(lim, None if rolling else c.window.start))
+    if rolling and c.window.start is not None:
+        _set_stamp(m.period_start, c.window.start)
+    m.used = c.used
+    m.reserved = c.reserved
+    m.remaining = max(0, lim.limit - held)
+    m.utilization_bp = core.utilization_bp(held, lim.limit)
+    m.level = st.level  # type: ignore[assignment]
+    m.enforcement = st.enforcement  # type: ignore[assignment]
+    m.triggered = st.triggered
     if st.reset_at is not None:
-        m.reset_at.CopyFrom(_stamp(st.reset_at))
+        if rolling:
+            _set_stamp(m.reset_at, st.reset_at)
+        else:
+            m.reset_at.CopyFrom(_stamp(st.reset_at))
     return m
 
 

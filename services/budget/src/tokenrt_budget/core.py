@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tokenrt.v1 import budget_pb2, common_pb2
@@ -105,6 +106,7 @@ class Scope:
 _ID = re.compile(r"^[^\s/]{1,200}$")
 
 
+@lru_cache(maxsize=65536)
 def check_scope(scope: Scope, where: str = "scope") -> Scope:
     """The scope itself when its kind and ids are valid, else InvalidInput."""
     if scope.kind not in _FIELDS:

@@ -26,6 +26,7 @@ from tokenrt_budget.store import (
     UsageSource,
     new_reservation_id,
     org_tag,
+    spec_of,
     tag_of_reservation,
 )
 from tokenrt_common.settings import Settings
@@ -76,9 +77,16 @@ class OrgLimits:
     version: str
     limits: list[Limit]
     loaded: float = field(default_factory=time.monotonic)
+    by_id: dict[str, Limit] = field(default_factory=dict)
+    by_scope: dict[Scope, list[Limit]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id = {lim.limit_id: lim for lim in self.limits}
+        for lim in self.limits:
+            self.by_scope.setdefault(lim.scope, []).append(lim)
 
     def on(self, scope: Scope) -> list[Limit]:
-        return [lim for lim in self.limits if lim.scope == scope]
+        return self.by_scope.get(scope, [])
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,8 @@ class Budget:
         self._cache: dict[str, OrgLimits] = {}
         self._loading: dict[str, asyncio.Future[OrgLimits]] = {}
         self._owner = uuid.uuid4().hex
-        self._windows: dict[int, tuple[Limit, core.Window, str]] = {}
+        self._windows: dict[int, tuple[Limit, core.Window, str, str]] = {}
+        self._orgs_by_tag: dict[str, str] = {}
 
     # -- dependencies ------------------------------------------------------------------
 
@@ -154,6 +163,7 @@ class Budget:
             limits = await self.limit_store().of_org(org_id)
             loaded = OrgLimits(version, limits)
             self._cache[org_id] = loaded
+            self._orgs_by_tag[org_tag(org_id)] = org_id
             future.set_result(loaded)
             return loaded
         except BaseException as exc:
@@ -165,28 +175,34 @@ class Budget:
 
     def slots(self, limits: Sequence[Limit], now: datetime, req: ReserveIn | None = None,
               metric_amounts: tuple[int, int, int] | None = None) -> list[Slot]:
-        counters = self.counters()
         out = []
-        if len(self._windows) > 10_000:
-            self._windows.clear()
         for lim in limits:
-            # The window and counter key of a calendar period hold until the period ends.
-            cached = self._windows.get(id(lim))
-            if (cached is None or cached[0] is not lim or cached[1].end is None
-                    or lim.period == K.LIMIT_PERIOD_ROLLING or now >= cached[1].end
-                    or (cached[1].start is not None and now < cached[1].start)):
-                win = core.window(lim, now)
-                cached = (lim, win, counters.keys.counter(lim, win))
-                self._windows[id(lim)] = cached
-            _, win, key = cached
+            win, key, spec = self._window(lim, now)
             need = 0
             if req is not None:
                 need = core.need_of(lim.metric, req.tokens, req.cost_nusd, req.requests)
             elif metric_amounts is not None:
                 need = core.need_of(lim.metric, *metric_amounts)
             blocking = core.blocks(lim.action, req.degraded if req else False)
-            out.append(Slot(lim, win, key, need, blocking))
+            out.append(Slot(lim, win, key, need, blocking, spec))
         return out
+
+    def _window(self, lim: Limit, now: datetime) -> tuple[core.Window, str, str]:
+        """The limit's current window, counter key and script spec; a calendar period's
+        are kept until it ends, a rolling window's key and spec for good."""
+        cached = self._windows.get(id(lim))
+        if cached is not None and cached[0] is lim:
+            win = cached[1]
+            if lim.period == K.LIMIT_PERIOD_ROLLING:
+                return core.window(lim, now), cached[2], cached[3]
+            if win.end is None or (win.start is not None and win.start <= now < win.end):
+                return win, cached[2], cached[3]
+        if len(self._windows) > 10_000:
+            self._windows.clear()
+        win = core.window(lim, now)
+        cached = (lim, win, self.counters().keys.counter(lim, win), spec_of(lim, win))
+        self._windows[id(lim)] = cached
+        return win, cached[2], cached[3]
 
     # -- reserve -------------------------------------------------------------------------
 
@@ -324,40 +340,43 @@ class Budget:
             return budget_pb2.SETTLEMENT_OUTCOME_LATE_COMMITTED, await self._charge(
                 chain, tokens, cost_nusd, now, request_id)
         org_limits = self._cache.get(chain[0].org_id) if chain else None
-        states = await self._settled_states(res.counters, now, org_limits, reservation_id)
+        states, alerts = await self._settled_states(res.counters, now, org_limits,
+                                                    reservation_id)
         if commit:
-            self._alerts_after(states, request_id)
-        states = [replace(st, triggered=False) for st in states]
+            self._alerts_after(alerts, request_id)
         outcome = (budget_pb2.SETTLEMENT_OUTCOME_COMMITTED if commit
                    else budget_pb2.SETTLEMENT_OUTCOME_RELEASED)
         return outcome, states
 
     async def _settled_states(self, rows: Sequence[tuple[str, Counter]], now: datetime,
-                              known: OrgLimits | None, reservation_id: str) -> list[State]:
-        by_id = {lim.limit_id: lim for lim in known.limits} if known else {}
-        if rows and any(lid not in by_id for lid, _ in rows):
-            tag = tag_of_reservation(reservation_id)
-            for org, ol in self._cache.items():
-                if tag and org_tag(org) == tag:
-                    by_id.update({lim.limit_id: lim for lim in ol.limits})
-        states = []
+                              known: OrgLimits | None, reservation_id: str
+                              ) -> tuple[list[State], list[State]]:
+        """The states after a settlement, and those that reached a level not alerted yet."""
+        if known is None:
+            org = self._orgs_by_tag.get(tag_of_reservation(reservation_id) or "")
+            known = self._cache.get(org) if org else None
+        by_id = known.by_id if known else {}
+        states: list[State] = []
+        alerts: list[State] = []
         for lid, c in rows:
             lim = by_id.get(lid)
             if lim is None:
-                continue
-            check = Check(lim, c.used, c.reserved, 0, window=core.window(lim, now))
-            state = self._state(check, now, False, held=False)
-            states.append(replace(state, triggered=c.alerted < state.level
-                                  and state.level >= K.BUDGET_LEVEL_WARNING))
-        return states
+                continue  # removed meanwhile, or this replica has not loaded the org yet
+            check = Check(lim, c.used, c.reserved, 0, window=self._window(lim, now)[0])
+            lvl = core.level(c.used + c.reserved, lim.limit, lim.warning_bp, lim.critical_bp)
+            state = State(check, lvl, K.BUDGET_ENFORCEMENT_ENFORCED, False,
+                          core.reset_time(check, now))
+            states.append(state)
+            if c.alerted < lvl and lvl >= K.BUDGET_LEVEL_WARNING:
+                alerts.append(state)
+        return states, alerts
 
     def _alerts_after(self, states: Sequence[State], request_id: str) -> None:
         for st in states:
-            if st.triggered:
-                lim = st.check.limit
-                slot = Slot(lim, st.check.window, self.counters().keys.counter(
-                    lim, st.check.window))
-                self.alert(slot, replace(st, triggered=False), 0, st.level, request_id)
+            lim = st.check.limit
+            slot = Slot(lim, st.check.window, self._window(lim, st.check.window.start
+                                                           or datetime.now(UTC))[1])
+            self.alert(slot, st, 0, st.level, request_id)
 
     async def _charge(self, chain: tuple[Scope, ...], tokens: int, cost_nusd: int,
                       now: datetime, request_id: str) -> list[State]:
@@ -371,9 +390,9 @@ class Budget:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__})") from None
         if res.status == "EMPTY":
             raise Unavailable("the budget counters are being rebuilt; retry shortly")
-        states = await self._settled_states(res.counters, now, cached, "")
-        self._alerts_after(states, request_id)
-        return [replace(st, triggered=False) for st in states]
+        states, alerts = await self._settled_states(res.counters, now, cached, "")
+        self._alerts_after(alerts, request_id)
+        return states
 
     # -- limits --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ TOMBSTONE_SECONDS = 86400
 COUNTER_GRACE_SECONDS = 86400
 
 
+@lru_cache(maxsize=65536)
 def org_tag(org_id: str) -> str:
     return hashlib.sha1(org_id.encode()).hexdigest()[:12]
 
@@ -107,6 +109,8 @@ class Slot:
     key: str
     need: int = 0
     blocking: bool = True
+    # spec_of(limit, window), when the caller cached it.
+    spec: str = ""
 
     @property
     def bucket(self) -> tuple[int, int]:
@@ -120,6 +124,19 @@ class Slot:
         if self.window.end is None or self.limit.period == common_pb2.LIMIT_PERIOD_ROLLING:
             return 0
         return int((self.window.end - now).total_seconds()) + COUNTER_GRACE_SECONDS
+
+
+def spec_of(lim: Limit, win: core.Window) -> str:
+    """What reserve.lua needs of a limit besides the request's amount: `limit metric
+    bucket_ms buckets expire_at limit_id` (expire_at: when the counter may go, 0 = never)."""
+    bucket_ms, count = 0, 0
+    if lim.period == common_pb2.LIMIT_PERIOD_ROLLING:
+        size, count = core.rolling_buckets(lim.rolling_window_seconds)
+        bucket_ms = size * 1000
+    expire_at = 0
+    if win.end is not None and bucket_ms == 0:
+        expire_at = int(win.end.timestamp()) + COUNTER_GRACE_SECONDS
+    return f"{lim.limit} {lim.metric} {bucket_ms} {count} {expire_at} {lim.limit_id}"
 
 
 @dataclass(frozen=True)
@@ -188,9 +205,7 @@ class Counters:
         args: list[Any] = [now_ms, ttl_ms, reservation_id, int(dry_run), version,
                            int(bool(idem_key)), fingerprint, k.res_prefix(tag), len(slots)]
         for s in slots:
-            bucket_ms, count = s.bucket
-            args += [s.limit.limit, s.need, int(s.blocking), s.limit.metric, bucket_ms, count,
-                     s.ttl_seconds(now), s.limit.limit_id]
+            args.append(f"{s.need} {int(s.blocking)} {s.spec or spec_of(s.limit, s.window)}")
         out = await self._call("reserve", keys, args)
         status = _text(out[0])
         if status == "IDEM":

@@ -3,8 +3,8 @@
 --       5+i counter of limit i.
 -- ARGV: 1 now ms, 2 ttl ms, 3 reservation id, 4 dry run (0/1), 5 expected version,
 --       6 idempotency (0/1), 7 idempotency fingerprint, 8 reservation key prefix,
---       9 n limits, then 8 per limit: limit, need, blocking (0/1), metric, bucket ms,
---       buckets, counter ttl s (0 = none), limit id.
+--       9 n limits, then one per limit: "need blocking(0/1) limit metric bucket_ms buckets
+--       expire_at(unix s, 0 = none) limit_id" (one string: far cheaper to send than 8).
 -- Returns {status, ...}: EMPTY (rebuild first), STALE (reload limits),
 -- IDEM fingerprint reservation_id, or OK/REFUSED followed per limit by
 -- used, reserved (after the hold), alerted, retry ms.
@@ -20,16 +20,19 @@ local n = tonumber(ARGV[9])
 local out = {'OK'}
 local refused = false
 local fresh = {}
+local specs = {}
 for i = 1, n do
-  local b = 9 + (i - 1) * 8
   local ck = KEYS[5 + i]
-  local limit, need = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-  local bucket_ms, nb = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+  local need_s, blocking, limit, metric, bucket_ms, nb, expire_at, lid = string.match(
+    ARGV[9 + i], '^(%d+) ([01]) (%d+) (%d) (%d+) (%d+) (%d+) (%S+)$')
+  local need = tonumber(need_s)
+  limit, bucket_ms, nb = tonumber(limit), tonumber(bucket_ms), tonumber(nb)
+  specs[i] = {need_s, need, tonumber(metric), bucket_ms, nb, tonumber(expire_at), lid}
   local used, reserved, alerted, exists = read_counter(ck, bucket_ms, nb, now)
   fresh[i] = not exists
   local retry = 0
   if used + reserved + need > limit then
-    if ARGV[b + 3] == '1' then refused = true end
+    if blocking == '1' then refused = true end
     if bucket_ms > 0 then
       retry = rolling_wait(ck, bucket_ms, nb, now, used + reserved + need - limit)
     end
@@ -43,17 +46,16 @@ if refused then out[1] = 'REFUSED' return out end
 if ARGV[4] == '1' then return out end
 local held = {}
 for i = 1, n do
-  local b = 9 + (i - 1) * 8
   local ck = KEYS[5 + i]
-  local need, bucket_ms = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 5])
+  local sp = specs[i]
+  local need = sp[2]
   if need ~= 0 then redis.call('HINCRBY', ck, 'reserved', need) end
-  local ttl = tonumber(ARGV[b + 7])
   if fresh[i] then
     redis.call('HSETNX', ck, 'reserved', 0)
-    if ttl > 0 then redis.call('EXPIRE', ck, ttl) end
+    if sp[6] > 0 then redis.call('EXPIREAT', ck, sp[6]) end
   end
   -- The amount stays a string: cjson would round numbers beyond 14 digits.
-  held[i] = {ck, ARGV[b + 2], tonumber(ARGV[b + 4]), bucket_ms, tonumber(ARGV[b + 6]), ARGV[b + 8]}
+  held[i] = {ck, sp[1], sp[3], sp[4], sp[5], sp[7]}
   out[2 + (i - 1) * 4 + 1] = out[2 + (i - 1) * 4 + 1] + need
 end
 local exp = now + tonumber(ARGV[2])
