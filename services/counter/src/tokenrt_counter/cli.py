@@ -14,12 +14,12 @@ import json
 import sys
 from typing import Any
 
+import tokenrt_pricing.cli as pricing_cli
 from tokenrt.v1 import common_pb2
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter, MessageError
 from tokenrt_counter.tokenizers import Tokenizers
 from tokenrt_pricing import CatalogError, ModelNotFound
-from tokenrt_pricing import cli as pricing_cli
 
 ROLES = {"system": common_pb2.ROLE_SYSTEM, "user": common_pb2.ROLE_USER,
          "assistant": common_pb2.ROLE_ASSISTANT, "tool": common_pb2.ROLE_TOOL,
