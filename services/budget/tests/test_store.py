@@ -1,0 +1,117 @@
+"""The Lua scripts on a real Redis, driven by hypothesis: any sequence of reserves,
+commits (actual <= estimate), releases and expiries keeps a hard limit unspent-over and
+the holds equal to what is outstanding."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tokenrt.v1 import common_pb2 as K
+from tokenrt_budget import core
+from tokenrt_budget.store import Counters, Slot, new_reservation_id
+
+from .conftest import REDIS_URL
+
+ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release", "tick"]),
+                         st.integers(0, 40), st.integers(0, 100)), max_size=60)
+
+
+def _slot(counters: Counters, lim: core.Limit, now: datetime, need: int) -> Slot:
+    win = core.window(lim, now)
+    return Slot(lim, win, counters.keys.counter(lim, win), need, core.blocks(lim.action, False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops, st.integers(1, 200), st.booleans())
+def test_any_sequence_keeps_the_hard_limit(sequence: list[tuple[str, int, int]], cap: int,
+                                           rolling: bool) -> None:
+    asyncio.run(_run(sequence, cap, rolling))
+
+
+async def _run(sequence: list[tuple[str, int, int]], cap: int, rolling: bool) -> None:
+    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                     K.LIMIT_PERIOD_ROLLING if rolling else K.LIMIT_PERIOD_TOTAL, cap,
+                     K.LIMIT_ACTION_DENY, rolling_window_seconds=3600 if rolling else 0)
+    now = datetime.now(UTC)
+    await counters.mark_ready(org)
+    held: dict[str, tuple[int, datetime]] = {}  # reservation -> (estimate, expiry)
+    used = 0
+    try:
+        for op, amount, pct in sequence:
+            if op == "tick":  # time passes: some reservations expire
+                now += timedelta(seconds=amount)
+                held = {rid: v for rid, v in held.items() if v[1] > now}
+            elif op == "reserve":
+                rid = new_reservation_id(org)
+                res = await counters.reserve(org, [_slot(counters, lim, now, amount)], now=now,
+                                             ttl_ms=20_000, reservation_id=rid, dry_run=False,
+                                             version="0")
+                fits = used + sum(v[0] for v in held.values()) + amount <= cap
+                assert (res.status == "OK") == fits
+                if fits:
+                    held[rid] = (amount, now + timedelta(seconds=20))
+            elif held:
+                rid = sorted(held)[amount % len(held)]
+                estimate, _ = held.pop(rid)
+                actual = estimate * pct // 100
+                res2 = await counters.settle(rid, commit=op == "commit", tokens=actual,
+                                             cost_nusd=0, now=now)
+                assert res2.status == "DONE"
+                if op == "commit":
+                    used += actual
+            [c] = await counters.read(org, [_slot(counters, lim, now, 0)], now)
+            assert c.used == used <= cap
+            assert c.reserved == sum(v[0] for v in held.values())
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+
+
+async def test_rolling_window_forgets_old_usage() -> None:
+    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                     K.LIMIT_PERIOD_ROLLING, 100, K.LIMIT_ACTION_THROTTLE,
+                     rolling_window_seconds=60)
+    await counters.mark_ready(org)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        for i, amount in enumerate((30, 30, 30)):  # at 0 s, 20 s, 40 s
+            now = t0 + timedelta(seconds=20 * i)
+            rid = new_reservation_id(org)
+            ok = await counters.reserve(org, [_slot(counters, lim, now, amount)], now=now,
+                                        ttl_ms=10_000, reservation_id=rid, dry_run=False,
+                                        version="0")
+            assert ok.status == "OK"
+            await counters.settle(rid, commit=True, tokens=amount, cost_nusd=0, now=now)
+        at50 = t0 + timedelta(seconds=50)
+        refused = await counters.reserve(org, [_slot(counters, lim, at50, 20)], now=at50,
+                                         ttl_ms=10_000, reservation_id="x", dry_run=True,
+                                         version="0")
+        assert refused.status == "REFUSED"
+        # The first 30 leave the window at 60 s: 10 s after 50 s.
+        assert refused.counters[0].used == 90 and refused.counters[0].retry_after_ms == 10_000
+        at61 = t0 + timedelta(seconds=61)
+        [c] = await counters.read(org, [_slot(counters, lim, at61, 0)], at61)
+        assert c.used == 60
+        # Long idle: everything left the window.
+        later = t0 + timedelta(hours=2)
+        [c] = await counters.read(org, [_slot(counters, lim, later, 0)], later)
+        assert c.used == 0
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
