@@ -53,6 +53,8 @@ _NAMED = re.compile(
     r"route|test|parameter|argument|constant|type|trait|macro|command|flag|option|key|"
     r"branch|service|repo)\b", re.I)
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_OPERATOR_CHARS = frozenset("=!<>&|+-*/%^~:?.")
+_SINGLE_OPERATORS = frozenset("=<>+*/%^&|~")
 LANGUAGES = frozenset({
     "python", "javascript", "typescript", "java", "kotlin", "golang", "go", "rust", "ruby",
     "php", "swift", "scala", "haskell", "elixir", "erlang", "clojure", "perl", "lua", "dart",
@@ -123,10 +125,15 @@ class Guard:
     paths: tuple[str, ...]
     languages: tuple[str, ...]
     negations: tuple[str, ...]
+    operators: tuple[str, ...]
+    # The content words (stop words dropped, stemmed): a paraphrase may add or drop filler
+    # and reorder, never swap a word that carries meaning ("first" for "last").
+    words: tuple[str, ...]
 
     def fingerprint(self) -> bytes:
         doc = json.dumps([self.code, self.identifiers, self.numbers, self.paths,
-                          self.languages, self.negations], ensure_ascii=False)
+                          self.languages, self.negations, self.operators, self.words],
+                         ensure_ascii=False)
         return hashlib.blake2b(doc.encode("utf-8", "surrogatepass"),
                                digest_size=GUARD_BYTES).digest()
 
@@ -169,7 +176,20 @@ def guard_of(text: str) -> Guard:
     if re.search(r"n't\b", lower):
         negs.add("n't")
     return Guard(tuple(sorted(set(code))), tuple(sorted(ids)), tuple(sorted(numbers)),
-                 tuple(sorted(paths)), tuple(sorted(langs)), tuple(sorted(negs)))
+                 tuple(sorted(paths)), tuple(sorted(langs)), tuple(sorted(negs)),
+                 operators(prose), tuple(sorted(set(content_words(prose)))))
+
+
+def operators(prose: str) -> tuple[str, ...]:
+    """Stand-alone operator tokens (`==`, `!==`, `->`, `+=`, a lone `<`), which a word-based
+    sketch cannot see; sentence punctuation (`?`, `...`, `-`) is not one."""
+    found = set()
+    for token in prose.split():
+        token = token.strip(",;()[]{}\"'")
+        if token and all(c in _OPERATOR_CHARS for c in token) and set(token) - set(".?:-!") \
+                and (len(token) > 1 or token in _SINGLE_OPERATORS):
+            found.add(token)
+    return tuple(sorted(found))
 
 
 # ---- lexical sketch ------------------------------------------------------------------
