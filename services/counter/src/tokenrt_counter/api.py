@@ -112,7 +112,7 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
                             context: grpc.aio.ServicerContext
                             ) -> counter_pb2.CountMessagesResponse:
         resolved = await self._resolve(context, request.model)
-        await self._too_large(context, self._chat_size(request), "request")
+        await self._too_large(context, request.ByteSize(), "request")  # upb: ~0.03 ms / 200 KB
         sampling = request.sampling if request.HasField("sampling") else None
         try:
             result = await self._runner.messages(resolved.entry, request.messages,
@@ -126,24 +126,6 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             tools_tokens=result.tools_tokens, overhead_tokens=result.overhead_tokens,
             accuracy=accuracy_pb(result.accuracy), model=resolved.name,
             tokenizer=resolved.entry.tokenizer, features=features_pb(result.features))
-
-    def _chat_size(self, request: counter_pb2.CountMessagesRequest) -> int:
-        """About the request's size in bytes, without serialising it again."""
-        texts: list[str] = []
-        binary = 0
-        for m in request.messages:
-            for p in m.content:
-                if p.HasField("image"):
-                    binary += len(p.image.data)
-                    texts.append(p.image.url)
-                else:
-                    texts.append(p.text)
-            for call in m.tool_calls:
-                texts += (call.arguments_json, call.name, call.id)
-            texts += (m.name, m.tool_call_id)
-        for t in request.tools:
-            texts += (t.name, t.description, t.parameters_json_schema)
-        return binary + utf8_size(texts, self._max_bytes)
 
     async def CountBatch(self, request: counter_pb2.CountBatchRequest,
                          context: grpc.aio.ServicerContext) -> counter_pb2.CountBatchResponse:
