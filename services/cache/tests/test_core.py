@@ -331,3 +331,22 @@ def test_bad_chunks_are_rejected() -> None:
         core.check_response(short)
     whole = cache_pb2.CachedResponse(message=msg)
     assert replay.deltas(whole) == [replay.Delta("hello", ())]
+
+
+def test_spelled_out_defaults_and_json_whitespace_keep_the_key() -> None:
+    def with_image(detail: int, args: str) -> cache_pb2.CacheableRequest:
+        req = request()
+        req.messages[1].content.add().image.MergeFrom(common_pb2.ImagePart(
+            data=b"\x89PNG", media_type="image/png", detail=detail))
+        asst = req.messages.add(role=common_pb2.ROLE_ASSISTANT)
+        asst.tool_calls.add(id="c1", name="f", arguments_json=args)
+        return req
+
+    assert key(with_image(0, '{"a": 1}')) == key(with_image(common_pb2.IMAGE_DETAIL_AUTO,
+                                                             '{ "a" :1 }'))
+    assert key(with_image(0, '{"a": 1}')) != key(with_image(common_pb2.IMAGE_DETAIL_LOW,
+                                                            '{"a": 1}'))
+    assert key(with_image(0, '{"a": 1}')) != key(with_image(0, '{"a": 2}'))
+    other_bytes = with_image(0, '{"a": 1}')
+    other_bytes.messages[1].content[1].image.data = b"\x89PNH"
+    assert key(other_bytes) != key(with_image(0, '{"a": 1}'))
