@@ -14,6 +14,7 @@ that every key a chain touches lives in one cluster slot:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -175,6 +176,10 @@ class Counters:
         self._src = {name: self._source(name) for name in SCRIPTS}
         self._sha = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self._src.items()}
+        # Script calls made in the same event-loop turn go out as one pipeline.
+        self._queue: list[tuple[str, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._flush_pending = False
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def _source(name: str) -> str:
@@ -187,12 +192,51 @@ class Counters:
         for name, src in self._src.items():
             self._sha[name] = _text(await self.redis.script_load(src))
 
-    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _direct(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await self.redis.evalsha(self._sha[name], len(keys), *keys, *args)
         except NoScriptError:
             await self.load()
             return await self.redis.evalsha(self._sha[name], len(keys), *keys, *args)
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA, coalesced with the other calls of this loop turn into one pipeline
+        (one write and one read for many concurrent requests; each script still runs
+        atomically on its own)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((name, keys, args, future))
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        self._flush_pending = False
+        batch, self._queue = self._queue, []
+        task = asyncio.create_task(self._flush(batch), name="budget-redis-flush")
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[str, Sequence[str], Sequence[Any],
+                                             asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                name, keys, args, future = batch[0]
+                _settle(future, await self._direct(name, keys, args))
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args, _ in batch:
+                pipe.evalsha(self._sha[name], len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+            for (name, keys, args, future), result in zip(batch, results, strict=True):
+                if isinstance(result, NoScriptError):  # Redis restarted: load and rerun
+                    result = await self._direct(name, keys, args)
+                _settle(future, result)
+        except Exception as exc:  # Redis away: every waiting call gets the error
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
 
     async def reserve(self, org_id: str, slots: Sequence[Slot], *, now: datetime, ttl_ms: int,
                       reservation_id: str, dry_run: bool, version: str,
@@ -285,6 +329,15 @@ class Counters:
 
     async def delete_counter(self, slot: Slot) -> None:
         await self.redis.delete(slot.key)
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _counters(out: list[Any]) -> list[tuple[str, Counter]]:
