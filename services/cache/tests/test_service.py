@@ -243,6 +243,13 @@ def test_store_batch_items_succeed_or_fail_alone(cache: Proc) -> None:
     assert results[1].error.detail.field == "requests[1].key"
     assert results[2].response.skip_reason == SKIP.Value("CACHE_SKIP_REASON_NO_STORE")
     assert stub.Lookup(lookup(t, request("one")), timeout=5).hit
+    many = [store(t, request(f"q{i}"), answer()) for i in range(300)]
+    done = stub.StoreBatch(cache_pb2.StoreBatchRequest(requests=many), timeout=30).results
+    assert all(r.response.stored for r in done) and stats_of(stub, t).entries == 301
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StoreBatch(cache_pb2.StoreBatchRequest(requests=[many[0]] * 1001), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 1000" in (
+        err.value.details() or "")
 
 
 @pytest.mark.parametrize(("call", "message", "field"), [

@@ -26,6 +26,8 @@ from tokenrt_common.settings import Settings
 # Prompts longer than this are sketched in a worker thread, off the event loop.
 OFFLOAD_CHARS = 16_384
 MAX_BATCH = 1000
+# Items of one StoreBatch stored at the same time (each holds a Redis connection).
+BATCH_PARALLEL = 16
 UNAVAILABLE_LOG_SECONDS = 5.0
 REDIS_DOWN = (TimeoutError, RedisError, Unavailable, OSError)
 
@@ -253,9 +255,13 @@ class CacheService:
             raise RequestError("requests", f"requests holds {len(r.requests)} items; send at "
                                f"most {MAX_BATCH} per call")
 
+        gate = asyncio.Semaphore(BATCH_PARALLEL)
+
         async def one(i: int, item: cache_pb2.StoreRequest) -> cache_pb2.StoreResult:
             try:
-                return cache_pb2.StoreResult(response=await self.store(item, f"requests[{i}]."))
+                async with gate:
+                    stored = await self.store(item, f"requests[{i}].")
+                return cache_pb2.StoreResult(response=stored)
             except RequestError as exc:
                 return cache_pb2.StoreResult(error=common_pb2.ItemError(
                     code=3, message=str(exc), detail=common_pb2.ErrorDetail(
