@@ -257,3 +257,35 @@ def test_open_tokenizers_split_exactly_on_random_text(lines: list[str], tokenize
     assert encoder is not None
     text = "\n".join(lines)
     assert small_chunk_counter().count_exact(encoder, text) == encoder.count(text)
+
+
+def cookbook_num_tokens(messages: list[dict[str, str]], encoding: str) -> int:
+    """`num_tokens_from_messages` of OpenAI's cookbook, transcribed (gpt-4o / gpt-4 branch)."""
+    enc = tiktoken.get_encoding(encoding)
+    num_tokens = 0
+    for message in messages:
+        num_tokens += 3  # tokens_per_message
+        for key, value in message.items():
+            num_tokens += len(enc.encode(value, disallowed_special=()))
+            if key == "name":
+                num_tokens += 1  # tokens_per_name
+    return num_tokens + 3  # every reply is primed with <|start|>assistant<|message|>
+
+
+chat_st = st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]),
+                             st.text(max_size=300), st.one_of(st.just(""), line)),
+                   min_size=1, max_size=8)
+
+
+@settings(max_examples=100, deadline=None)
+@given(chat_st, st.sampled_from([("gpt-4o", "o200k_base"), ("gpt-4", "cl100k_base")]))
+def test_chat_framing_equals_the_cookbook_on_random_chats(chat: list, model: tuple) -> None:
+    roles = {"system": c.ROLE_SYSTEM, "user": c.ROLE_USER, "assistant": c.ROLE_ASSISTANT}
+    name_ok = [(r, t, n.replace("\x00", "")) for r, t, n in chat]
+    messages = [c.Message(role=roles[r], content=[c.ContentPart(text=t)], name=n)
+                for r, t, n in name_ok]
+    reference = [{"role": r, "content": t, **({"name": n} if n else {})} for r, t, n in name_ok]
+    got = Counter(TOKENIZERS, CountCache(1 << 20), chunk_chars=64).count_messages(
+        CATALOG.resolve(model[0]).entry, messages, [])
+    assert got.total == cookbook_num_tokens(reference, model[1])
+    assert got.total == sum(t for t, _ in got.messages) + got.tools_tokens + got.overhead_tokens
