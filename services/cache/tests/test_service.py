@@ -236,12 +236,14 @@ def test_streamed_answers_replay_with_their_chunks(cache: Proc) -> None:
 def test_store_batch_items_succeed_or_fail_alone(cache: Proc) -> None:
     stub, t = cache.stub(), tenant(unique_org())
     items = [store(t, request("one"), answer()), store(t, None, answer(), key="not-a-key"),
-             store(t, request("two"), answer(), no_store=True)]
+             store(t, request("two"), answer(), no_store=True),
+             store(t, request("three", model=""), answer())]
     results = stub.StoreBatch(cache_pb2.StoreBatchRequest(requests=items), timeout=5).results
     assert results[0].response.stored
     assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert results[1].error.detail.field == "requests[1].key"
     assert results[2].response.skip_reason == SKIP.Value("CACHE_SKIP_REASON_NO_STORE")
+    assert results[3].error.detail.field == "requests[3].request.model"
     assert stub.Lookup(lookup(t, request("one")), timeout=5).hit
     many = [store(t, request(f"q{i}"), answer()) for i in range(300)]
     done = stub.StoreBatch(cache_pb2.StoreBatchRequest(requests=many), timeout=30).results

@@ -263,9 +263,11 @@ class CacheService:
                     stored = await self.store(item, f"requests[{i}].")
                 return cache_pb2.StoreResult(response=stored)
             except RequestError as exc:
+                where = f"requests[{i}]."
+                field = exc.field if exc.field.startswith(where) else where + exc.field
                 return cache_pb2.StoreResult(error=common_pb2.ItemError(
-                    code=3, message=str(exc), detail=common_pb2.ErrorDetail(
-                        reason=common_pb2.ERROR_REASON_INVALID_ARGUMENT, field=exc.field)))
+                    code=3, message=f"{where[:-1]}: {exc}", detail=common_pb2.ErrorDetail(
+                        reason=common_pb2.ERROR_REASON_INVALID_ARGUMENT, field=field)))
 
         results = await asyncio.gather(*(one(i, item) for i, item in enumerate(r.requests)))
         return cache_pb2.StoreBatchResponse(results=results)
