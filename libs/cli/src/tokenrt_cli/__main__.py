@@ -24,6 +24,7 @@ from tokenrt_common.settings import SERVICES, Settings, SettingsError, load_sett
 COMMAND_MODULES = (
     "tokenrt_counter.cli",  # count, models, price
     "tokenrt_ledger.cli",  # usage
+    "tokenrt_cache.cli",  # cache stats, clear, config
 )
 
 
