@@ -55,6 +55,10 @@ ENV = {
     "TOKENRT_LEDGER_DURABLE": f"bench_{TAG}", "TOKENRT_LEDGER_SCHEMA": f"ledger_bench_{TAG}",
     "TOKENRT_LOG_FORMAT": "json", "TOKENRT_LOG_LEVEL": "warning",
     "TOKENRT_STATE_DIR": f"/tmp/tokenrt-bench-{TAG}",
+    # Ledger tuning passes through, to compare settings.
+    **{k: v for k, v in os.environ.items()
+       if k in ("TOKENRT_LEDGER_WRITERS", "TOKENRT_LEDGER_BATCH_SIZE",
+                "TOKENRT_LEDGER_BATCH_WAIT_MS")},
 }
 SETTINGS = load_settings(ENV)
 SPEC = StreamSpec.from_settings(SETTINGS)

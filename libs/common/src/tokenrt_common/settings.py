@@ -134,6 +134,8 @@ class Settings:
     ledger_batch_wait_ms: int = 50
     # Seconds JetStream waits for the ledger's ack before redelivering a message.
     ledger_ack_wait_seconds: int = 30
+    # Batches one ledger process writes to Postgres at the same time.
+    ledger_writers: int = 2
 
     # --- budget settings (issue 4) ---
     # Prefix of every budget key in Redis (keys are hash-tagged per organization).
@@ -364,7 +366,7 @@ def _validate_usage(s: Settings) -> None:
         if getattr(s, key) < 0:
             raise SettingsError(f"{_env_name(key)}: must be 0 (unlimited) or more")
     for key in ("usage_publish_timeout_seconds", "ledger_batch_size", "ledger_batch_wait_ms",
-                "ledger_ack_wait_seconds"):
+                "ledger_ack_wait_seconds", "ledger_writers"):
         if getattr(s, key) <= 0:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
 

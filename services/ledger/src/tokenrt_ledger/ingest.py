@@ -2,8 +2,9 @@
 
 Two stages run concurrently so that Postgres and NATS work overlap: the fetcher pulls
 batches (up to `ledger_batch_size` messages, or whatever arrived within
-`ledger_batch_wait_ms`) and decodes them; the writer stores each batch in one
-transaction and acks its messages after the commit. A message that cannot be decoded
+`ledger_batch_wait_ms`) and decodes them; `ledger_writers` writers each store one batch
+at a time in one transaction (on their own connection) and ack its messages after the
+commit. A message that cannot be decoded
 is published to the dead-letter subject with the reason and acked, so it never blocks
 the stream. A crash between commit and ack only causes a redelivery, which the unique
 event id turns into a no-op.
@@ -19,12 +20,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
 
 from tokenrt.v1 import events_pb2
 from tokenrt_common.settings import Settings
 from tokenrt_ledger.core import Rejected, Row, decode
+from tokenrt_ledger.pull import BatchPuller
 from tokenrt_ledger.store import LedgerStore
 from tokenrt_usage.stream import StreamSpec, ensure_streams
 from tokenrt_usage.subjects import usage_filter
@@ -41,8 +45,9 @@ class Batch:
 
 
 class Ingestor:
-    def __init__(self, js: JetStreamContext, store: LedgerStore, settings: Settings,
+    def __init__(self, nc: NATS, js: JetStreamContext, store: LedgerStore, settings: Settings,
                  log: structlog.stdlib.BoundLogger) -> None:
+        self.nc = nc
         self.js = js
         self.store = store
         self.spec = StreamSpec.from_settings(settings)
@@ -50,6 +55,7 @@ class Ingestor:
         self.batch_size = settings.ledger_batch_size
         self.wait = settings.ledger_batch_wait_ms / 1000
         self.ack_wait = settings.ledger_ack_wait_seconds
+        self.writers = settings.ledger_writers
         self.log = log
         # Wall-clock time up to which every published event is known to be stored.
         self.watermark: datetime | None = None
@@ -62,43 +68,45 @@ class Ingestor:
             durable_name=self.durable, ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=float(self.ack_wait), max_deliver=-1,
             max_ack_pending=self.batch_size * 8, deliver_policy=api.DeliverPolicy.ALL)
-        sub = await self.js.pull_subscribe(usage_filter(self.spec.subject_prefix),
-                                           durable=self.durable, stream=self.spec.name,
-                                           config=config,
-                                           pending_msgs_limit=self.batch_size * 8)
+        config.filter_subject = usage_filter(self.spec.subject_prefix)
+        try:
+            await self.js.consumer_info(self.spec.name, self.durable)
+        except NotFoundError:
+            await self.js.add_consumer(self.spec.name, config)  # same config: idempotent
+        puller = BatchPuller(self.nc, self.spec.name, self.durable, self.batch_size,
+                             idle_seconds=FETCH_IDLE_SECONDS)
+        await puller.start()
         self.log.info("ledger.consuming", stream=self.spec.name, durable=self.durable)
-        queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=1)
-        writer = asyncio.create_task(self._write_forever(queue), name="ledger-writer")
+        queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=self.writers)
+        writers = [asyncio.create_task(self._write_forever(queue), name=f"ledger-writer-{i}")
+                   for i in range(self.writers)]
         try:
             while True:
-                batch = await self._next_batch(sub)
+                batch = await self._next_batch(puller)
                 if batch is not None:
                     await queue.put(batch)
-                if writer.done():
-                    writer.result()  # re-raise the writer's failure
+                for writer in writers:
+                    if writer.done():
+                        writer.result()  # re-raise the writer's failure
         finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            for writer in writers:
+                writer.cancel()
+            await asyncio.gather(*writers, return_exceptions=True)
+            await puller.stop()
 
-    async def _next_batch(self, sub: JetStreamContext.PullSubscription) -> Batch | None:
+    async def _next_batch(self, puller: BatchPuller) -> Batch | None:
         started = time.monotonic()
         wall = datetime.now(UTC)
         try:
-            msgs = await sub.fetch(self.batch_size, timeout=FETCH_IDLE_SECONDS)
-        except TimeoutError:
-            self.watermark = wall  # nothing waiting: everything before `wall` is stored
-            return None
+            msgs = await puller.fetch(self.wait)
         except Exception as exc:  # NATS away or reconnecting: try again shortly
             self.log.warning("ledger.fetch_failed", error=type(exc).__name__,
                              detail=str(exc)[:200])
             await asyncio.sleep(FETCH_IDLE_SECONDS)
             return None
-        deadline = started + self.wait
-        while len(msgs) < self.batch_size and (left := deadline - time.monotonic()) > 0.001:
-            try:
-                msgs += await sub.fetch(self.batch_size - len(msgs), timeout=left)
-            except TimeoutError:
-                break
+        if not msgs:
+            self.watermark = wall  # nothing waiting: everything before `wall` is stored
+            return None
         rows, good = [], []
         for msg in msgs:
             try:

@@ -35,10 +35,10 @@ class Ledger:
 
         await retry(prepare, what="ledger-migrations", log=log)
         self.store = store
-        while infra.js is None:  # noqa: ASYNC110
+        while infra.js is None or infra.nats is None:  # noqa: ASYNC110
             await asyncio.sleep(POLL_SECONDS)
         while True:
-            self.ingestor = Ingestor(infra.js, store, settings, log)
+            self.ingestor = Ingestor(infra.nats, infra.js, store, settings, log)
             try:
                 await self.ingestor.run()
             except asyncio.CancelledError:
