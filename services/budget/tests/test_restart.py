@@ -167,6 +167,12 @@ async def test_redis_down_then_back_empty_rebuilds_from_the_ledger(
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
         valkey.start()  # back, and empty
+        for _ in range(50):  # Status alone rebuilds too
+            st = await stub.Status(B.StatusRequest(scope=scope(f"org:{org}")))
+            if st.enforcement == K.BUDGET_ENFORCEMENT_ENFORCED:
+                break
+            await asyncio.sleep(0.2)
+        assert [(s.used, s.reserved) for s in st.limits] == [(300, 0)]
         for _ in range(50):
             back = await stub.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=800,
                                                        dry_run=True))

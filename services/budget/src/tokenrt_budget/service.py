@@ -388,8 +388,11 @@ class Budget:
             res = await self.counters().charge(org, slots, now)
         except REDIS_DOWN as exc:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__})") from None
-        if res.status == "EMPTY":
-            raise Unavailable("the budget counters are being rebuilt; retry shortly")
+        if res.status == "EMPTY":  # Redis came back empty: rebuild, then charge
+            await self.rebuild_org(org)
+            res = await self.counters().charge(org, slots, now)
+            if res.status == "EMPTY":
+                raise Unavailable("the budget counters are being rebuilt; retry shortly")
         states, alerts = await self._settled_states(res.counters, now, cached, "")
         self._alerts_after(alerts, request_id)
         return states
@@ -441,6 +444,8 @@ class Budget:
                   if lim.scope == scope or (descendants and _below(lim.scope, scope))]
         now = datetime.now(UTC)
         try:
+            if limits and not await self.counters().is_ready(scope.org_id):
+                await self.rebuild_org(scope.org_id)  # Redis came back empty
             slots = self.slots(limits, now)
             return await self._states(slots, now), K.BUDGET_ENFORCEMENT_ENFORCED
         except (Unavailable, *REDIS_DOWN):
