@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from tokenrt.v1 import events_pb2
 from tokenrt_common.connect import retry
 from tokenrt_common.settings import Settings
+from tokenrt_usage.acks import AckedSender
 from tokenrt_usage.events import problems
 from tokenrt_usage.outbox import Outbox
 from tokenrt_usage.stream import StreamSpec, ensure_streams
@@ -68,6 +69,7 @@ class Publisher:
         self.outbox = Outbox(outbox_path)
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
+        self._sender: AckedSender | None = None
         self._stream_ready = False
         self._pending = 0
         self._wake = asyncio.Event()
@@ -117,20 +119,28 @@ class Publisher:
         ValueError when the event lacks what the ledger needs (event_id, org_id,
         occurred_at): such an event is a bug in the caller, not an outage.
         """
-        found = problems(event)
-        if found:
-            raise ValueError(f"usage event cannot be published: {', '.join(found)}")
-        subject = usage_subject(self.spec.subject_prefix, event.org_id, event.project_id)
-        data = event.SerializeToString()
-        if self._pending == 0 and await self._send(subject, data, event.event_id,
-                                                   event.request_id):
-            return Delivery.ACKED
-        await self._to_outbox([(event.event_id, subject, data)])
-        return Delivery.OUTBOX
+        return (await self.publish_many([event]))[0]
 
     async def publish_many(self, events: Iterable[events_pb2.UsageEvent]) -> list[Delivery]:
-        """Publish several events concurrently (one ack wait for all of them)."""
-        return list(await asyncio.gather(*(self.publish(e) for e in events)))
+        """Publish several events in order with one ack wait for all of them; those not
+        acknowledged in time go to the outbox, in order."""
+        rows: list[tuple[str, str, bytes]] = []
+        request_ids: list[str] = []
+        for event in events:
+            found = problems(event)
+            if found:
+                raise ValueError(f"usage event cannot be published: {', '.join(found)}")
+            rows.append((event.event_id,
+                         usage_subject(self.spec.subject_prefix, event.org_id, event.project_id),
+                         event.SerializeToString()))
+            request_ids.append(event.request_id)
+        sent = [False] * len(rows)
+        if self._pending == 0:
+            sent = await self._send(rows, request_ids)
+        failed = [row for row, ok in zip(rows, sent, strict=True) if not ok]
+        if failed:
+            await self._to_outbox(failed)
+        return [Delivery.ACKED if ok else Delivery.OUTBOX for ok in sent]
 
     async def wait_ready(self, within: float) -> bool:
         """Wait until connected with the stream set up; False when `within` seconds pass.
@@ -155,19 +165,21 @@ class Publisher:
 
     # --- internals ---
 
-    async def _send(self, subject: str, data: bytes, event_id: str, request_id: str) -> bool:
-        if not self.connected or not self._stream_ready or self._js is None:
-            return False
-        headers = {"Nats-Msg-Id": event_id}
-        if request_id:
-            headers["x-request-id"] = request_id
-        try:
-            await self._js.publish(subject, data, timeout=self._timeout, headers=headers)
-            return True
-        except Exception as exc:  # timeout, no responders, disconnect: the outbox takes it
-            self._log.warning("usage.publish_failed", error=type(exc).__name__,
-                              detail=str(exc)[:200], event_id=event_id)
-            return False
+    async def _send(self, rows: list[tuple[str, str, bytes]],
+                    request_ids: list[str] | None = None) -> list[bool]:
+        """Publish (event_id, subject, data) rows in order; which ones JetStream acked."""
+        if not self.connected or not self._stream_ready or self._sender is None:
+            return [False] * len(rows)
+        items = []
+        for i, (event_id, subject, data) in enumerate(rows):
+            headers = {"Nats-Msg-Id": event_id}
+            if request_ids and request_ids[i]:
+                headers["x-request-id"] = request_ids[i]
+            items.append((subject, data, headers))
+        sent = await self._sender.send(items, self._timeout)
+        if not all(sent):  # timeout, no stream, disconnect: the outbox takes them
+            self._log.warning("usage.publish_failed", events=len(rows) - sum(sent))
+        return sent
 
     async def _to_outbox(self, rows: list[tuple[str, str, bytes]]) -> None:
         await self.outbox.append(rows)
@@ -190,6 +202,9 @@ class Publisher:
 
         self._nc = await retry(connect, what="nats", log=self._log, max_delay=1.0)
         self._js = self._nc.jetstream(timeout=self._timeout)
+        sender = AckedSender(self._nc)
+        await sender.start()
+        self._sender = sender
         while not self._stream_ready:
             try:
                 await ensure_streams(self._js, self.spec)
@@ -226,9 +241,10 @@ class Publisher:
             self._pending = 0
             self._set_drained()
             return False
-        sent = None
-        for record in records:
-            if not await self._send(record.subject, record.data, record.event_id, ""):
+        acked = await self._send([(r.event_id, r.subject, r.data) for r in records])
+        sent = None  # the last record of the acknowledged prefix
+        for record, ok in zip(records, acked, strict=True):
+            if not ok:
                 break
             sent = record
         if sent is not None:
