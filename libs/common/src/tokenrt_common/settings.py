@@ -181,6 +181,19 @@ class Settings:
     # How long a replica serves a tenant's cache config from memory, in seconds.
     cache_config_refresh_seconds: float = 2.0
 
+    # --- compressor settings (issue 7) ---
+    # Lifetime of a session's snapshot (sent prefix, seen messages, summaries) in Redis.
+    compressor_session_ttl_seconds: int = 6 * 3600
+    # Threads that run compressions (counting and rewriting long contexts is CPU work).
+    compressor_workers: int = 2
+    # Memory of the in-process token-count cache (the counter's content-addressed cache).
+    compressor_count_cache_bytes: int = 64 * 1024 * 1024
+    # A sent prefix at least this long makes AUTO choose PREFIX_STABLE (OpenAI caches
+    # prompts from 1024 tokens on).
+    compressor_warm_prefix_min_tokens: int = 1024
+    # Largest summary SUMMARIZE inserts, in tokens (also at most a tenth of the target).
+    compressor_summary_max_tokens: int = 1024
+
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
             raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
@@ -322,6 +335,7 @@ def _validate(s: Settings) -> None:
     _validate_counter(s)
     _validate_budget(s)
     _validate_cache(s)
+    _validate_compressor(s)
 
 
 def _validate_counter(s: Settings) -> None:
@@ -415,3 +429,12 @@ def replace(settings: Settings, **changes: Any) -> Settings:
     new = dataclasses.replace(settings, **changes)
     _validate(new)
     return new
+
+
+def _validate_compressor(s: Settings) -> None:
+    for key in ("compressor_session_ttl_seconds", "compressor_workers",
+                "compressor_count_cache_bytes", "compressor_summary_max_tokens"):
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+    if s.compressor_warm_prefix_min_tokens < 0:
+        raise SettingsError("TOKENRT_COMPRESSOR_WARM_PREFIX_MIN_TOKENS: must be 0 or more")
