@@ -22,9 +22,12 @@ WORDS = ["alpha", "parse_config", "src/app.py", "retry", "```python src/app.py\n
          "# comment\n", "lib/util.ts", "value", "loadUser(", "data"]
 
 
+DEFAULTS = core.Options()
+
+
 def run(meter: CounterMeter, messages: list[Message], target: int, strategy: str,
         session: core.Session | None = None,
-        options: core.Options = core.Options()) -> core.Result:
+        options: core.Options = DEFAULTS) -> core.Result:
     m = meter.measure(messages, [])
     summarize = Extractive(meter.text).summarize_now
     return core.compress(messages, m.per_message, m.fixed, target, strategy, meter, options,
@@ -146,7 +149,7 @@ def test_selective_forget_keeps_what_the_question_names(meter: CounterMeter) -> 
     chat, named = ide_conversation(rng, files=20, turns=40, lines=60, asked=4)
     total = meter.total(chat, [])
     kept = {s: run(meter, chat, total // 4, s) for s in ("truncate", "selective_forget")}
-    for strategy, result in kept.items():
+    for result in kept.values():
         assert result.compressed_tokens <= total // 4
     body = "\n".join(p.text for m in kept["selective_forget"].messages[:-1] for p in m.content)
     shown = [n for n in named if f"def {n}(" in body or f"# {n}" in body or f"{n}\n" in body

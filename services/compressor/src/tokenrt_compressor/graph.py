@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import xxhash
 
 from tokenrt.v1 import common_pb2
 from tokenrt_counter.core import MessageError
 
-Message = common_pb2.Message
+Message: TypeAlias = common_pb2.Message
 INSTRUCTIONS = (common_pb2.ROLE_SYSTEM, common_pb2.ROLE_DEVELOPER)
 
 
