@@ -1,0 +1,1 @@
+"""The local OpenAI-compatible simulator (`tokenrt sim`)."""
