@@ -194,6 +194,36 @@ class Settings:
     # Largest summary SUMMARIZE inserts, in tokens (also at most a tenth of the target).
     compressor_summary_max_tokens: int = 1024
 
+    # --- router settings (issue 8) ---
+    # Static API keys until key management (issue 9): a YAML file listing
+    # {key_sha256: <hex>, org: O, project: P, user: U (optional), name: N, admin: bool}.
+    router_keys_file: str = ""
+    # Inline static keys for development, "key=org/project[/user];..." (secrets: prefer
+    # the file with hashes).
+    router_keys: str = ""
+    # Base URL of the OpenAI-compatible endpoint that serves `sim/<model>` models.
+    router_sim_base_url: str = "http://127.0.0.1:8099/v1"
+    # Longest wait for a provider's whole answer (unary) or its next chunk (stream).
+    router_provider_timeout_seconds: float = 60.0
+    # Extra attempts per model on 429, 5xx, timeouts and malformed answers.
+    router_provider_retries: int = 2
+    # A Retry-After longer than this moves to the next fallback model instead of waiting.
+    router_max_retry_after_seconds: float = 5.0
+    # Models selection chooses from when the request names none, best-known first.
+    router_models: str = ("sim/gpt-4o-mini,sim/gpt-4o,sim/gpt-4.1,sim/gpt-4.1-mini,"
+                          "sim/claude-sonnet-4,sim/claude-haiku-4-5")
+    # Coalescing window of the off-path work (settlements, cache stores, usage events,
+    # calibration samples), milliseconds.
+    router_flush_ms: int = 5
+    # AUTO compression starts when the prompt passes this share of (window - max output),
+    # in basis points.
+    router_compression_threshold_bp: int = 9000
+    # Lifetime of a reservation the router never settles (it is given back after it).
+    router_reservation_ttl_seconds: int = 300
+    # When the budget service cannot be reached: "closed" refuses (UNAVAILABLE), "open"
+    # serves and records the request as not enforced.
+    router_budget_unavailable: str = "closed"
+
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
             raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
@@ -336,6 +366,7 @@ def _validate(s: Settings) -> None:
     _validate_budget(s)
     _validate_cache(s)
     _validate_compressor(s)
+    _validate_router(s)
 
 
 def _validate_counter(s: Settings) -> None:
@@ -438,3 +469,16 @@ def _validate_compressor(s: Settings) -> None:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
     if s.compressor_warm_prefix_min_tokens < 0:
         raise SettingsError("TOKENRT_COMPRESSOR_WARM_PREFIX_MIN_TOKENS: must be 0 or more")
+
+
+def _validate_router(s: Settings) -> None:
+    if s.router_budget_unavailable not in ("open", "closed"):
+        raise SettingsError("TOKENRT_ROUTER_BUDGET_UNAVAILABLE must be 'open' or 'closed', "
+                            f"not {s.router_budget_unavailable!r}")
+    if s.router_provider_timeout_seconds <= 0 or s.router_provider_retries < 0:
+        raise SettingsError("TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS must be > 0 and "
+                            "TOKENRT_ROUTER_PROVIDER_RETRIES >= 0")
+    if not 1 <= s.router_flush_ms <= 1000:
+        raise SettingsError("TOKENRT_ROUTER_FLUSH_MS must be between 1 and 1000")
+    if not 1 <= s.router_compression_threshold_bp <= 10000:
+        raise SettingsError("TOKENRT_ROUTER_COMPRESSION_THRESHOLD_BP must be 1..10000")
