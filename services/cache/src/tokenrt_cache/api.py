@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
 
 from tokenrt.v1 import cache_pb2, cache_pb2_grpc, common_pb2
 from tokenrt_cache.core import RequestError
 from tokenrt_cache.service import CacheService, DependencyDown
-from tokenrt_common.context import request_id
+from tokenrt_common.errors import abort
 
-DETAIL_KEY = "tokenrt-error-detail-bin"
 T = TypeVar("T")
-
-
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
-                 reason: common_pb2.ErrorReason.ValueType, message: str,
-                 field: str = "") -> NoReturn:
-    detail = common_pb2.ErrorDetail(reason=reason, field=field, request_id=request_id.get() or "")
-    await context.abort(code, message,
-                        trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
-    raise AssertionError("context.abort returned")
 
 
 async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
     try:
         return await work
     except RequestError as exc:
-        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                     common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc), exc.field)
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                    common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc), field=exc.field)
     except DependencyDown as exc:
-        await _abort(context, grpc.StatusCode.UNAVAILABLE,
-                     common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE, str(exc))
+        await abort(context, grpc.StatusCode.UNAVAILABLE,
+                    common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE, str(exc))
 
 
 class CacheApi(cache_pb2_grpc.CacheServiceServicer):

@@ -8,10 +8,10 @@ import grpc
 
 import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
+from tokenrt_common.errors import abort, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_counter import estimator
 from tokenrt_counter.core import Accuracy, MessageError, estimate_accuracy
-from tokenrt_counter.errors import abort, invalid
 from tokenrt_counter.features import Features
 from tokenrt_counter.runner import Runner
 from tokenrt_counter.store import StoreUnavailable

@@ -1,5 +1,5 @@
-"""AIP-193 errors: a status code, a message that says what to fix, and an ErrorDetail in
-the trailing metadata key `tokenrt-error-detail-bin` (see common.proto)."""
+"""AIP-193 errors for every service: a status code, a message that says what to fix, and
+an ErrorDetail in the trailing metadata key `tokenrt-error-detail-bin` (common.proto)."""
 
 from __future__ import annotations
 
