@@ -18,9 +18,9 @@ from compressor_chats import ASSISTANT, SYSTEM, TOOL, USER, call, ide_conversati
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
+from tokenrt_common.errors import DETAIL_KEY
 from tokenrt_common.settings import load_settings
 from tokenrt_compressor.counting import CounterMeter
-from tokenrt_counter.errors import DETAIL_KEY
 from tokenrt_testkit.stack import stack_env
 
 REDIS_URL = os.environ.get("TOKENRT_COMPRESSOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/6")

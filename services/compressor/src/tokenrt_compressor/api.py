@@ -12,6 +12,7 @@ import xxhash
 
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
 from tokenrt_common.context import request_id
+from tokenrt_common.errors import DETAIL_KEY, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_compressor import core
 from tokenrt_compressor.counting import CounterMeter
@@ -20,7 +21,6 @@ from tokenrt_compressor.store import SessionStore, Unavailable, session_id
 from tokenrt_compressor.summary import Extractive, Summary
 from tokenrt_counter.api import accuracy_pb
 from tokenrt_counter.core import Counter, MessageError
-from tokenrt_counter.errors import DETAIL_KEY
 from tokenrt_pricing import Catalog, ModelNotFound, Resolved
 from tokenrt_pricing.cost import round_half_even, schedule_for
 
@@ -48,15 +48,12 @@ MTOK = 1_000_000
 
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
                 detail: common_pb2.ErrorDetail) -> NoReturn:
+    """tokenrt_common.errors.abort with a whole ErrorDetail (smallest_achievable_tokens,
+    retry_after_ms)."""
     detail.request_id = request_id.get() or ""
     await context.abort(code, message,
                         trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
     raise AssertionError("context.abort returned")
-
-
-async def invalid(context: grpc.aio.ServicerContext, field: str, message: str) -> NoReturn:
-    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, message, common_pb2.ErrorDetail(
-        reason=S.ERROR_REASON_INVALID_ARGUMENT, field=field))
 
 
 def report_costs(resolved: Resolved, result: core.Result) -> tuple[int, int]:

@@ -138,8 +138,11 @@ class _Run:
         position = {id(s): i for i, s in enumerate(self.slots)}
 
         def keep_priority(s: Slot) -> tuple[int, float]:
-            text = "\n".join(message_text(m) for m in s.messages)
-            strong, weak = refs.score(text, self.refs, len(s.messages) > 1)
+            if not self.refs:
+                strong = weak = 0
+            else:
+                text = "\n".join(message_text(m) for m in s.messages)
+                strong, weak = refs.score(text, self.refs, len(s.messages) > 1)
             role = 2 if (len(s.messages) > 1 or s.messages[0].role == common_pb2.ROLE_USER) else 1
             return strong * 4 + weak, role + 2 * position[id(s)] / n
 
@@ -149,13 +152,15 @@ class _Run:
 
     def drop(self, order: Sequence[Slot], readd: bool) -> None:
         dropped: list[Slot] = []
+        total = self.total()
         for s in order:
-            if self.fits():
+            if total <= self.target:
                 break
             s.kept = False
+            total -= s.tokens
             dropped.append(s)
         if readd:  # most important first: fill the room left by the last (large) drop
-            room = self.target - self.total()
+            room = self.target - total
             for s in reversed(dropped):
                 if s.tokens <= room:
                     s.kept = True

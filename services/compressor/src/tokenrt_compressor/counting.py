@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenrt.v1 import common_pb2
-from tokenrt_counter.core import Accuracy, Counter
+from tokenrt_compressor.graph import digest
+from tokenrt_counter.core import Accuracy, Counter, check_messages
 from tokenrt_pricing import ModelEntry
 
 
@@ -32,16 +33,53 @@ class CounterMeter:
         self.entry = entry
 
     def tokens(self, message: common_pb2.Message) -> int:
-        return self.counter.count_messages(self.entry, [message], []).messages[0][0]
+        """One rewritten message (a stub, collapsed code, a summary), memoised by content
+        in the counter's cache: rewrites are deterministic, so the next request that
+        makes the same one pays a hash."""
+        key = ("compressor.message", self.entry.name, digest(message))
+        hit = self.counter.cache.get(key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        tokens = self.counter.count_messages(self.entry, [message], []).messages[0][0]
+        self.counter.cache.put(key, tokens)
+        return tokens
 
     def text(self, text: str) -> int:
         return self.counter.count_text(self.entry, text)[0]
 
     def measure(self, messages: Sequence[common_pb2.Message],
                 tools: Sequence[common_pb2.Tool]) -> Measured:
-        result = self.counter.count_messages(self.entry, messages, tools)
-        return Measured([t for t, _ in result.messages],
-                        result.tools_tokens + result.overhead_tokens, result.accuracy)
+        """Per-message counts, memoised by message content in the counter's cache (a long
+        context is re-sent every turn: only its new messages are counted), and the fixed
+        part (tools, priming). Accuracy: exact when every part is; otherwise the error
+        bound is the sum of the parts' bounds (at most one token per part above the
+        counter's bound for the whole chat)."""
+        if not messages:
+            check_messages(messages, tools)  # raises the counter's MessageError
+        per: list[int] = []
+        parts: list[Accuracy] = []
+        for m in messages:
+            key = ("compressor.measure", self.entry.name, digest(m))
+            hit = self.counter.cache.get(key)
+            if hit is None:
+                one = self.counter.count_messages(self.entry, [m], [])
+                hit = (one.messages[0][0], one.accuracy)
+                self.counter.cache.put(key, hit)
+            tokens, accuracy = hit  # type: ignore[misc]
+            per.append(tokens)
+            parts.append(accuracy)
+        probe = messages[0]
+        with_tools = self.counter.count_messages(self.entry, [probe], tools)
+        fixed = with_tools.tools_tokens + with_tools.overhead_tokens
+        parts.append(with_tools.accuracy)  # the probe's share is counted twice: conservative
+        total = sum(per) + fixed
+        inexact = [a for a in parts if not a.exact]
+        if not inexact:
+            return Measured(per, fixed, parts[-1])
+        bound = sum(a.bound_tokens for a in inexact)
+        return Measured(per, fixed, Accuracy(
+            False, inexact[0].source, -(-bound * 10000 // max(total, 1)), bound,
+            max(a.samples for a in inexact)))
 
     def total(self, messages: Sequence[common_pb2.Message],
               tools: Sequence[common_pb2.Tool]) -> int:
