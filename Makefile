@@ -80,3 +80,8 @@ bench-budget: setup
 .PHONY: bench-ledger
 bench-ledger: setup
 	$(BIN)/python bench/ledger/bench_ledger.py
+
+# --- compressor benchmarks (issue 7): 200k-token IDE context to 30k per strategy, 4x retention ---
+.PHONY: bench-compressor
+bench-compressor: setup
+	$(BIN)/python bench/compressor/bench.py

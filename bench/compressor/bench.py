@@ -1,0 +1,162 @@
+"""Compressor benchmark (issue 7).
+
+1. Speed: a ~200k-token IDE conversation (files read by tools, re-read after edits, pasted
+   code, chatter) compressed to 30k tokens, per strategy, in-process (what the service's
+   worker thread runs: counting + compression) and through gRPC Compress on a real process.
+   "cold" = the count cache has never seen the text (the first request of a session);
+   "warm" = it has (every later request re-sends the same context). Summarisation is
+   excluded from the target and reported apart.
+2. Retention: conversations whose last question names earlier files and functions,
+   compressed 4x; the share of named references still shown in the output (the file's
+   content, the function's definition), per strategy.
+
+Run: make bench-compressor   (or .venv/bin/python bench/compressor/bench.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
+sys.path.insert(0, str(ROOT / "services" / "compressor" / "tests"))
+
+import grpc  # noqa: E402
+from compressor_chats import ide_conversation  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+import tokenrt_pricing  # noqa: E402
+from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc  # noqa: E402
+from tokenrt_common.settings import load_settings  # noqa: E402
+from tokenrt_compressor import core  # noqa: E402
+from tokenrt_compressor.counting import CounterMeter  # noqa: E402
+from tokenrt_compressor.summary import Extractive  # noqa: E402
+from tokenrt_counter.chunks import CountCache  # noqa: E402
+from tokenrt_counter.core import Counter  # noqa: E402
+from tokenrt_counter.tokenizers import Tokenizers  # noqa: E402
+from tokenrt_testkit.stack import stack_env  # noqa: E402
+
+SPEED_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
+                    "prefix_stable", "auto")
+RETENTION_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
+                        "summarize", "auto")
+ROUNDS = 15
+
+
+def new_meter(entry: tokenrt_pricing.ModelEntry) -> CounterMeter:
+    return CounterMeter(Counter(Tokenizers(), CountCache(256 << 20)), entry)
+
+
+def once(meter: CounterMeter, chat: list, target: int, strategy: str,
+         session: core.Session | None) -> tuple[float, core.Result]:
+    start = time.perf_counter()
+    m = meter.measure(chat, [])
+    result = core.compress(chat, m.per_message, m.fixed, target, strategy, meter, core.Options(),
+                           session, Extractive(meter.text).summarize_now)
+    return (time.perf_counter() - start) * 1000, result
+
+
+def speed(entry: tokenrt_pricing.ModelEntry) -> list:
+    chat, _ = ide_conversation(random.Random(1), files=60, turns=170, lines=40, asked=6)
+    meter = new_meter(entry)
+    total = meter.total(chat, [])
+    print(f"speed: {len(chat)} messages, {total} tokens -> 30000 (gpt-4o, o200k_base)")
+    print(f"  {'strategy':<17}{'cold ms':>9}{'warm p50':>10}{'warm p95':>10}{'out tokens':>12}")
+    first = once(meter, chat[:-1], 30_000, "selective_forget", None)[1]
+    session = core.Session(first.sent, frozenset(first.seen))
+    for strategy in (*SPEED_STRATEGIES, "summarize"):
+        cold_meter = new_meter(entry)
+        s = session if strategy in ("prefix_stable", "auto", "incremental") else None
+        cold, result = once(cold_meter, chat, 30_000, strategy, s)
+        warm = sorted(once(cold_meter, chat, 30_000, strategy, s)[0] for _ in range(ROUNDS))
+        p95 = warm[min(len(warm) - 1, int(len(warm) * 0.95))]
+        tag = "  (summarisation, excluded from the target)" if strategy == "summarize" else ""
+        print(f"  {strategy:<17}{cold:>9.1f}{statistics.median(warm):>10.1f}{p95:>10.1f}"
+              f"{result.compressed_tokens:>12}{tag}")
+    return chat
+
+
+def shown(output: list, ref: str) -> bool:
+    text = "\n".join(p.text for m in output[:-1] for p in m.content if p.HasField("text"))
+    if ref.endswith(".py"):
+        return f"# {ref}\n" in text  # the file's content (its first line), not a stub
+    return f"def {ref}(" in text
+
+
+def retention(entry: tokenrt_pricing.ModelEntry) -> None:
+    meter = new_meter(entry)
+    hits = {s: 0 for s in RETENTION_STRATEGIES}
+    total_refs = 0
+    ratios = {s: [] for s in RETENTION_STRATEGIES}
+    for seed in range(20):
+        chat, refs = ide_conversation(random.Random(100 + seed), files=30, turns=40, lines=30,
+                                      asked=4)
+        refs = [r for r in refs if shown(chat, r)]  # references actually shown earlier
+        total = meter.total(chat, [])
+        total_refs += len(refs)
+        for strategy in RETENTION_STRATEGIES:
+            _, result = once(meter, chat, total // 4, strategy, None)
+            assert result.compressed_tokens <= total // 4
+            ratios[strategy].append(result.compressed_tokens / total)
+            hits[strategy] += sum(shown(result.messages, r) for r in refs)
+    print(f"retention after 4x compression: 20 conversations, {total_refs} named references "
+          "(files and functions shown earlier)")
+    for strategy in RETENTION_STRATEGIES:
+        print(f"  {strategy:<17}{100 * hits[strategy] / total_refs:6.1f}% kept "
+              f"(mean size {100 * statistics.mean(ratios[strategy]):.1f}% of the original)")
+
+
+async def over_grpc(chat: list) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = stack_env(Path(tmp), TOKENRT_LOG_LEVEL="warning")
+        address = load_settings(env).endpoint("compressor").address
+        proc = subprocess.Popen([sys.executable, "-m", "tokenrt_compressor"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            async with grpc.aio.insecure_channel(address, options=[
+                    ("grpc.max_send_message_length", 64 << 20),
+                    ("grpc.max_receive_message_length", 64 << 20)]) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for _ in range(600):
+                    try:
+                        if (await health.Check(health_pb2.HealthCheckRequest(),
+                                               timeout=1)).status == 1:
+                            break
+                    except grpc.aio.AioRpcError:
+                        pass
+                    await asyncio.sleep(0.1)
+                stub = compressor_pb2_grpc.CompressorServiceStub(channel)
+                request = compressor_pb2.CompressRequest(
+                    model="gpt-4o", messages=chat, target_tokens=30_000,
+                    strategy=common_pb2.COMPRESSION_STRATEGY_SELECTIVE_FORGET)
+                times = []
+                for _ in range(ROUNDS + 1):
+                    start = time.perf_counter()
+                    await stub.Compress(request, timeout=30)
+                    times.append((time.perf_counter() - start) * 1000)
+                warm = sorted(times[1:])
+                print(f"gRPC Compress (selective_forget, {request.ByteSize()} bytes): first "
+                      f"{times[0]:.1f} ms, then p50 {statistics.median(warm):.1f} ms, "
+                      f"max {warm[-1]:.1f} ms")
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
+def main() -> None:
+    entry = tokenrt_pricing.load().resolve("gpt-4o").entry
+    chat = speed(entry)
+    asyncio.run(over_grpc(chat))
+    retention(entry)
+
+
+if __name__ == "__main__":
+    main()
