@@ -126,8 +126,9 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
                                self._options.warm_prefix_min_tokens)
 
         def work() -> tuple[core.Result, common_pb2.CountAccuracy]:
-            measured = meter.measure(request.messages, request.tools)
-            result = core.compress(request.messages, measured.per_message, measured.fixed,
+            messages = list(request.messages)  # one wrapper per message, not one per access
+            measured = meter.measure(messages, request.tools)
+            result = core.compress(messages, measured.per_message, measured.fixed,
                                    request.target_tokens, strategy, meter, options, session,
                                    summarize)
             return result, accuracy_pb(measured.accuracy)
