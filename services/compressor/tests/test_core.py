@@ -9,6 +9,7 @@ from compressor_chats import ASSISTANT, SYSTEM, TOOL, USER, call, ide_conversati
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tokenrt_pricing
 from tokenrt.v1 import common_pb2
 from tokenrt_compressor import core
 from tokenrt_compressor.counting import CounterMeter
@@ -272,3 +273,24 @@ def test_invariants_with_a_session(meter: CounterMeter, chat: list[Message], sha
     check_structure(chat, result.messages)
     assert result.messages[:result.prefix_messages] == earlier.messages[:result.prefix_messages]
     assert run(meter, result.messages, target, strategy, session).messages == result.messages
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-haiku-4-5", "llama-3.1-8b"])
+def test_tools_and_other_tokenizers_count_as_the_counter_does(meter: CounterMeter,
+                                                              model: str) -> None:
+    """Tool definitions count towards the target; estimated (Claude) and packaged-tokenizer
+    (Llama) models compress to the counter's own totals too."""
+    other = CounterMeter(meter.counter, tokenrt_pricing.load().resolve(model).entry)
+    tools = [common_pb2.Tool(name="read_file", description="Read a file.",
+                             parameters_json_schema='{"type": "object", "properties": '
+                                                    '{"path": {"type": "string"}}}')]
+    chat, _ = ide_conversation(random.Random(9), files=5, turns=12, lines=20, asked=2)
+    m = other.measure(chat, tools)
+    whole = other.counter.count_messages(other.entry, chat, tools)
+    assert m.per_message == [t for t, _ in whole.messages] and sum(m.per_message) + m.fixed == \
+        whole.total
+    target = whole.total // 3
+    result = core.compress(chat, m.per_message, m.fixed, target, "auto", other)
+    assert result.compressed_tokens == other.total(result.messages, tools) <= target
+    assert m.accuracy.exact == whole.accuracy.exact
+    assert m.accuracy.bound_tokens >= whole.accuracy.bound_tokens
