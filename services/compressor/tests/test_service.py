@@ -21,7 +21,7 @@ from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
 from tokenrt_common.errors import DETAIL_KEY
 from tokenrt_common.settings import load_settings
 from tokenrt_compressor.counting import CounterMeter
-from tokenrt_testkit.stack import stack_env
+from tokenrt_testkit.stack import free_ports, stack_env
 
 REDIS_URL = os.environ.get("TOKENRT_COMPRESSOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
 S = common_pb2
@@ -34,14 +34,9 @@ class Proc:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def compressor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    for key in client.scan_iter("tokenrt:compressor:*"):
-        client.delete(key)
-    client.close()
-    tmp = tmp_path_factory.mktemp("compressor")
-    env = stack_env(tmp, TOKENRT_REDIS_URL=REDIS_URL)
+def start(tmp: Path, want: int = 1, **overrides: str) -> Proc:
+    """A compressor process, once its health is `want` (1 SERVING, 2 NOT_SERVING)."""
+    env = stack_env(tmp, **{"TOKENRT_REDIS_URL": REDIS_URL, **overrides})
     address = load_settings(env).endpoint("compressor").address
     log = tmp / "compressor.log"
     with log.open("wb") as out:
@@ -55,18 +50,31 @@ def compressor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
                 proc.kill()
                 pytest.fail(f"compressor did not start:\n{log.read_text()[-3000:]}")
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    break
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == want:
+                    return Proc(address, proc, log)
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
-    yield Proc(address, proc, log)
-    proc.terminate()
+
+
+def stop(proc: Proc) -> None:
+    proc.process.terminate()
     try:
-        proc.wait(15)
+        proc.process.wait(15)
     except subprocess.TimeoutExpired:
-        proc.kill()
-    assert proc.returncode == 0, log.read_text()[-3000:]
+        proc.process.kill()
+    assert proc.process.returncode == 0, proc.log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def compressor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    for key in client.scan_iter("tokenrt:compressor:*"):
+        client.delete(key)
+    client.close()
+    proc = start(tmp_path_factory.mktemp("compressor"))
+    yield proc
+    stop(proc)
 
 
 @pytest.fixture
@@ -205,3 +213,23 @@ async def test_bad_input_gets_clear_statuses(stub, meter: CounterMeter) -> None:
     ok = await stub.Compress(compressor_pb2.CompressRequest(model="gpt-4o", messages=chat,
                                                            target_tokens=smallest))
     assert ok.report.compressed_tokens == smallest  # the service is still up
+
+
+async def test_redis_down_only_session_requests_fail(tmp_path: Path) -> None:
+    port = free_ports(1)[0]  # nothing listens there
+    proc = start(tmp_path, want=2, TOKENRT_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    try:
+        chat = [text(SYSTEM, "s"), text(USER, "old " * 200), text(USER, "q")]
+        async with grpc.aio.insecure_channel(proc.address) as channel:
+            stub = compressor_pb2_grpc.CompressorServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await stub.Compress(compressor_pb2.CompressRequest(
+                    model="gpt-4o", messages=chat, target_tokens=50, session_id="s",
+                    tenant=TENANT), timeout=10)
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert detail(exc.value).reason == S.ERROR_REASON_DEPENDENCY_UNAVAILABLE
+            ok = await stub.Compress(compressor_pb2.CompressRequest(
+                model="gpt-4o", messages=chat, target_tokens=50), timeout=10)
+            assert list(ok.messages) == [chat[0], chat[2]]
+    finally:
+        stop(proc)
