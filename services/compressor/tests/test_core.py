@@ -229,7 +229,7 @@ def test_prefix_stable_keeps_what_was_sent(meter: CounterMeter) -> None:
     assert plain.messages[:stable.prefix_messages] != stable.messages[:stable.prefix_messages]
 
 
-def test_summarize_replaces_the_oldest_span(meter: CounterMeter) -> None:
+def test_summarize_replaces_the_dropped_span(meter: CounterMeter) -> None:
     rng = random.Random(5)
     chat, _ = ide_conversation(rng, files=5, turns=10, lines=20, asked=1)
     total = meter.total(chat, [])

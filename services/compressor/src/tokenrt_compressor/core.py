@@ -382,26 +382,24 @@ def _prefix_stable(run: _Run, matched: list[Slot], gaps: list[Slot], reason: str
 
 
 def _summarize(run: _Run, summarize: SummarizeFn | None) -> str:
-    """Drop oldest units until a summary fits, then replace them by that summary."""
+    """Drop the least important units (as selective_forget) until a summary fits, then put
+    one summary of them where the first of them was."""
     if summarize is None:
-        run.drop(run.droppable(), readd=False)
-        return "summarisation not available: oldest units dropped"
+        run.drop(run.selective_order(run.droppable()), readd=True)
+        return "summarisation not available: least important units dropped"
     reserve = min(run.options.summary_max_tokens, run.target // 10,
                   run.target - run.smallest())
     goal = run.target
     run.target = goal - reserve
-    run.drop(run.droppable(), readd=False)
+    run.drop(run.selective_order(run.droppable()), readd=True)
     run.target = goal
     span = [s for s in run.slots if not s.kept]
-    if not run.fits():  # reserve could not be kept
-        run.drop(run.droppable(), readd=False)
-        span = [s for s in run.slots if not s.kept]
     header = SUMMARY_HEADER.format(n=sum(len(s.indexes) for s in span))
     # Text tokens left once the header message is paid (2 spare for the join).
     room = run.target - run.total() - run.meter.tokens(
         Message(role=common_pb2.ROLE_USER, content=[common_pb2.ContentPart(text=header)])) - 2
     if not span or room <= 8:
-        return "oldest units dropped; no room left for a summary"
+        return "least important units dropped; no room left for a summary"
     span_messages = [m for s in span for m in s.messages]
     summary = summarize(span_messages, room)
     message = Message(role=common_pb2.ROLE_USER,
@@ -410,7 +408,7 @@ def _summarize(run: _Run, summarize: SummarizeFn | None) -> str:
                 False, original_tokens=sum(s.original_tokens for s in span))
     run.summary = summary
     if not summary.text or slot.tokens > run.target - run.total():
-        return "oldest units dropped; the summary did not fit the target"
+        return "least important units dropped; the summary did not fit the target"
     position = run.slots.index(span[0])
     run.slots.insert(position, slot)
     run.actions.append(Action("summarized", slot.indexes, slot.original_tokens, slot.tokens,
@@ -418,4 +416,5 @@ def _summarize(run: _Run, summarize: SummarizeFn | None) -> str:
                               slot=slot))
     for s in span:
         s.indexes = ()  # reported by the summary action, not as drops
-    return f"{len(span_messages)} oldest messages replaced by a {slot.tokens}-token summary"
+    return (f"{len(span_messages)} least important messages replaced by a {slot.tokens}-token "
+            "summary")
