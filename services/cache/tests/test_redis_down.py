@@ -14,14 +14,15 @@ from pathlib import Path
 import grpc
 import pytest
 from cache_fixtures import answer, lookup, request, store, tenant
-from cache_procs import Valkey, start_cache, stop
+from cache_procs import start_cache, stop
 
 from tokenrt.v1 import cache_pb2
+from tokenrt_testkit.procs import PrivateValkey
 
 UNAVAILABLE = cache_pb2.CACHE_MISS_REASON_UNAVAILABLE
 
 
-def test_redis_hung_then_down_then_back(tmp_path: Path, valkey: Valkey) -> None:
+def test_redis_hung_then_down_then_back(tmp_path: Path, valkey: PrivateValkey) -> None:
     # Socket timeouts of 5 s: only the cache's own lookup / store timeouts can answer fast.
     proc = start_cache(tmp_path, redis_url=valkey.url, TOKENRT_DEPENDENCY_TIMEOUT_SECONDS="5",
                        TOKENRT_CACHE_LOOKUP_TIMEOUT_MS="50", TOKENRT_CACHE_STORE_TIMEOUT_MS="300")

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-import pytest
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tokenrt_common.settings import load_settings
+from tokenrt_common.server import LIVENESS
+from tokenrt_testkit.procs import ServiceProcess, start_service
 from tokenrt_testkit.stack import stack_env
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -24,46 +19,16 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktok
 REDIS_URL = os.environ.get("TOKENRT_COUNTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 
 
-@dataclass
-class Proc:
-    address: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    env: dict[str, str]
-
-
-def start_counter(tmp: Path, name: str = "counter", want: int = 1, **overrides: str) -> Proc:
-    """Start a counter process and wait until its health is `want` (1 SERVING, 2 NOT)."""
+def start_counter(tmp: Path, name: str = "counter", ready: bool = True,
+                  **overrides: str) -> ServiceProcess:
+    """Start a counter process and wait until it is ready (`ready=False`: only alive)."""
     env = stack_env(tmp, **{"TOKENRT_REDIS_URL": REDIS_URL, **overrides})
-    address = load_settings(env).endpoint("counter").address
-    log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tokenrt_counter"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"counter exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == want:
-                    return Proc(address, proc, log, env)
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"counter at {address} never became SERVING:\n{log.read_text()[-3000:]}")
+    return start_service("counter", env, tmp / f"{name}.log",
+                         health="" if ready else LIVENESS)
 
 
-def stop(proc: Proc) -> None:
-    if proc.process.poll() is None:
-        proc.process.terminate()
-        try:
-            proc.process.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.process.kill()
-            proc.process.wait(5)
+def stop(proc: ServiceProcess) -> None:
+    proc.stop()
 
 
 def clear_calibration() -> None:

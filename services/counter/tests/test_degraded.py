@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 from counter_fixtures import start_counter, stop
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenrt.v1 import common_pb2 as c
 from tokenrt.v1 import counter_pb2 as pb
@@ -14,16 +15,17 @@ from tokenrt.v1 import counter_pb2_grpc
 from tokenrt_common.settings import SettingsError, load_settings
 from tokenrt_testkit.stack import free_ports
 
-NOT_SERVING = 2
-
 
 async def test_counting_survives_redis_being_away(tmp_path: Path) -> None:
     (dead,) = free_ports(1)
-    proc = start_counter(tmp_path, want=NOT_SERVING,
+    proc = start_counter(tmp_path, ready=False,
                          TOKENRT_REDIS_URL=f"redis://127.0.0.1:{dead}/0",
                          TOKENRT_DEPENDENCY_TIMEOUT_SECONDS="0.5")
     try:
         async with grpc.aio.insecure_channel(proc.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
             stub = counter_pb2_grpc.CounterServiceStub(channel)
             got = await stub.CountText(pb.CountTextRequest(model="gpt-4o", text="still here"),
                                        timeout=5)

@@ -9,11 +9,12 @@ import grpc
 import pytest
 import tiktoken
 from counter_corpus import CODE_FILE, JARGON, TEXTS, WEATHER, WEATHER_TOOL, png
-from counter_fixtures import Proc, start_counter, stop
+from counter_fixtures import start_counter, stop
 
 from tokenrt.v1 import common_pb2 as c
 from tokenrt.v1 import counter_pb2 as pb
 from tokenrt.v1 import counter_pb2_grpc
+from tokenrt_testkit.procs import ServiceProcess
 
 DETAIL_KEY = "tokenrt-error-detail-bin"
 O200K = tiktoken.get_encoding("o200k_base")
@@ -35,7 +36,7 @@ async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcEr
 
 
 @pytest.fixture
-async def stub(counter: Proc):
+async def stub(counter: ServiceProcess):
     async with grpc.aio.insecure_channel(
             counter.address, options=[("grpc.max_send_message_length", 64 << 20),
                                       ("grpc.max_receive_message_length", 64 << 20)]) as ch:
@@ -213,7 +214,7 @@ def features_pb(messages: list[str]) -> pb.ScriptFeatures:
     return to_pb(f)
 
 
-async def test_calibration_persists_across_restarts(counter: Proc, stub,
+async def test_calibration_persists_across_restarts(counter: ServiceProcess, stub,
                                                     tmp_path: Path) -> None:
     import random
 
@@ -293,7 +294,7 @@ def test_bad_catalog_override_stops_startup_with_one_line(tmp_path: Path) -> Non
 
 
 
-async def test_cache_hits_show_in_the_metrics(counter: Proc, stub) -> None:
+async def test_cache_hits_show_in_the_metrics(counter: ServiceProcess, stub) -> None:
     import urllib.request
 
     from tokenrt_common.settings import load_settings

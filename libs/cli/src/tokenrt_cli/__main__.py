@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tokenrt_counter.cli",  # count, models, price
     "tokenrt_ledger.cli",  # usage
     "tokenrt_cache.cli",  # cache stats, clear, config
+    "tokenrt_budget.cli",  # budget set, status, list, reset, remove
 )
 
 

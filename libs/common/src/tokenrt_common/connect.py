@@ -62,11 +62,17 @@ class Infra:
     pg: asyncpg.Pool | None = None
     redis: aioredis.Redis | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _connected: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = self.needs - set(DEPENDENCIES)
         if unknown:
             raise ValueError(f"unknown dependencies {sorted(unknown)}; known: {DEPENDENCIES}")
+        self._connected = {name: asyncio.Event() for name in self.needs}
+
+    async def wait_for(self, name: str) -> None:
+        """Return once the connection to `name` exists (it may still drop later)."""
+        await self._connected[name].wait()
 
     def start(self) -> None:
         """Begin connecting to every needed dependency in the background."""
@@ -78,6 +84,7 @@ class Infra:
                 socket_connect_timeout=self.settings.dependency_timeout_seconds,
                 health_check_interval=10,
             )
+            self._connected["redis"].set()
         if "nats" in self.needs:
             self._tasks.append(asyncio.create_task(self._connect_nats(), name="connect-nats"))
         if "postgres" in self.needs:
@@ -100,6 +107,7 @@ class Infra:
 
         self.nats = await retry(connect, what="nats", log=self.log)
         self.js = self.nats.jetstream(timeout=timeout)
+        self._connected["nats"].set()
         self.log.info("dependency.connected", dependency="nats")
 
     async def _connect_postgres(self) -> None:
@@ -112,6 +120,7 @@ class Infra:
             )
 
         self.pg = await retry(connect, what="postgres", log=self.log)
+        self._connected["postgres"].set()
         self.log.info("dependency.connected", dependency="postgres")
 
     async def _nats_error(self, exc: Exception) -> None:

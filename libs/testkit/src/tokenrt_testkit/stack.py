@@ -51,6 +51,8 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         env[f"TOKENRT_{service.upper()}_ADDR"] = f"127.0.0.1:{ports[2 * i]}"
         env[f"TOKENRT_{service.upper()}_METRICS_PORT"] = str(ports[2 * i + 1])
     env["TOKENRT_STATE_DIR"] = str(state_dir)
+    # tiktoken cannot download here; `make test` sets this, a bare `pytest` may not.
+    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
     env["TOKENRT_LOG_FORMAT"] = "json"
     env.update(overrides)
     return env

@@ -56,8 +56,8 @@ class Parts:
 
     async def prepare_postgres(self) -> None:
         infra, log = self.runtime.infra, self.runtime.log
-        while infra.pg is None:  # noqa: ASYNC110 (Infra offers no event to wait on)
-            await asyncio.sleep(0.1)
+        await infra.wait_for("postgres")
+        assert infra.pg is not None
         while True:
             try:
                 async with infra.pg.acquire() as conn:
