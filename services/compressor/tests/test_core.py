@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -102,7 +103,7 @@ def check_structure(messages: list[Message], out: list[Message]) -> None:
             i += 1
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("COMPRESSOR_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chat=chats(), share=st.integers(1, 110), strategy=st.sampled_from(core.STRATEGIES))
 def test_invariants(meter: CounterMeter, chat: list[Message], share: int, strategy: str) -> None:
     total = meter.total(chat, [])
@@ -251,7 +252,7 @@ def test_unreachable_states_the_smallest_size(meter: CounterMeter) -> None:
     assert run(meter, chat, smallest, "truncate").messages == [chat[0], chat[2]]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("COMPRESSOR_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chat=chats(), share=st.integers(1, 100), before=st.integers(100, 200),
        strategy=st.sampled_from(["prefix_stable", "auto", "incremental"]))
 def test_invariants_with_a_session(meter: CounterMeter, chat: list[Message], share: int,
