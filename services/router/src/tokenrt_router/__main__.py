@@ -1,14 +1,64 @@
 """Run the router service: `python -m tokenrt_router` or `tokenrt serve router`."""
 
-from tokenrt.v1 import router_pb2_grpc
-from tokenrt_common.server import ServiceSpec, run, servicer
-from tokenrt_router.api import RouterApi
+from __future__ import annotations
 
-SPEC = ServiceSpec(
-    name="router",
-    needs=frozenset({"postgres", "nats"}),
-    build=lambda runtime: [servicer(RouterApi(runtime), router_pb2_grpc)],
+import asyncio
+
+from tokenrt.v1 import (
+    budget_pb2_grpc,
+    cache_pb2_grpc,
+    compressor_pb2_grpc,
+    counter_pb2_grpc,
+    router_pb2_grpc,
 )
+from tokenrt_common.client import open_channel
+from tokenrt_common.server import Runtime, ServiceSpec, StartupError, run, servicer
+from tokenrt_pricing import catalog as pricing_catalog
+from tokenrt_router.api import RouterApi
+from tokenrt_router.keys import KeyConfigError, KeyMap
+from tokenrt_router.pipeline import Deps, Router
+from tokenrt_router.providers.base import Provider
+from tokenrt_router.providers.openai_compat import OpenAICompatible
+from tokenrt_usage.publisher import Publisher
+
+
+def build(runtime: Runtime) -> list:  # type: ignore[type-arg]
+    s = runtime.settings
+    try:
+        keys = KeyMap.from_settings(s)
+    except KeyConfigError as exc:
+        raise StartupError(str(exc)) from None
+    if not len(keys):
+        runtime.log.warning("router.no_api_keys",
+                            hint="set TOKENRT_ROUTER_KEYS_FILE or TOKENRT_ROUTER_KEYS")
+    publisher = Publisher.from_settings(s, runtime.log)
+    deps = Deps(counter_pb2_grpc.CounterServiceStub(open_channel(s, "counter")),
+                cache_pb2_grpc.CacheServiceStub(open_channel(s, "cache")),
+                budget_pb2_grpc.BudgetServiceStub(open_channel(s, "budget")),
+                compressor_pb2_grpc.CompressorServiceStub(open_channel(s, "compressor")),
+                publisher)
+    providers: dict[str, Provider] = {
+        "simulator": OpenAICompatible("simulator", s.router_sim_base_url)}
+    catalog = pricing_catalog.load(s.pricing_overrides_path or None,
+                                   s.pricing_litellm_path or None)
+    router = Router(s, runtime.log, deps, catalog, providers)
+    runtime.spawn(_lifecycle(router, publisher, providers), "router-lifecycle")
+    return [servicer(RouterApi(router, keys), router_pb2_grpc)]
+
+
+async def _lifecycle(router: Router, publisher: Publisher,
+                     providers: dict[str, Provider]) -> None:
+    await publisher.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await router.drain()
+        for p in providers.values():
+            await p.close()
+        await publisher.close()
+
+
+SPEC = ServiceSpec(name="router", needs=frozenset({"nats"}), build=build)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ headers `x-sim-latency-ms`, `x-sim-ttft-ms` and `x-sim-tps` override them.
 
 Injected faults, by header `x-sim-fault`, by a model suffix `<model>@fault=<kind>`, or
 by `POST /sim/faults {"model": M, "fault": K, "count": N}` (N requests to model M fail;
-count -1 = until cleared with `DELETE /sim/faults`):
+count -1 = until cleared with `DELETE /sim/faults`, which also clears `POST /sim/pace`
+{"model": M, "ttft_ms": .., "tps": .., "latency_ms": ..} per-model pacing):
   429        rate limited, `Retry-After: <x-sim-retry-after or 1>` seconds
   500 / 503  server error with OpenAI's error JSON
   timeout    never answers (the client's timeout must fire)
@@ -48,6 +49,9 @@ class Simulator:
         self.config = config
         self.answerer = Answerer()
         self.faults: dict[str, _Fault] = {}
+        # Per-model pacing set by POST /sim/pace: {"model": M, "ttft_ms": .., "tps": ..,
+        # "latency_ms": ..}; headers still win.
+        self.pace: dict[str, SimConfig] = {}
         self.requests = 0
 
     def app(self) -> web.Application:
@@ -57,6 +61,7 @@ class Simulator:
         app.router.add_get("/health", self.health)
         app.router.add_post("/sim/faults", self.set_fault)
         app.router.add_delete("/sim/faults", self.clear_faults)
+        app.router.add_post("/sim/pace", self.set_pace)
         app.router.add_get("/sim/stats", self.stats)
         return app
 
@@ -77,8 +82,16 @@ class Simulator:
         self.faults[str(body.get("model", ""))] = _Fault(kind, int(body.get("count", -1)))
         return web.json_response({"ok": True})
 
+    async def set_pace(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.pace[str(body.get("model", ""))] = SimConfig(
+            float(body.get("latency_ms", 0)), float(body.get("ttft_ms", 0)),
+            float(body.get("tps", 0)))
+        return web.json_response({"ok": True})
+
     async def clear_faults(self, request: web.Request) -> web.Response:
         self.faults.clear()
+        self.pace.clear()
         return web.json_response({"ok": True})
 
     def _fault_for(self, request: web.Request, model: str) -> str:
@@ -118,9 +131,10 @@ class Simulator:
             await asyncio.sleep(3600)
         ans = self.answerer.answer(body)
         h = request.headers
-        latency = float(h.get("x-sim-latency-ms", self.config.latency_ms))
-        ttft = float(h.get("x-sim-ttft-ms", self.config.ttft_ms))
-        tps = float(h.get("x-sim-tps", self.config.tokens_per_second))
+        pace = self.pace.get(body["model"], self.config)
+        latency = float(h.get("x-sim-latency-ms", pace.latency_ms))
+        ttft = float(h.get("x-sim-ttft-ms", pace.ttft_ms))
+        tps = float(h.get("x-sim-tps", pace.tokens_per_second))
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(request, body["model"], ans, ttft, tps, include_usage,

@@ -1,0 +1,748 @@
+"""The request pipeline (DESIGN.md, "One request, end to end").
+
+Critical path: count ‖ cache lookup → selection → budget reserve (degrade / queue loop)
+→ compression when needed → provider call. Off the path, coalesced: budget settlement,
+cache store, usage event, calibration sample.
+
+Failure policies: cache down → skipped; counter down → a byte-based upper estimate;
+compressor down → uncompressed when it fits, else CONTEXT_TOO_LONG; budget down →
+TOKENRT_ROUTER_BUDGET_UNAVAILABLE (closed: UNAVAILABLE; open: served, FAILED_OPEN);
+NATS down → the publisher's outbox. Every request, refused or not, produces one event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import structlog
+
+from tokenrt.v1 import (
+    budget_pb2,
+    budget_pb2_grpc,
+    cache_pb2,
+    cache_pb2_grpc,
+    common_pb2,
+    compressor_pb2,
+    compressor_pb2_grpc,
+    counter_pb2,
+    counter_pb2_grpc,
+    events_pb2,
+    router_pb2,
+)
+from tokenrt_cache import replay
+from tokenrt_common.settings import Settings
+from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
+from tokenrt_pricing.model import ModelEntry
+from tokenrt_router import select, tasks
+from tokenrt_router.job import Job, completion, now_ts, usage_event
+from tokenrt_router.offpath import Coalescer
+from tokenrt_router.providers import calls
+from tokenrt_router.providers.base import (
+    Breaker,
+    Delta,
+    Failure,
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    StreamEnd,
+)
+from tokenrt_router.refusal import Refusal, invalid
+from tokenrt_usage.publisher import Publisher
+
+T = common_pb2
+E = events_pb2
+S = grpc.StatusCode
+DOWN = (S.UNAVAILABLE, S.DEADLINE_EXCEEDED, S.CANCELLED, S.UNKNOWN, S.INTERNAL)
+MAX_DEGRADES = 3
+DEFAULT_QUEUE_WAIT_MS = 2000
+SAMPLES_MIN_TOKENS = 1
+PROVIDER_FAILURE = {Failure.RATE_LIMITED: common_pb2.ERROR_REASON_PROVIDER_RATE_LIMITED,
+                    Failure.TIMEOUT: common_pb2.ERROR_REASON_PROVIDER_TIMEOUT,
+                    Failure.UNREACHABLE: common_pb2.ERROR_REASON_PROVIDER_UNAVAILABLE}
+
+
+class Deps:
+    """Long-lived stubs to the other services and the usage publisher."""
+
+    def __init__(self, counter: counter_pb2_grpc.CounterServiceStub,
+                 cache: cache_pb2_grpc.CacheServiceStub,
+                 budget: budget_pb2_grpc.BudgetServiceStub,
+                 compressor: compressor_pb2_grpc.CompressorServiceStub,
+                 publisher: Publisher) -> None:
+        self.counter = counter
+        self.cache = cache
+        self.budget = budget
+        self.compressor = compressor
+        self.publisher = publisher
+
+
+class Router:
+    def __init__(self, settings: Settings, log: structlog.stdlib.BoundLogger, deps: Deps,
+                 catalog: Catalog, providers: dict[str, Provider]) -> None:
+        self.s = settings
+        self.log = log
+        self.deps = deps
+        self.catalog = catalog
+        self.providers = providers
+        self.breaker = Breaker()
+        self.models = [m.strip() for m in settings.router_models.split(",") if m.strip()]
+        self.policy = calls.Policy(settings.router_provider_timeout_seconds,
+                                   settings.router_provider_retries,
+                                   settings.router_max_retry_after_seconds)
+        every = settings.router_flush_ms / 1000
+        self.settlements: Coalescer[budget_pb2.Settlement] = Coalescer(
+            "settle", self._settle, every, 500, log)
+        self.stores: Coalescer[cache_pb2.StoreRequest] = Coalescer(
+            "cache_store", self._store, every, 500, log)
+        self.events: Coalescer[events_pb2.UsageEvent] = Coalescer(
+            "usage", self._publish, every, 500, log)
+        self.samples: Coalescer[counter_pb2.CalibrationSample] = Coalescer(
+            "calibrate", self._calibrate, 20 * every, 500, log)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- off-path flushes -------------------------------------------------------------
+
+    async def _settle(self, items: list[budget_pb2.Settlement]) -> None:
+        await self.deps.budget.SettleBatch(budget_pb2.SettleBatchRequest(settlements=items))
+
+    async def _store(self, items: list[cache_pb2.StoreRequest]) -> None:
+        await self.deps.cache.StoreBatch(cache_pb2.StoreBatchRequest(requests=items))
+
+    async def _publish(self, items: list[events_pb2.UsageEvent]) -> None:
+        await self.deps.publisher.publish_many(items)
+
+    async def _calibrate(self, items: list[counter_pb2.CalibrationSample]) -> None:
+        await self.deps.counter.Calibrate(counter_pb2.CalibrateRequest(samples=items))
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        for c in (self.settlements, self.stores, self.events, self.samples):
+            await c.drain()
+
+    # -- catalog and providers --------------------------------------------------------
+
+    def entry(self, name: str) -> ModelEntry:
+        try:
+            return self.catalog.resolve(name).entry
+        except ModelNotFound as exc:
+            raise Refusal(S.NOT_FOUND, T.ERROR_REASON_MODEL_NOT_FOUND, str(exc),
+                          T.ErrorDetail(field="preferences", suggestions=exc.suggestions)) \
+                from None
+
+    def provider_for(self, entry: ModelEntry) -> Provider | None:
+        return self.providers.get(entry.provider)
+
+    def unhealthy(self, entries: list[ModelEntry]) -> dict[str, str]:
+        out = self.breaker.unhealthy()
+        for e in entries:
+            if e.provider not in self.providers:
+                out[e.name] = f"no {e.provider} provider configured (issue 9 adds them)"
+        return out
+
+    # -- planning ---------------------------------------------------------------------
+
+    async def plan(self, job: Job, dry_run: bool = False) -> None:
+        """Count ‖ lookup, then (on a miss) select, reserve and compress."""
+        req = job.req
+        _check(req)
+        prefs = req.preferences
+        job.requested_model = prefs.forced_model or prefs.preferred_model
+        job.anchor = self.entry(job.requested_model or self.models[0]).name
+        cacheable = not prefs.cache.no_cache and not dry_run
+        count_task = asyncio.ensure_future(self._count(job))
+        lookup = await self._lookup(job) if cacheable else None
+        await count_task
+        job.lookup = lookup
+        if job.hit and lookup is not None:
+            job.message = lookup.response.message
+            job.finish_reason = lookup.response.finish_reason
+            job.status = E.USAGE_STATUS_CACHE_HIT
+            job.usage_source = T.USAGE_SOURCE_NONE
+            job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
+            return
+        job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
+        self.rank(job)
+        if dry_run:
+            return
+        await self._reserve(job)
+        await self._compress(job)
+
+    async def _count(self, job: Job) -> None:
+        req = job.req
+        try:
+            resp = await self.deps.counter.CountMessages(counter_pb2.CountMessagesRequest(
+                model=job.anchor, messages=req.messages, tools=req.tools,
+                sampling=req.sampling))
+            job.count = resp
+            job.input_tokens = resp.input_tokens
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (S.INVALID_ARGUMENT, S.NOT_FOUND):
+                raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
+                              exc.details() or "the counter refused the messages") from None
+            # Counter down: a generous upper estimate (a token is at least ~1 byte of text).
+            job.input_tokens = req.ByteSize() // 2 + 16
+            self.log.warning("router.counter_unavailable", code=exc.code().name)
+
+    async def _lookup(self, job: Job) -> cache_pb2.LookupResponse | None:
+        req = job.req
+        try:
+            return await self.deps.cache.Lookup(cache_pb2.LookupRequest(
+                tenant=job.tenant, request=self._cacheable(job, job.anchor, req.messages),
+                policy=req.preferences.cache))
+        except grpc.aio.AioRpcError as exc:
+            self.log.warning("router.cache_unavailable", code=exc.code().name)
+            return None
+
+    def _cacheable(self, job: Job, model: str,
+                   messages: object) -> cache_pb2.CacheableRequest:
+        return cache_pb2.CacheableRequest(model=model, messages=job.req.messages,
+                                          tools=job.req.tools, sampling=job.req.sampling)
+
+    def rank(self, job: Job) -> None:
+        req, prefs = job.req, job.req.preferences
+        names = [prefs.forced_model] if prefs.forced_model else (
+            ([prefs.preferred_model] if prefs.preferred_model else []) + self.models)
+        entries: list[ModelEntry] = []
+        for n in names:
+            e = self.entry(n)
+            if e not in entries:
+                entries.append(e)
+        mode = prefs.compression.mode
+        assert job.analysis is not None
+        needs = select.Needs(
+            input_tokens=job.input_tokens,
+            max_output=req.sampling.max_output_tokens,
+            task=job.analysis.task, complexity=job.analysis.complexity,
+            tools=bool(req.tools),
+            images=any(p.WhichOneof("part") == "image" for m in req.messages for p in m.content),
+            preferred=self.entry(prefs.preferred_model).name if prefs.preferred_model else "",
+            forced=self.entry(prefs.forced_model).name if prefs.forced_model else "",
+            max_cost_nusd=prefs.max_cost_nusd if prefs.HasField("max_cost_nusd") else None,
+            compression_allowed=mode != router_pb2.COMPRESSION_MODE_OFF)
+        requested_output = (req.sampling.max_output_tokens
+                            if req.sampling.HasField("max_output_tokens") else None)
+        job.candidates = select.rank(entries, needs, self.unhealthy(entries), requested_output)
+        best = job.candidates[0] if job.candidates else None
+        if best is None or not best.eligible:
+            why = "; ".join(f"{c.entry.name}: {', '.join(c.reasons)}" for c in job.candidates)
+            if needs.max_cost_nusd is not None and all(
+                    any("max_cost" in r for r in c.reasons) for c in job.candidates):
+                raise Refusal(S.FAILED_PRECONDITION, T.ERROR_REASON_MAX_COST_EXCEEDED,
+                              f"no model fits max_cost_nusd {needs.max_cost_nusd}: {why}",
+                              T.ErrorDetail(field="preferences.max_cost_nusd",
+                                            limit=needs.max_cost_nusd, unit="nusd"))
+            if any("compression is off" in r for c in job.candidates for r in c.reasons):
+                raise Refusal(S.FAILED_PRECONDITION, T.ERROR_REASON_CONTEXT_TOO_LONG,
+                              f"the prompt does not fit and compression is off: {why}",
+                              T.ErrorDetail(field="messages", actual=job.input_tokens,
+                                            unit="tokens"))
+            raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_PROVIDER_UNAVAILABLE,
+                          f"no eligible model for this request: {why}")
+        job.chosen = best
+
+    # -- budget -----------------------------------------------------------------------
+
+    def _chain(self, job: Job) -> common_pb2.ScopeChain:
+        c = job.caller
+        scopes = [T.Scope(kind=T.SCOPE_KIND_ORG, org_id=c.org_id),
+                  T.Scope(kind=T.SCOPE_KIND_PROJECT, org_id=c.org_id, project_id=c.project_id)]
+        if job.user_id:
+            scopes.append(T.Scope(kind=T.SCOPE_KIND_USER, org_id=c.org_id,
+                                  project_id=c.project_id, user_id=job.user_id))
+        if job.req.session_id:
+            scopes.append(T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=c.org_id,
+                                  project_id=c.project_id, user_id=job.user_id,
+                                  session_id=job.req.session_id))
+        return T.ScopeChain(scopes=scopes)
+
+    async def _reserve(self, job: Job) -> None:
+        prefs = job.req.preferences
+        allow_degrade = (not prefs.HasField("allow_degrade") or prefs.allow_degrade) \
+            and not prefs.forced_model
+        max_wait = (prefs.max_queue_wait_ms if prefs.HasField("max_queue_wait_ms")
+                    else DEFAULT_QUEUE_WAIT_MS)
+        queued_since = 0
+        degrades = 0
+        while True:
+            cand = job.chosen
+            assert cand is not None
+            try:
+                resp = await self.deps.budget.Reserve(budget_pb2.ReserveRequest(
+                    chain=self._chain(job),
+                    estimated_tokens=job.input_tokens + cand.max_output,
+                    estimated_cost_nusd=cand.estimated_cost_nusd, requests=1,
+                    ttl_seconds=self.s.router_reservation_ttl_seconds,
+                    request_id=job.request_id, model=cand.entry.name,
+                    degraded=bool(job.degraded_from)))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in DOWN:
+                    raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
+                                  f"budget refused the request: {exc.details()}") from None
+                if self.s.router_budget_unavailable == "open":
+                    job.decision = T.BUDGET_DECISION_ALLOW
+                    job.enforcement = T.BUDGET_ENFORCEMENT_FAILED_OPEN
+                    self.log.warning("router.budget_failed_open", code=exc.code().name)
+                    return
+                raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                              "the budget service is unreachable and budgets fail closed "
+                              "(TOKENRT_ROUTER_BUDGET_UNAVAILABLE=closed); retry shortly",
+                              T.ErrorDetail(retry_after_ms=1000)) from None
+            job.decision = resp.decision
+            job.enforcement = resp.enforcement
+            job.reserved_at = now_ts()
+            triggered = [lim for lim in resp.limits if lim.triggered]
+            if triggered:
+                job.limit_id = triggered[0].limit_id
+            job.budget_level = max((lim.level for lim in resp.limits), default=0)
+            job.warnings = [lim for lim in resp.limits if lim.level >= T.BUDGET_LEVEL_WARNING]
+            d = resp.decision
+            if d in (T.BUDGET_DECISION_ALLOW, T.BUDGET_DECISION_UNSPECIFIED) or (
+                    d == T.BUDGET_DECISION_DEGRADE and job.degraded_from):
+                job.reservation_id = resp.reservation_id
+                if job.degraded_from:  # the answer comes from a cheaper model
+                    job.decision = T.BUDGET_DECISION_DEGRADE
+                if queued_since:
+                    job.queue_wait_ms = (time.monotonic_ns() - queued_since) // 1_000_000
+                return
+            detail = _budget_detail(resp)
+            if d == T.BUDGET_DECISION_DEGRADE:
+                nxt = self._cheaper(job) if allow_degrade and degrades < MAX_DEGRADES else None
+                if nxt is None:
+                    job.status = E.USAGE_STATUS_DENIED
+                    raise Refusal(S.RESOURCE_EXHAUSTED, T.ERROR_REASON_DEGRADE_NOT_ALLOWED,
+                                  "a budget limit asks to degrade to a cheaper model, but "
+                                  "degrading is not allowed for this request (forced model or "
+                                  "allow_degrade=false) or no cheaper model is eligible",
+                                  detail, E.USAGE_STATUS_DENIED)
+                degrades += 1
+                job.degraded_from = job.degraded_from or cand.entry.name
+                job.chosen = nxt
+                continue
+            if d == T.BUDGET_DECISION_QUEUE:
+                queued_since = queued_since or time.monotonic_ns()
+                waited = (time.monotonic_ns() - queued_since) // 1_000_000
+                if waited < max_wait:
+                    await asyncio.sleep(max(resp.retry_after_ms, 50) / 1000)
+                    continue
+                job.queue_wait_ms = waited
+                raise Refusal(S.RESOURCE_EXHAUSTED, T.ERROR_REASON_BUDGET_QUEUE_TIMEOUT,
+                              f"waited {waited} ms for budget capacity; none came (bound "
+                              f"{max_wait} ms)", detail, E.USAGE_STATUS_THROTTLED)
+            if d == T.BUDGET_DECISION_THROTTLE:
+                raise Refusal(S.RESOURCE_EXHAUSTED, T.ERROR_REASON_BUDGET_THROTTLED,
+                              f"budget limit throttles this request; retry after "
+                              f"{resp.retry_after_ms} ms", detail, E.USAGE_STATUS_THROTTLED)
+            resets = (detail.reset_at.ToJsonString() if detail.HasField("reset_at")
+                      else "never (a total limit; raise it or Reset)")
+            raise Refusal(S.RESOURCE_EXHAUSTED, T.ERROR_REASON_BUDGET_EXCEEDED,
+                          f"budget exceeded: limit {detail.limit} {detail.unit}, remaining "
+                          f"{detail.remaining}; it resets {resets}",
+                          detail, E.USAGE_STATUS_DENIED)
+
+    async def dry_budget(self, job: Job) -> None:
+        """SelectModel: each eligible candidate's budget decision, without holding anything;
+        a DEGRADE on the choice moves it to the cheaper model, as Complete would."""
+        eligible = [c for c in job.candidates if c.eligible]
+        if not eligible:
+            return
+        try:
+            resp = await self.deps.budget.ReserveBatch(budget_pb2.ReserveBatchRequest(requests=[
+                budget_pb2.ReserveRequest(
+                    chain=self._chain(job), estimated_tokens=job.input_tokens + c.max_output,
+                    estimated_cost_nusd=c.estimated_cost_nusd, requests=1,
+                    request_id=job.request_id, model=c.entry.name, dry_run=True)
+                for c in eligible]))
+        except grpc.aio.AioRpcError as exc:
+            self.log.warning("router.budget_dry_run_unavailable", code=exc.code().name)
+            return
+        for c, r in zip(eligible, resp.results, strict=True):
+            if r.WhichOneof("result") == "response":
+                c.budget_decision = r.response.decision
+        cur = job.chosen
+        if cur is None:
+            return
+        prefs = job.req.preferences
+        allowed = (not prefs.HasField("allow_degrade") or prefs.allow_degrade) \
+            and not prefs.forced_model
+        if cur.budget_decision == T.BUDGET_DECISION_DEGRADE and allowed:
+            nxt = self._cheaper(job)
+            if nxt is not None:
+                job.degraded_from = cur.entry.name
+                job.chosen = nxt
+        elif cur.budget_decision in (T.BUDGET_DECISION_DENY, T.BUDGET_DECISION_THROTTLE):
+            cur.reasons.append("budget refuses it now")
+
+    def _cheaper(self, job: Job) -> select.Candidate | None:
+        """The degrade target: the catalog's degrade_to of the current model when it is
+        eligible, else the cheapest eligible candidate cheaper than the current one."""
+        cur = job.chosen
+        assert cur is not None
+        target = cur.entry.degrade_to
+        if target and cur.entry.name.startswith("sim/") and not target.startswith("sim/"):
+            target = "sim/" + target
+        for c in job.candidates:
+            if c.eligible and target and c.entry.name.lower() == target.lower():
+                return c
+        if target:
+            try:
+                entry = self.entry(target)
+                ranked = select.rank([entry], select.Needs(
+                    job.input_tokens, cur.max_output, job.analysis.task if job.analysis else 0,
+                    job.analysis.complexity if job.analysis else 0),
+                    self.unhealthy([entry]), cur.max_output)
+                if ranked[0].eligible:
+                    job.candidates.append(ranked[0])
+                    return ranked[0]
+            except Refusal:
+                pass
+        cheaper = [c for c in job.candidates if c.eligible
+                   and c.estimated_cost_nusd < cur.estimated_cost_nusd]
+        return min(cheaper, key=lambda c: c.estimated_cost_nusd) if cheaper else None
+
+    # -- compression ------------------------------------------------------------------
+
+    async def _compress(self, job: Job) -> None:
+        cand = job.chosen
+        assert cand is not None
+        job.messages = list(job.req.messages)
+        policy = job.req.preferences.compression
+        room = cand.entry.context_window - cand.max_output
+        threshold_bp = policy.threshold_bp if policy.HasField("threshold_bp") else \
+            self.s.router_compression_threshold_bp
+        trigger = room * threshold_bp // 10_000
+        mode = policy.mode or router_pb2.COMPRESSION_MODE_AUTO
+        if mode == router_pb2.COMPRESSION_MODE_OFF:
+            return
+        if mode == router_pb2.COMPRESSION_MODE_AUTO and job.input_tokens <= trigger:
+            return
+        target = policy.target_tokens if policy.HasField("target_tokens") else trigger
+        target = max(1, min(target, room))
+        try:
+            resp = await self.deps.compressor.Compress(compressor_pb2.CompressRequest(
+                model=cand.entry.name, messages=job.req.messages, tools=job.req.tools,
+                target_tokens=target, strategy=policy.strategy,
+                session_id=job.req.session_id, tenant=job.tenant, options=policy.options))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == S.FAILED_PRECONDITION:
+                raise Refusal(S.FAILED_PRECONDITION,
+                              T.ERROR_REASON_COMPRESSION_TARGET_UNREACHABLE,
+                              f"compression cannot reach {target} tokens: {exc.details()}",
+                              T.ErrorDetail(field="preferences.compression.target_tokens",
+                                            limit=target, actual=job.input_tokens,
+                                            unit="tokens")) from None
+            if job.input_tokens <= room:
+                self.log.warning("router.compressor_unavailable_sent_uncompressed",
+                                 code=exc.code().name, tokens=job.input_tokens)
+                return
+            raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_CONTEXT_TOO_LONG,
+                          f"the prompt ({job.input_tokens} tokens) does not fit "
+                          f"{cand.entry.name}'s window ({room} tokens after max output) and "
+                          f"the compressor is unavailable ({exc.code().name}); retry, or "
+                          "shorten the context",
+                          T.ErrorDetail(field="messages", limit=room,
+                                        actual=job.input_tokens, unit="tokens")) from None
+        job.messages = list(resp.messages)
+        job.compression = resp.report
+        job.input_tokens = resp.report.compressed_tokens or job.input_tokens
+
+    # -- provider ---------------------------------------------------------------------
+
+    def routes(self, job: Job) -> list[calls.Route]:
+        """The chosen model, then up to two fallbacks that cost no more (the reservation
+        stays an upper bound); none when the model is forced."""
+        cand = job.chosen
+        assert cand is not None
+        out = []
+        for c in [cand] + [c for c in job.candidates if c is not cand and c.eligible
+                           and not job.req.preferences.forced_model
+                           and c.estimated_cost_nusd <= cand.estimated_cost_nusd
+                           and job.input_tokens <= c.entry.context_window - c.max_output][:2]:
+            p = self.provider_for(c.entry)
+            if p is not None:
+                out.append(calls.Route(c.entry, p, c.max_output))
+        return out
+
+    def build(self, job: Job) -> Callable[[calls.Route], ProviderRequest]:
+        def make(route: calls.Route) -> ProviderRequest:
+            return ProviderRequest(self.catalog.resolve(route.entry.name).provider_model_id,
+                                   job.messages, job.req.tools, job.req.sampling,
+                                   route.max_output, job.request_id)
+        return make
+
+    def _served(self, job: Job, route: calls.Route) -> None:
+        job.served = route.entry
+        job.provider_model_id = self.catalog.resolve(route.entry.name).provider_model_id
+        job.price_version = route.entry.price.version
+
+    def _provider_refusal(self, job: Job, err: ProviderError, outcome: calls.Outcome) -> Refusal:
+        job.attempts = outcome.attempts
+        job.error_code = err.kind.value
+        reason = PROVIDER_FAILURE.get(err.kind, T.ERROR_REASON_PROVIDER_ERROR)
+        code = S.INVALID_ARGUMENT if err.kind is Failure.BAD_REQUEST else S.UNAVAILABLE
+        return Refusal(code, reason, f"provider failed after {outcome.attempts} attempt(s) "
+                       f"and fallbacks: {'; '.join(outcome.errors[-3:])}",
+                       T.ErrorDetail(retry_after_ms=int((err.retry_after or 0) * 1000)))
+
+    async def complete(self, job: Job) -> router_pb2.Completion:
+        try:
+            await self.plan(job)
+            if job.hit:
+                self.finish(job)
+                return completion(job)
+            routes = self.routes(job)
+            outcome = calls.Outcome()
+            t0 = time.monotonic_ns()
+            try:
+                answer, route = await calls.complete(routes, self.build(job), self.policy,
+                                                     self.breaker, outcome)
+            except ProviderError as err:
+                raise self._provider_refusal(job, err, outcome) from None
+            job.provider_ns = time.monotonic_ns() - t0
+            job.attempts = outcome.attempts
+            self._served(job, route)
+            job.message = answer.message
+            job.finish_reason = answer.finish_reason
+            if answer.usage is not None:
+                job.usage, job.usage_source = answer.usage, T.USAGE_SOURCE_PROVIDER_REPORTED
+            else:
+                out = await self._count_output(job)
+                job.usage = Usage(input_tokens=job.input_tokens, output_tokens=out)
+                job.usage_source = T.USAGE_SOURCE_COUNTED
+            job.cost = cost_of(route.entry.price, job.usage)
+            job.stored = self._should_store(job)
+            self.finish(job)
+            return completion(job)
+        except Refusal as r:
+            self.refused(job, r)
+            raise
+
+    def refused(self, job: Job, r: Refusal) -> None:
+        job.status = r.status
+        job.error_reason = r.detail.reason
+        job.error_code = job.error_code or r.code.name
+        job.error_message = r.message
+        job.finish_reason = T.FINISH_REASON_ERROR
+        self.finish(job)
+
+    def _should_store(self, job: Job) -> bool:
+        p = job.req.preferences.cache
+        return (not p.no_store and job.lookup is not None and job.finish_reason in (
+            T.FINISH_REASON_STOP, T.FINISH_REASON_LENGTH, T.FINISH_REASON_TOOL_CALLS)
+            and not job.degraded_from and job.served is not None
+            and job.served.name == job.anchor and job.compression is None)
+
+    def finish(self, job: Job, chunks: list[cache_pb2.ChunkBoundary] | None = None) -> None:
+        """Hand the off-path work to the coalescers: settlement, store, event, sample."""
+        if job.reservation_id:
+            if job.cost is not None and job.usage_source != T.USAGE_SOURCE_NONE:
+                self.settlements.add(budget_pb2.Settlement(commit=budget_pb2.CommitRequest(
+                    reservation_id=job.reservation_id,
+                    actual_tokens=job.usage.input_tokens + job.usage.output_tokens,
+                    actual_cost_nusd=job.cost.total_nusd, chain=self._chain(job),
+                    request_id=job.request_id)))
+            else:
+                self.settlements.add(budget_pb2.Settlement(release=budget_pb2.ReleaseRequest(
+                    reservation_id=job.reservation_id, request_id=job.request_id)))
+        if job.stored and job.lookup is not None and job.served is not None:
+            self.stores.add(cache_pb2.StoreRequest(
+                tenant=job.tenant, key=job.lookup.key,
+                request=self._cacheable(job, job.anchor, job.req.messages),
+                policy=job.req.preferences.cache,
+                response=cache_pb2.CachedResponse(
+                    message=job.message, finish_reason=job.finish_reason,
+                    usage=T.Usage(input_tokens=job.usage.input_tokens,
+                                  cached_input_tokens=job.usage.cached_input_tokens,
+                                  output_tokens=job.usage.output_tokens,
+                                  reasoning_tokens=job.usage.reasoning_tokens),
+                    cost_nusd=job.cost.total_nusd if job.cost else 0,
+                    served_model=job.served.name,
+                    provider=T.PROVIDER_SIMULATOR if job.served.provider == "simulator"
+                    else T.PROVIDER_UNSPECIFIED,
+                    origin_request_id=job.request_id, chunks=chunks or [])))
+        self.events.add(usage_event(job))
+        if (job.usage_source == T.USAGE_SOURCE_PROVIDER_REPORTED and job.served is not None
+                and job.served.name == job.anchor and job.compression is None
+                and job.count is not None and job.usage.input_tokens >= SAMPLES_MIN_TOKENS):
+            count = job.count
+            assert isinstance(count, counter_pb2.CountMessagesResponse)
+            self.samples.add(counter_pb2.CalibrationSample(
+                model=job.served.name, counted_input_tokens=count.input_tokens,
+                reported_input_tokens=job.usage.input_tokens, features=count.features,
+                request_id=job.request_id))
+
+    async def _count_output(self, job: Job) -> int:
+        text = "".join(p.text for p in job.message.content) + "".join(
+            c.name + c.arguments_json for c in job.message.tool_calls)
+        if not text:
+            return 0
+        model = job.served.name if job.served else job.anchor
+        try:
+            resp = await self.deps.counter.CountText(counter_pb2.CountTextRequest(
+                model=model, text=text), timeout=2.0)
+            return int(resp.tokens)
+        except grpc.aio.AioRpcError:
+            return len(text.encode()) // 2 + 1  # upper-ish estimate when the counter is down
+
+    # -- streaming --------------------------------------------------------------------
+
+    async def stream(self, job: Job) -> AsyncIterator[router_pb2.StreamCompleteResponse]:
+        R = router_pb2
+        try:
+            await self.plan(job)
+        except Refusal as r:
+            self.refused(job, r)
+            raise
+        if job.hit and job.lookup is not None:
+            resp = job.lookup.response
+            yield R.StreamCompleteResponse(start=R.CompletionStart(
+                request_id=job.request_id, served_model=resp.served_model,
+                provider=resp.provider, cache_hit=True))
+            for d in replay.deltas(resp):
+                yield R.StreamCompleteResponse(delta=_delta_pb(d))
+            job.first_token_ns = job.first_token_ns or time.monotonic_ns()
+            self.finish(job)
+            yield R.StreamCompleteResponse(done=completion(job))
+            return
+        routes = self.routes(job)
+        outcome = calls.Outcome()
+        t0 = time.monotonic_ns()
+        try:
+            route, first, gen = await calls.open_stream(routes, self.build(job), self.policy,
+                                                        self.breaker, outcome)
+        except ProviderError as err:
+            refusal = self._provider_refusal(job, err, outcome)
+            self.refused(job, refusal)
+            raise refusal from None
+        job.attempts = outcome.attempts
+        self._served(job, route)
+        yield R.StreamCompleteResponse(start=R.CompletionStart(
+            request_id=job.request_id, served_model=route.entry.name,
+            provider=T.PROVIDER_SIMULATOR if route.entry.provider == "simulator" else 0,
+            degraded_from_model=job.degraded_from))
+        seen: list[replay.Delta] = []
+        text: list[str] = []
+        calls_by_index: dict[int, common_pb2.ToolCall] = {}
+        done = False
+        end: StreamEnd | None = None
+        try:
+            item: Delta | StreamEnd | None = first
+            while item is not None:
+                if isinstance(item, StreamEnd):
+                    end = item
+                    break
+                job.first_token_ns = job.first_token_ns or time.monotonic_ns()
+                text.append(item.text)
+                pieces = []
+                for tc, idx in zip(item.tool_calls, item.tool_indexes, strict=True):
+                    call = calls_by_index.setdefault(idx, T.ToolCall())
+                    call.id = call.id or tc.id
+                    call.name = call.name or tc.name
+                    call.arguments_json += tc.arguments_json
+                    pieces.append(replay.ToolPiece(idx, tc.id, tc.name, tc.arguments_json))
+                d = replay.Delta(item.text, tuple(pieces))
+                seen.append(d)
+                yield R.StreamCompleteResponse(delta=_delta_pb(d))
+                item = await gen.__anext__()
+            job.provider_ns = time.monotonic_ns() - t0
+            self._assemble(job, text, calls_by_index)
+            assert end is not None
+            job.finish_reason = end.finish_reason
+            if end.usage is not None:
+                job.usage, job.usage_source = end.usage, T.USAGE_SOURCE_PROVIDER_REPORTED
+            else:
+                out = await self._count_output(job)
+                job.usage = Usage(input_tokens=job.input_tokens, output_tokens=out)
+                job.usage_source = T.USAGE_SOURCE_COUNTED
+            job.cost = cost_of(route.entry.price, job.usage)
+            job.stored = self._should_store(job)
+            self.finish(job, replay.boundaries(seen))
+            done = True
+            yield R.StreamCompleteResponse(done=completion(job))
+        except ProviderError as err:
+            # Output has started: meter what came, end with a done(ERROR), then the status.
+            self._assemble(job, text, calls_by_index)
+            await self._metered_end(job, route, E.USAGE_STATUS_ERROR, T.FINISH_REASON_ERROR)
+            job.error_code, job.error_message = err.kind.value, str(err)
+            done = True
+            self.finish(job)
+            yield R.StreamCompleteResponse(done=completion(job))
+            raise Refusal(S.UNAVAILABLE, PROVIDER_FAILURE.get(err.kind,
+                                                              T.ERROR_REASON_PROVIDER_ERROR),
+                          f"the provider's stream broke after output started: {err}") from None
+        finally:
+            if not done:
+                # The caller cancelled (or went away): stop the provider call and meter
+                # what was generated, off this (cancelled) task.
+                self._assemble(job, text, calls_by_index)
+                task = asyncio.create_task(self._cancelled(job, route, gen))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    def _assemble(self, job: Job, text: list[str],
+                  by_index: dict[int, common_pb2.ToolCall]) -> None:
+        msg = T.Message(role=T.ROLE_ASSISTANT)
+        joined = "".join(text)
+        if joined:
+            msg.content.add(text=joined)
+        for i in sorted(by_index):
+            msg.tool_calls.append(by_index[i])
+        job.message = msg
+
+    async def _metered_end(self, job: Job, route: calls.Route, status: int,
+                           finish: int) -> None:
+        out = await self._count_output(job)
+        job.usage = Usage(input_tokens=job.input_tokens, output_tokens=out)
+        job.usage_source = T.USAGE_SOURCE_COUNTED
+        job.cost = cost_of(route.entry.price, job.usage)
+        job.status = status
+        job.finish_reason = finish
+
+    async def _cancelled(self, job: Job, route: calls.Route,
+                         gen: AsyncIterator[Delta | StreamEnd]) -> None:
+        try:
+            await gen.aclose()  # type: ignore[attr-defined]
+        except Exception:  # closing a broken stream is best effort
+            self.log.debug("router.stream_close_failed")
+        await self._metered_end(job, route, E.USAGE_STATUS_CANCELLED,
+                                T.FINISH_REASON_CANCELLED)
+        self.finish(job)
+
+
+def _delta_pb(d: replay.Delta) -> router_pb2.CompletionDelta:
+    return router_pb2.CompletionDelta(text=d.text, tool_calls=[
+        router_pb2.ToolCallDelta(index=p.index, id=p.id, name=p.name,
+                                 arguments_json=p.arguments_json) for p in d.tool_calls])
+
+
+def _budget_detail(resp: budget_pb2.ReserveResponse) -> common_pb2.ErrorDetail:
+    detail = T.ErrorDetail(budget_decision=resp.decision, retry_after_ms=resp.retry_after_ms,
+                           limits=resp.limits)
+    trig = [lim for lim in resp.limits if lim.triggered] or list(resp.limits)
+    if trig:
+        lim = trig[0]
+        detail.limit = lim.limit
+        detail.remaining = lim.remaining
+        detail.actual = lim.used + lim.reserved
+        detail.unit = T.LimitMetric.Name(lim.metric).removeprefix("LIMIT_METRIC_").lower()
+        if lim.HasField("reset_at"):
+            detail.reset_at.CopyFrom(lim.reset_at)
+    return detail
+
+
+def _check(req: router_pb2.CompleteRequest) -> None:
+    if not req.messages:
+        raise invalid("messages", "messages is empty: send at least one message")
+    if req.sampling.HasField("max_output_tokens") and req.sampling.max_output_tokens <= 0:
+        raise invalid("sampling.max_output_tokens", "sampling.max_output_tokens must be > 0")
+    for k, v in req.tags.items():
+        if len(k.encode()) > 256 or len(v.encode()) > 256:
+            raise invalid("tags", f"tag {k[:40]!r}: keys and values must be ≤ 256 bytes")
+    prefs = req.preferences
+    if prefs.forced_model and prefs.preferred_model and \
+            prefs.forced_model != prefs.preferred_model:
+        raise invalid("preferences.preferred_model",
+                      "set forced_model or preferred_model, not two different models")

@@ -1,0 +1,124 @@
+"""Model selection: eligibility and a points score per candidate (docs/router.md).
+
+Pure: the caller gives the catalog entries, the prompt size, the request's needs and the
+health of each model; the answer lists every candidate with its components and reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tokenrt.v1 import common_pb2
+from tokenrt_pricing import Usage, cost_of
+from tokenrt_pricing.model import ModelEntry
+
+T = common_pb2
+DEFAULT_OUTPUT = 4096
+# Points for a tier at each complexity (task fit).
+TIER_FIT = {
+    T.COMPLEXITY_LOW: {"economy": 30, "standard": 10, "premium": 0},
+    T.COMPLEXITY_MEDIUM: {"economy": 10, "standard": 25, "premium": 15},
+    T.COMPLEXITY_HIGH: {"economy": -10, "standard": 20, "premium": 30},
+}
+PRICE_POINTS = (20, 14, 9, 5, 2, 0)
+PREFERENCE_POINTS = 100
+REASONING_TASKS = (T.TASK_TYPE_REASONING, T.TASK_TYPE_DEBUG)
+
+
+@dataclass(frozen=True)
+class Needs:
+    input_tokens: int
+    max_output: int
+    task: int
+    complexity: int
+    tools: bool = False
+    images: bool = False
+    preferred: str = ""
+    forced: str = ""
+    max_cost_nusd: int | None = None
+    compression_allowed: bool = True
+
+
+@dataclass
+class Candidate:
+    entry: ModelEntry
+    score: int = 0
+    components: list[tuple[str, int, str]] = field(default_factory=list)
+    eligible: bool = True
+    reasons: list[str] = field(default_factory=list)
+    estimated_cost_nusd: int = 0
+    fits_context: bool = True
+    needs_compression: bool = False
+    healthy: bool = True
+    max_output: int = 0
+    budget_decision: int = 0
+
+    def add(self, name: str, points: int, detail: str) -> None:
+        self.components.append((name, points, detail))
+        self.score += points
+
+    def exclude(self, reason: str) -> None:
+        self.eligible = False
+        self.reasons.append(reason)
+
+
+def output_cap(entry: ModelEntry, requested: int | None) -> int:
+    """The explicit max output sent to the provider: the request's, else the model's
+    default (or 4096), never more than the model allows."""
+    default = entry.default_output or min(DEFAULT_OUTPUT, entry.max_output)
+    want = requested if requested else default
+    return max(1, min(want, entry.max_output))
+
+
+def upper_cost(entry: ModelEntry, input_tokens: int, max_output: int) -> int:
+    usage = Usage(input_tokens=input_tokens, output_tokens=max_output)
+    return cost_of(entry.price, usage).total_nusd
+
+
+def rank(entries: Sequence[ModelEntry], needs: Needs, unhealthy: dict[str, str],
+         requested_output: int | None) -> list[Candidate]:
+    """Every candidate, eligible ones first by score (then cheaper first)."""
+    cands = [Candidate(e) for e in entries]
+    for c in cands:
+        e = c.entry
+        c.max_output = output_cap(e, requested_output)
+        c.estimated_cost_nusd = upper_cost(e, needs.input_tokens, c.max_output)
+        if needs.forced and e.name.lower() != needs.forced.lower():
+            c.exclude(f"request forces {needs.forced}")
+        if e.name in unhealthy:
+            c.healthy = False
+            c.exclude(unhealthy[e.name])
+        if needs.tools and "tools" not in e.capabilities:
+            c.exclude("no tool calling")
+        if needs.images and "vision" not in e.capabilities:
+            c.exclude("no image input")
+        room = e.context_window - c.max_output
+        c.fits_context = needs.input_tokens <= room
+        if not c.fits_context:
+            c.needs_compression = True
+            if not needs.compression_allowed:
+                c.exclude(f"prompt {needs.input_tokens} > window room {room} and "
+                          "compression is off")
+            elif room < needs.input_tokens // 20:
+                c.exclude(f"window {e.context_window} too small even after compression")
+        if needs.max_cost_nusd is not None and c.estimated_cost_nusd > needs.max_cost_nusd:
+            c.exclude(f"upper-bound cost {c.estimated_cost_nusd} nusd > max_cost_nusd "
+                      f"{needs.max_cost_nusd}")
+        fit = TIER_FIT.get(needs.complexity, TIER_FIT[T.COMPLEXITY_MEDIUM])
+        c.add("complexity", fit.get(e.tier, 0),
+              f"{e.tier} tier for {T.Complexity.Name(needs.complexity or 2)}")
+        if needs.task in REASONING_TASKS and "reasoning" in e.capabilities:
+            c.add("task_fit", 10, "reasoning model for a reasoning-heavy task")
+        c.add("context_fit", 10 if c.fits_context else -10,
+              "fits" if c.fits_context else "needs compression")
+        if needs.preferred and e.name.lower() == needs.preferred.lower():
+            c.add("preference", PREFERENCE_POINTS, "the caller's preferred model")
+        c.add("health", 0, "healthy" if c.healthy else "circuit open")
+    by_cost = sorted({c.estimated_cost_nusd for c in cands})
+    for c in cands:
+        i = by_cost.index(c.estimated_cost_nusd)
+        c.add("price", PRICE_POINTS[min(i, len(PRICE_POINTS) - 1)],
+              f"upper bound {c.estimated_cost_nusd} nusd (rank {i + 1} of {len(by_cost)})")
+    return sorted(cands, key=lambda c: (not c.eligible, -c.score, c.estimated_cost_nusd,
+                                        c.entry.name))

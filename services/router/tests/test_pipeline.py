@@ -1,0 +1,315 @@
+"""The whole pipeline against real services (the session stack) and the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiohttp
+import grpc
+import pytest
+
+from tokenrt.v1 import (
+    budget_pb2,
+    budget_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    ledger_pb2,
+    ledger_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
+
+from .conftest import ROUTER_KEY
+
+T = common_pb2
+AUTH = (("authorization", f"Bearer {ROUTER_KEY}"),)
+DETAIL_KEY = "tokenrt-error-detail-bin"
+
+
+def msg(role: int, text: str) -> common_pb2.Message:
+    return T.Message(role=role, content=[T.ContentPart(text=text)])
+
+
+def request(text: str, **prefs: object) -> router_pb2.CompleteRequest:
+    return router_pb2.CompleteRequest(
+        session_id="s-" + uuid.uuid4().hex[:8],
+        messages=[msg(T.ROLE_SYSTEM, "You are a coding assistant."), msg(T.ROLE_USER, text)],
+        sampling=T.SamplingParams(temperature=0.0, max_output_tokens=64),
+        preferences=router_pb2.RoutingPreferences(**prefs))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def router(router_env: dict) -> router_pb2_grpc.RouterServiceStub:
+    ch = grpc.aio.insecure_channel(router_env["address"])
+    yield router_pb2_grpc.RouterServiceStub(ch)
+    await ch.close()
+
+
+@pytest.fixture
+async def ledger(stack) -> ledger_pb2_grpc.LedgerServiceStub:  # type: ignore[no-untyped-def]
+    ch = grpc.aio.insecure_channel(stack.settings.endpoint("ledger").address)
+    yield ledger_pb2_grpc.LedgerServiceStub(ch)
+    await ch.close()
+
+
+@pytest.fixture
+async def budget(stack) -> budget_pb2_grpc.BudgetServiceStub:  # type: ignore[no-untyped-def]
+    ch = grpc.aio.insecure_channel(stack.settings.endpoint("budget").address)
+    yield budget_pb2_grpc.BudgetServiceStub(ch)
+    await ch.close()
+
+
+async def event_of(ledger: ledger_pb2_grpc.LedgerServiceStub, event_id: str,
+                   within: float = 15) -> events_pb2.UsageEvent:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return (await ledger.GetEvent(ledger_pb2.GetEventRequest(event_id=event_id),
+                                          timeout=5)).event
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND or \
+                    asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def detail_of(exc: grpc.aio.AioRpcError) -> common_pb2.ErrorDetail:
+    for k, v in exc.trailing_metadata() or ():
+        if k == DETAIL_KEY:
+            return T.ErrorDetail.FromString(v)
+    raise AssertionError("no ErrorDetail in the trailing metadata")
+
+
+async def test_complete_answers_and_records(router, ledger) -> None:  # type: ignore[no-untyped-def]
+    resp = await router.Complete(request("Explain what a Python list is.",
+                                         forced_model="sim/gpt-4o-mini"), metadata=AUTH)
+    c = resp.completion
+    assert "simulator" in c.message.content[0].text
+    assert c.served_model == "sim/gpt-4o-mini" and c.provider == T.PROVIDER_SIMULATOR
+    assert c.usage.input_tokens > 0 and 0 < c.usage.output_tokens <= 64
+    assert c.usage_source == T.USAGE_SOURCE_PROVIDER_REPORTED
+    # gpt-4o-mini: $0.15 / $0.60 per 1M tokens, in nusd per token 150 / 600.
+    assert c.cost_nusd == c.usage.input_tokens * 150 + c.usage.output_tokens * 600
+    assert c.budget.decision in (T.BUDGET_DECISION_ALLOW, T.BUDGET_DECISION_UNSPECIFIED)
+    e = await event_of(ledger, c.event_id)
+    assert e.status == events_pb2.USAGE_STATUS_OK and e.cost_nusd == c.cost_nusd
+    assert e.usage.output_tokens == c.usage.output_tokens and e.served_model == "sim/gpt-4o-mini"
+
+
+async def test_unknown_key_is_unauthenticated(router) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(request("hi"), metadata=(("authorization", "Bearer nope"),))
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_empty_messages_is_invalid(router) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(router_pb2.CompleteRequest(), metadata=AUTH)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail_of(info.value).field == "messages"
+
+
+async def test_cache_hit_costs_nothing_and_is_recorded(router, ledger) -> None:  # type: ignore[no-untyped-def]
+    text = "Write a haiku about caches " + uuid.uuid4().hex
+    first = (await router.Complete(request(text, forced_model="sim/gpt-4o"), metadata=AUTH)).completion
+    assert not first.cache.hit and first.cache.stored
+    for _ in range(50):  # the store is coalesced off the critical path
+        second = (await router.Complete(request(text, forced_model="sim/gpt-4o"),
+                                        metadata=AUTH)).completion
+        if second.cache.hit:
+            break
+        await asyncio.sleep(0.1)
+    assert second.cache.hit and second.cost_nusd == 0 and second.usage.output_tokens == 0
+    assert second.message.content[0].text == first.message.content[0].text
+    assert second.cache.saved_cost_nusd == first.cost_nusd
+    e = await event_of(ledger, second.event_id)
+    assert e.cache_hit and e.status == events_pb2.USAGE_STATUS_CACHE_HIT
+    assert e.cost_nusd == 0 and e.cache_saved_cost_nusd == first.cost_nusd
+
+
+async def test_stream_deltas_add_up_to_done(router, ledger) -> None:  # type: ignore[no-untyped-def]
+    call = router.StreamComplete(router_pb2.StreamCompleteRequest(
+        request=request("Stream me an answer " + uuid.uuid4().hex, forced_model="sim/gpt-4o-mini")),
+        metadata=AUTH)
+    events = [e async for e in call]
+    assert events[0].WhichOneof("event") == "start"
+    text = "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")
+    done = events[-1].done
+    assert done.message.content[0].text == text and "simulator" in text
+    assert done.usage.output_tokens > 0 and done.cost_nusd > 0
+    e = await event_of(ledger, done.event_id)
+    assert e.stream and e.usage.output_tokens == done.usage.output_tokens
+
+
+async def test_provider_errors_fall_back(router, sim_url, ledger) -> None:  # type: ignore[no-untyped-def]
+    async with aiohttp.ClientSession() as s:
+        await s.post(sim_url + "/sim/faults", json={"model": "gpt-4o", "fault": "500", "count": -1})
+    try:
+        c = (await router.Complete(request("Fallback please " + uuid.uuid4().hex,
+                                           preferred_model="sim/gpt-4o"),
+                                   metadata=AUTH)).completion
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+    assert c.served_model != "sim/gpt-4o" and "simulator" in c.message.content[0].text
+    e = await event_of(ledger, c.event_id)
+    assert e.provider_attempts >= 2
+
+
+async def session_events(ledger, org: str, session: str, n: int = 1,  # type: ignore[no-untyped-def]
+                         within: float = 15) -> list[events_pb2.UsageEvent]:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        r = await ledger.ListEvents(ledger_pb2.ListEventsRequest(
+            filter=ledger_pb2.UsageFilter(org_id=org, session_id=session), page_size=50),
+            timeout=5)
+        if len(r.events) >= n or asyncio.get_running_loop().time() > deadline:
+            return list(r.events)
+        await asyncio.sleep(0.2)
+
+
+def session_scope(env: dict, session: str) -> common_pb2.Scope:
+    return T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=env["org"], project_id=env["project"],
+                   session_id=session)
+
+
+async def set_limit(budget, env: dict, session: str, action: int, limit: int,  # type: ignore[no-untyped-def]
+                    metric: int = T.LIMIT_METRIC_COST) -> None:
+    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+        scope=session_scope(env, session), metric=metric, period=T.LIMIT_PERIOD_TOTAL,
+        limit=limit, action=action, name="test")), timeout=10)
+
+
+async def test_forced_model_failing_is_unavailable_and_recorded(router, router_env, sim_url, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("fail " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-nano")
+    async with aiohttp.ClientSession() as s:
+        await s.post(sim_url + "/sim/faults", json={"model": "gpt-4.1-nano", "fault": "503", "count": -1})
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await router.Complete(req, metadata=AUTH)
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert detail_of(info.value).reason == T.ERROR_REASON_PROVIDER_ERROR
+    [e] = await session_events(ledger, router_env["org"], req.session_id)
+    assert e.status == events_pb2.USAGE_STATUS_ERROR and e.provider_attempts == 2
+    assert e.cost_nusd == 0
+
+
+async def test_deny_is_resource_exhausted_with_details_and_recorded(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("deny me", forced_model="sim/gpt-4o")
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, 1000)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(req, metadata=AUTH)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    d = detail_of(info.value)
+    assert d.reason == T.ERROR_REASON_BUDGET_EXCEEDED and d.limit == 1000
+    assert d.remaining == 1000 and d.unit == "cost" and d.budget_decision == T.BUDGET_DECISION_DENY
+    assert d.limits and d.request_id
+    [e] = await session_events(ledger, router_env["org"], req.session_id)
+    assert e.status == events_pb2.USAGE_STATUS_DENIED and e.cost_nusd == 0
+    assert e.budget_decision == T.BUDGET_DECISION_DENY and e.budget_limit_id
+
+
+async def test_degrade_picks_the_cheaper_model(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("degrade me " + uuid.uuid4().hex, preferred_model="sim/gpt-4o")
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DEGRADE, 1000)
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert c.served_model == "sim/gpt-4o-mini" and c.degraded_from_model == "sim/gpt-4o"
+    assert c.budget.decision == T.BUDGET_DECISION_DEGRADE
+    e = await event_of(ledger, c.event_id)
+    assert e.degraded_from_model == "sim/gpt-4o" and e.served_model == "sim/gpt-4o-mini"
+    assert e.cost_nusd == c.usage.input_tokens * 150 + c.usage.output_tokens * 600
+
+
+async def test_degrade_not_allowed_is_refused(router, router_env, budget) -> None:  # type: ignore[no-untyped-def]
+    req = request("no degrade", forced_model="sim/gpt-4o")
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DEGRADE, 1000)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(req, metadata=AUTH)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert detail_of(info.value).reason == T.ERROR_REASON_DEGRADE_NOT_ALLOWED
+
+
+async def test_compression_runs_when_asked_and_is_recorded(router, ledger) -> None:  # type: ignore[no-untyped-def]
+    turns = [msg(T.ROLE_SYSTEM, "You are a coding assistant.")]
+    for i in range(30):
+        turns.append(msg(T.ROLE_USER, f"Question {i}: " + "please look at this code again " * 12))
+        turns.append(msg(T.ROLE_ASSISTANT, f"Answer {i}: " + "the code looks fine to me " * 12))
+    turns.append(msg(T.ROLE_USER, "Now summarise what we did."))
+    req = router_pb2.CompleteRequest(
+        session_id="s-" + uuid.uuid4().hex[:8], messages=turns,
+        sampling=T.SamplingParams(max_output_tokens=32),
+        preferences=router_pb2.RoutingPreferences(
+            forced_model="sim/gpt-4o-mini",
+            compression=router_pb2.CompressionPolicy(mode=router_pb2.COMPRESSION_MODE_ALWAYS,
+                                                     target_tokens=600)))
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert c.compression.original_tokens > 2000
+    assert c.compression.compressed_tokens <= 600
+    assert c.usage.input_tokens <= 600  # what the simulator counted on the compressed prompt
+    e = await event_of(ledger, c.event_id)
+    assert e.compression_applied and e.compression_saved_tokens == c.compression.saved_tokens
+
+
+async def test_auto_compression_only_past_the_threshold(router) -> None:  # type: ignore[no-untyped-def]
+    req = request("short prompt", forced_model="sim/gpt-4o-mini")
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert not c.HasField("compression")
+
+
+async def test_cancelled_stream_releases_the_rest(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("cancel me " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
+    req.sampling.max_output_tokens = 2000
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_ALLOW, 10**15)
+    async with aiohttp.ClientSession() as s:
+        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini", "tps": 20})
+    try:
+        call = router.StreamComplete(router_pb2.StreamCompleteRequest(request=req), metadata=AUTH)
+        seen = 0
+        async for ev in call:
+            if ev.WhichOneof("event") == "delta":
+                seen += 1
+                if seen == 3:
+                    call.cancel()
+                    break
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+    [e] = await session_events(ledger, router_env["org"], req.session_id)
+    assert e.status == events_pb2.USAGE_STATUS_CANCELLED
+    assert e.finish_reason == T.FINISH_REASON_CANCELLED
+    assert 3 <= e.usage.output_tokens < 40 and e.usage_source == T.USAGE_SOURCE_COUNTED
+    assert e.cost_nusd == e.usage.input_tokens * 400 + e.usage.output_tokens * 1600
+    for _ in range(50):
+        st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, req.session_id)))
+        [lim] = st.limits
+        if lim.reserved == 0 and lim.used:
+            break
+        await asyncio.sleep(0.1)
+    assert lim.reserved == 0 and lim.used == e.cost_nusd
+
+
+async def test_select_model_explains(router) -> None:  # type: ignore[no-untyped-def]
+    req = request("Design the architecture for a distributed rate limiter.")
+    r = await router.SelectModel(router_pb2.SelectModelRequest(request=req), metadata=AUTH)
+    assert r.model and r.selection.task_type == T.TASK_TYPE_REASONING
+    assert r.selection.complexity == T.COMPLEXITY_HIGH
+    assert r.candidates[0].model == r.model and r.candidates[0].eligible
+    assert all(c.estimated_cost_nusd > 0 for c in r.candidates)
+    assert r.input_tokens > 0 and {x.name for x in r.candidates[0].components} >= {"price", "complexity"}
+    easy = await router.SelectModel(router_pb2.SelectModelRequest(request=request("Hi! thanks")),
+                                    metadata=AUTH)
+    assert easy.model != r.model  # a greeting does not go to the premium choice
+
+
+async def test_list_models(router) -> None:  # type: ignore[no-untyped-def]
+    r = await router.ListModels(router_pb2.ListModelsRequest(), metadata=AUTH)
+    names = {m.model.name for m in r.models}
+    assert {"sim/gpt-4o-mini", "sim/gpt-4o"} <= names and all(m.available for m in r.models)
+    full = await router.ListModels(router_pb2.ListModelsRequest(include_unavailable=True),
+                                   metadata=AUTH)
+    gone = [m for m in full.models if not m.available]
+    assert gone and "provider" in gone[0].unavailable_reason
