@@ -9,8 +9,11 @@ from dataclasses import dataclass
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,7})(?![\w/])")
 _TICKED = re.compile(r"`([^`\n]{2,80})`")
 _WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(\()?")
-_DEFINERS = ("def", "class", "function", "fn", "func", "struct", "interface", "type", "enum",
-             "const", "let", "var", "async def", "trait", "impl", "module")
+# A definition: one of these words right before the name, or the name assigned at the
+# start of a line.
+_DEFINED_BY = re.compile(r"\b(?:def|class|function|fn|func|struct|interface|type|enum|const|"
+                         r"let|var|trait|impl|module)\s+$")
+_ASSIGNED = re.compile(r"\s*(?::[^=\n]*)?=(?!=)")
 # File extensions that make `x.y` a path rather than `object.attribute`.
 _EXTENSIONS = frozenset(
     "py pyi js jsx ts tsx mjs cjs go rs java kt kts c h cc cpp hpp cs rb php swift scala m sql "
@@ -22,8 +25,6 @@ _EXTENSIONS = frozenset(
 class Reference:
     term: str
     kind: str  # "path" or "symbol"
-    # For a symbol: a regex finding its definition; for a path: None.
-    definition: re.Pattern[str] | None
 
 
 def _is_identifier(word: str, call: bool) -> bool:
@@ -40,22 +41,17 @@ def extract(question: str) -> list[Reference]:
     found: dict[str, Reference] = {}
 
     def add_symbol(name: str) -> None:
-        last = name.rsplit(".", 1)[-1]
-        if name in found or len(last) < 3:
-            return
-        pattern = re.compile(r"(?:\b(?:" + "|".join(_DEFINERS) + r")\s+" + re.escape(last)
-                             + r"\b|^\s*" + re.escape(last) + r"\s*(?::[^=\n]*)?=[^=])",
-                             re.MULTILINE)
-        found[name] = Reference(name, "symbol", pattern)
+        if name not in found and len(name.rsplit(".", 1)[-1]) >= 3:
+            found[name] = Reference(name, "symbol")
 
     for m in _PATH.finditer(question):
         path = m.group(1)
         ext = path.rsplit(".", 1)[-1].lower()
         if ext not in _EXTENSIONS:
             continue
-        found.setdefault(path, Reference(path, "path", None))
+        found.setdefault(path, Reference(path, "path"))
         base = path.rsplit("/", 1)[-1]
-        found.setdefault(base, Reference(base, "path", None))
+        found.setdefault(base, Reference(base, "path"))
     for m in _TICKED.finditer(question):
         inner = m.group(1).strip().rstrip("()")
         if inner in found:
@@ -85,8 +81,29 @@ def score(text: str, refs: list[Reference], tool_unit: bool) -> tuple[int, int]:
                 strong += 1
             else:
                 weak += 1
-        elif ref.definition is not None and ref.definition.search(text):
+        elif defines(text, last):
             strong += 1
         else:
             weak += 1
     return strong, weak
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def defines(text: str, name: str) -> bool:
+    """Whether `text` defines `name` (`def name`, `class name`, `name = ...` at a line's
+    start...): a scan of its occurrences, not a regex over the whole text."""
+    start = 0
+    while (i := text.find(name, start)) >= 0:
+        end = i + len(name)
+        start = end
+        if (i and _word_char(text[i - 1])) or (end < len(text) and _word_char(text[end])):
+            continue
+        if _DEFINED_BY.search(text, max(0, i - 12), i):
+            return True
+        line = text.rfind("\n", 0, i) + 1
+        if not text[line:i].strip() and _ASSIGNED.match(text, end):
+            return True
+    return False
