@@ -114,38 +114,41 @@ def retention(entry: tokenrt_pricing.ModelEntry) -> None:
               f"(mean size {100 * statistics.mean(ratios[strategy]):.1f}% of the original)")
 
 
-async def over_grpc(chat: list) -> None:
+async def over_grpc(chat: list, address: str) -> None:
+    async with grpc.aio.insecure_channel(address, options=[
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.max_receive_message_length", 64 << 20)]) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            try:
+                if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
+                    break
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+        stub = compressor_pb2_grpc.CompressorServiceStub(channel)
+        request = compressor_pb2.CompressRequest(
+            model="gpt-4o", messages=chat, target_tokens=30_000,
+            strategy=common_pb2.COMPRESSION_STRATEGY_SELECTIVE_FORGET)
+        times = []
+        for _ in range(ROUNDS + 1):
+            start = time.perf_counter()
+            await stub.Compress(request, timeout=30)
+            times.append((time.perf_counter() - start) * 1000)
+        warm = sorted(times[1:])
+        print(f"gRPC Compress (selective_forget, {request.ByteSize()} bytes): first "
+              f"{times[0]:.1f} ms, then p50 {statistics.median(warm):.1f} ms, "
+              f"max {warm[-1]:.1f} ms")
+
+
+def grpc_round(chat: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = stack_env(Path(tmp), TOKENRT_LOG_LEVEL="warning")
         address = load_settings(env).endpoint("compressor").address
         proc = subprocess.Popen([sys.executable, "-m", "tokenrt_compressor"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            async with grpc.aio.insecure_channel(address, options=[
-                    ("grpc.max_send_message_length", 64 << 20),
-                    ("grpc.max_receive_message_length", 64 << 20)]) as channel:
-                health = health_pb2_grpc.HealthStub(channel)
-                for _ in range(600):
-                    try:
-                        if (await health.Check(health_pb2.HealthCheckRequest(),
-                                               timeout=1)).status == 1:
-                            break
-                    except grpc.aio.AioRpcError:
-                        pass
-                    await asyncio.sleep(0.1)
-                stub = compressor_pb2_grpc.CompressorServiceStub(channel)
-                request = compressor_pb2.CompressRequest(
-                    model="gpt-4o", messages=chat, target_tokens=30_000,
-                    strategy=common_pb2.COMPRESSION_STRATEGY_SELECTIVE_FORGET)
-                times = []
-                for _ in range(ROUNDS + 1):
-                    start = time.perf_counter()
-                    await stub.Compress(request, timeout=30)
-                    times.append((time.perf_counter() - start) * 1000)
-                warm = sorted(times[1:])
-                print(f"gRPC Compress (selective_forget, {request.ByteSize()} bytes): first "
-                      f"{times[0]:.1f} ms, then p50 {statistics.median(warm):.1f} ms, "
-                      f"max {warm[-1]:.1f} ms")
+            asyncio.run(over_grpc(chat, address))
         finally:
             proc.terminate()
             proc.wait(15)
@@ -154,7 +157,7 @@ async def over_grpc(chat: list) -> None:
 def main() -> None:
     entry = tokenrt_pricing.load().resolve("gpt-4o").entry
     chat = speed(entry)
-    asyncio.run(over_grpc(chat))
+    grpc_round(chat)
     retention(entry)
 
 
