@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import structlog
 
-from tokenrt_common.context import REQUEST_ID_HEADER, new_request_id, request_id
+from tokenrt_common.context import REQUEST_ID_HEADER, new_request_id, request_id, rpc_method
 from tokenrt_common.metrics import Metrics
 
 
@@ -84,9 +84,10 @@ class _Call:
         self._start = 0.0
 
     async def __aenter__(self) -> None:
+        # Each call runs in its own task, so these do not leak into other calls.
         request_id.set(self._rid)
-        structlog.contextvars.bind_contextvars(request_id=self._rid, method=self._method)
-        self._metrics.in_flight.labels(self._metrics.service).inc()
+        rpc_method.set(self._method)
+        self._metrics.in_flight_now.inc()
         self._start = time.perf_counter()
         if self._delay:
             await asyncio.sleep(self._delay)
@@ -111,12 +112,11 @@ class _Call:
             return False  # abort raises; this line is not reached
         finally:
             seconds = time.perf_counter() - self._start
-            self._metrics.in_flight.labels(self._metrics.service).dec()
+            self._metrics.in_flight_now.dec()
             self._metrics.observe(self._method, code, seconds)
             # Successful calls are logged only at debug level: they are counted in metrics.
             (self._log.debug if code == "OK" else self._log.info)(
                 "rpc.done", code=code, duration_ms=round(seconds * 1000, 3))
-            structlog.contextvars.unbind_contextvars("request_id", "method")
 
 
 def _request_id(metadata: Any) -> str:

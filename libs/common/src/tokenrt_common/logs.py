@@ -11,6 +11,7 @@ import sys
 
 import structlog
 
+from tokenrt_common.context import add_call_context
 from tokenrt_common.settings import Settings
 
 
@@ -26,6 +27,7 @@ def configure_logging(settings: Settings, service: str) -> structlog.stdlib.Boun
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_call_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

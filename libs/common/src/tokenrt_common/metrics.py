@@ -31,11 +31,22 @@ class Metrics:
             "tokenrt_dependency_up", "1 when the dependency answered the last readiness probe",
             ["dependency"], registry=self.registry,
         )
+        self.in_flight_now = self.in_flight.labels(service)
         self._http: Any = None
+        # Labelled children are looked up once per (method, code), not on every call.
+        self._totals: dict[tuple[str, str], Any] = {}
+        self._latencies: dict[str, Any] = {}
 
     def observe(self, method: str, code: str, seconds: float) -> None:
-        self.rpc_total.labels(self.service, method, code).inc()
-        self.rpc_seconds.labels(self.service, method).observe(seconds)
+        total = self._totals.get((method, code))
+        if total is None:
+            total = self._totals[(method, code)] = self.rpc_total.labels(self.service, method,
+                                                                         code)
+        latency = self._latencies.get(method)
+        if latency is None:
+            latency = self._latencies[method] = self.rpc_seconds.labels(self.service, method)
+        total.inc()
+        latency.observe(seconds)
 
     def serve_http(self, host: str, port: int) -> None:
         """Serve /metrics on host:port; raises OSError when the port is taken."""
