@@ -194,8 +194,8 @@ async def bench_lag(pg: asyncpg.Connection, rate: int, seconds: int) -> dict[str
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.sleep(tick / 2)
+    achieved = sent / (time.monotonic() - began)  # the rate offered while generating
     await asyncio.gather(*pending)
-    achieved = sent / (time.monotonic() - began)
     await pub.close()
     await wait_committed(pg, "lag", sent)
     row = await pg.fetchrow(

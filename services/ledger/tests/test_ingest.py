@@ -85,7 +85,7 @@ async def test_every_event_once_across_duplicates_kill_and_two_replicas(
                             f"sum(cost_nusd) FROM {s}.usage_events")
     assert tuple(got) == want
     assert await pg.fetchval(f"SELECT count(DISTINCT event_id) FROM {s}.usage_events") == N
-    for grain in ("minute", "hour", "day"):
+    for grain in ("minute", "hour", "day", "hour_user", "day_user"):
         rolled = await pg.fetchrow(f"SELECT sum(requests), sum(input_tokens), sum(output_tokens), "
                                    f"sum(cost_nusd) FROM {s}.rollup_{grain}")
         assert tuple(rolled) == want, grain

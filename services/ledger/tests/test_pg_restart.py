@@ -27,9 +27,17 @@ N = 4000
 
 @pytest.fixture
 def private_pg(tmp_path: Path) -> Iterator[dict[str, object]]:
-    port = free_ports(1)[0]
-    state = tmp_path / "pgstate"
-    record = embedded.start_postgres("127.0.0.1", port, "postgres", state)
+    for attempt in range(3):  # a port taken meanwhile, or a slow start on a busy machine
+        port = free_ports(1)[0]
+        state = tmp_path / f"pgstate{attempt}"
+        try:
+            record = embedded.start_postgres("127.0.0.1", port, "postgres", state)
+            break
+        except embedded.EmbeddedError as exc:
+            log = state / "logs" / "postgres.log"
+            print(f"embedded Postgres did not start: {exc}\n{log.read_text()[-2000:]}")
+    else:
+        pytest.fail("embedded Postgres did not start three times; see the captured output")
     box: dict[str, object] = {"record": record, "port": port, "state": state,
                               "dsn": f"postgresql://postgres@127.0.0.1:{port}/postgres"}
     yield box
@@ -84,9 +92,11 @@ async def test_postgres_restart_while_events_flow(ledger: LedgerEnv,
         want = (N, sum(e.usage.input_tokens for e in events),
                 sum(e.usage.output_tokens for e in events), sum(e.cost_nusd for e in events))
         assert got is not None and tuple(got) == want
-        rolled = await conn.fetchrow(f'SELECT sum(requests), sum(input_tokens), '
-                                     f'sum(output_tokens), sum(cost_nusd) FROM "{ledger.schema}".rollup_hour')
-        assert tuple(rolled) == want
+        for table in ("rollup_minute", "rollup_hour", "rollup_day_user"):
+            rolled = await conn.fetchrow(
+                f'SELECT sum(requests), sum(input_tokens), sum(output_tokens), sum(cost_nusd) '
+                f'FROM "{ledger.schema}".{table}')
+            assert tuple(rolled) == want, table
     finally:
         await conn.close()
     log = next(ledger.tmp.glob("ledger-*.log")).read_text()

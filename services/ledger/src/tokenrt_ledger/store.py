@@ -28,6 +28,7 @@ from tokenrt_ledger.core import (
 from tokenrt_ledger.migrate import ident, migrate
 
 RETRIES = 5
+USER_GRAINS = ("hour", "day")  # grains that also have a rollup without the session
 DIMENSIONS = ("org_id", "project_id", "user_id", "session_id", "model", "provider")
 
 
@@ -148,6 +149,17 @@ class LedgerStore:
                 FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
                 ON CONFLICT ({keys}) DO UPDATE SET {updates}
             )""")
+        user_keys = ", ".join(k for k in ROLLUP_KEYS if k != "session_id")
+        for grain in USER_GRAINS:
+            name = f"rollup_{grain}_user"
+            updates = ", ".join(f"{m} = {name}.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)
+            parts.append(f""", u_{grain} AS (
+                INSERT INTO {s}.{name} AS {name} ({user_keys}, {measures})
+                SELECT date_trunc('{grain}', occurred_at, 'UTC'), org_id, project_id, user_id,
+                       model, provider, {exprs}
+                FROM ins GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+                ON CONFLICT ({user_keys}) DO UPDATE SET {updates}
+            )""")
         parts.append(" SELECT count(*) FROM ins")
         return "".join(parts)
 
@@ -211,12 +223,18 @@ class LedgerStore:
         elif q.grain == "day" and q.time_zone != "UTC":
             coarsest = "hour"
         measures = ", ".join(ROLLUP_MEASURES)
+        # Without session in the question, hours and days come from the smaller rollups.
+        sessionless = "session_id" not in q.group_by and not f.session_id
         selects = []
         for seg in segments(f.start, f.end, coarsest):
             conds = self._where(f, p, raw=False)
             conds += [f"bucket_start >= {p.add(seg.start)}", f"bucket_start < {p.add(seg.end)}"]
-            selects.append(f"SELECT bucket_start AS t, {dims}, {measures} "
-                           f"FROM {self.s}.rollup_{seg.grain} WHERE {' AND '.join(conds)}")
+            table, cols = f"rollup_{seg.grain}", dims
+            if sessionless and seg.grain in USER_GRAINS:
+                table = f"rollup_{seg.grain}_user"
+                cols = dims.replace("session_id", "''::text AS session_id")
+            selects.append(f"SELECT bucket_start AS t, {cols}, {measures} "
+                           f"FROM {self.s}.{table} WHERE {' AND '.join(conds)}")
         if not selects:
             return (f"SELECT NULL::timestamptz AS t, {dims}, {measures} "
                     f"FROM {self.s}.rollup_day WHERE false")
