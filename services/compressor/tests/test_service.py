@@ -4,70 +4,36 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 import redis
 from compressor_chats import ASSISTANT, SYSTEM, TOOL, USER, call, ide_conversation, text
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
 from tokenrt_common.errors import DETAIL_KEY
-from tokenrt_common.settings import load_settings
 from tokenrt_compressor.counting import CounterMeter
+from tokenrt_testkit.procs import ServiceProcess, start_service
 from tokenrt_testkit.stack import free_ports, stack_env
 
 REDIS_URL = os.environ.get("TOKENRT_COMPRESSOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
 S = common_pb2
 
 
-@dataclass
-class Proc:
-    address: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def start(tmp: Path, want: int = 1, **overrides: str) -> Proc:
-    """A compressor process, once its health is `want` (1 SERVING, 2 NOT_SERVING)."""
+def start(tmp: Path, health: str = "", **overrides: str) -> ServiceProcess:
     env = stack_env(tmp, **{"TOKENRT_REDIS_URL": REDIS_URL, **overrides})
-    address = load_settings(env).endpoint("compressor").address
-    log = tmp / "compressor.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tokenrt_compressor"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"compressor did not start:\n{log.read_text()[-3000:]}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == want:
-                    return Proc(address, proc, log)
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
+    return start_service("compressor", env, tmp / "compressor.log", health=health)
 
 
-def stop(proc: Proc) -> None:
-    proc.process.terminate()
-    try:
-        proc.process.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.process.kill()
+def stop(proc: ServiceProcess) -> None:
+    proc.stop()
     assert proc.process.returncode == 0, proc.log.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
-def compressor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def compressor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     for key in client.scan_iter("tokenrt:compressor:*"):
         client.delete(key)
@@ -78,7 +44,7 @@ def compressor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 @pytest.fixture
-async def stub(compressor: Proc) -> compressor_pb2_grpc.CompressorServiceStub:
+async def stub(compressor: ServiceProcess) -> compressor_pb2_grpc.CompressorServiceStub:
     channel = grpc.aio.insecure_channel(compressor.address)
     yield compressor_pb2_grpc.CompressorServiceStub(channel)
     await channel.close()
@@ -217,7 +183,7 @@ async def test_bad_input_gets_clear_statuses(stub, meter: CounterMeter) -> None:
 
 async def test_redis_down_only_session_requests_fail(tmp_path: Path) -> None:
     port = free_ports(1)[0]  # nothing listens there
-    proc = start(tmp_path, want=2, TOKENRT_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    proc = start(tmp_path, health="liveness", TOKENRT_REDIS_URL=f"redis://127.0.0.1:{port}/0")
     try:
         chat = [text(SYSTEM, "s"), text(USER, "old " * 200), text(USER, "q")]
         async with grpc.aio.insecure_channel(proc.address) as channel:
