@@ -20,6 +20,9 @@ import redis.asyncio as aioredis
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tokenrt_common.settings import Settings
 
@@ -77,13 +80,16 @@ class Infra:
     def start(self) -> None:
         """Begin connecting to every needed dependency in the background."""
         if "redis" in self.needs:
-            # redis-py connects lazily and reconnects by itself; nothing to wait for.
-            self.redis = aioredis.from_url(
-                self.settings.redis_url,
-                socket_timeout=self.settings.dependency_timeout_seconds,
-                socket_connect_timeout=self.settings.dependency_timeout_seconds,
-                health_check_interval=10,
-            )
+            # redis-py connects lazily and reconnects by itself; nothing to wait for. A
+            # blocking pool makes calls past its size wait instead of failing (which would
+            # read as "Redis down"); one retry on a fresh connection covers the pooled
+            # connections a Redis restart left dead.
+            t = self.settings.dependency_timeout_seconds
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.settings.redis_url, max_connections=self.settings.redis_max_connections,
+                timeout=t, socket_timeout=t, socket_connect_timeout=t, health_check_interval=10,
+                retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
+            self.redis = aioredis.Redis(connection_pool=pool)
             self._connected["redis"].set()
         if "nats" in self.needs:
             self._tasks.append(asyncio.create_task(self._connect_nats(), name="connect-nats"))

@@ -85,6 +85,8 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     # How long one readiness probe of NATS, Postgres or Redis may take.
     dependency_timeout_seconds: float = 2.0
+    # Redis connections one process holds at most; more concurrent calls wait for one.
+    redis_max_connections: int = 64
     # Latency added to every RPC, for fault drills and drain tests; 0 in production.
     fault_delay_ms: int = 0
 
@@ -156,8 +158,6 @@ class Settings:
     budget_rebuild_source: str = "ledger"
     # NATS subject prefix of budget alerts; alerts go to `<prefix>.<org>`.
     budget_alert_subject_prefix: str = "tokenrt.budget.v1.alerts"
-    # Redis connections of one budget replica; more concurrent calls wait for one.
-    budget_redis_connections: int = 64
 
     # --- cache settings (issue 6) ---
     # Prefix of every response-cache key in Redis (a tenant's keys share one hash tag).
@@ -357,7 +357,7 @@ def _validate(s: Settings) -> None:
     if s.log_format not in LOG_FORMATS:
         raise SettingsError(f"TOKENRT_LOG_FORMAT: {s.log_format!r} is not one of {LOG_FORMATS}")
     for key in ("rpc_timeout_seconds", "shutdown_grace_seconds", "dependency_timeout_seconds",
-                "grpc_max_message_bytes"):
+                "grpc_max_message_bytes", "redis_max_connections"):
         if getattr(s, key) <= 0:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
     if s.fault_delay_ms < 0:
@@ -427,8 +427,7 @@ def _validate_budget(s: Settings) -> None:
     if not 0 < s.budget_default_ttl_seconds <= s.budget_max_ttl_seconds:
         raise SettingsError("TOKENRT_BUDGET_DEFAULT_TTL_SECONDS: must be between 1 and "
                             f"TOKENRT_BUDGET_MAX_TTL_SECONDS ({s.budget_max_ttl_seconds})")
-    for key in ("budget_sweep_interval_seconds", "budget_limits_refresh_seconds",
-                "budget_redis_connections"):
+    for key in ("budget_sweep_interval_seconds", "budget_limits_refresh_seconds"):
         if getattr(s, key) <= 0:
             raise SettingsError(f"{_env_name(key)}: must be greater than 0")
     if s.budget_rebuild_source not in ("ledger", "none"):

@@ -7,11 +7,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from tokenrt.v1 import budget_pb2_grpc, events_pb2
 from tokenrt_budget.api import BudgetApi, state_out
 from tokenrt_budget.service import REDIS_DOWN, Budget, State
@@ -39,19 +34,10 @@ class Parts:
 
     def get_counters(self) -> Counters | None:
         if self.counters is None:
-            # Our own pool: callers past its size wait for a connection (the shared
-            # client's pool fails at once when full, which would read as "Redis down").
-            s = self.runtime.settings
-            # One retry on a fresh connection: after a Redis restart every pooled
-            # connection is dead once. (A retried reserve that had in fact run leaves an
-            # extra hold that expires; never an overspend.)
-            pool = aioredis.BlockingConnectionPool.from_url(
-                s.redis_url, max_connections=s.budget_redis_connections,
-                timeout=s.dependency_timeout_seconds,
-                socket_timeout=s.dependency_timeout_seconds,
-                socket_connect_timeout=s.dependency_timeout_seconds,
-                retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
-            self.counters = Counters(aioredis.Redis(connection_pool=pool), s.budget_redis_prefix)
+            redis = self.runtime.infra.redis
+            if redis is None:
+                return None
+            self.counters = Counters(redis, self.runtime.settings.budget_redis_prefix)
         return self.counters
 
     async def prepare_postgres(self) -> None:
