@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tokenrt_ledger.cli",  # usage
     "tokenrt_cache.cli",  # cache stats, clear, config
     "tokenrt_budget.cli",  # budget set, status, list, reset, remove
+    "tokenrt_compressor.cli",  # compress
 )
 
 
