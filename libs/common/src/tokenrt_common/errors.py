@@ -3,8 +3,7 @@ an ErrorDetail in the trailing metadata key `tokenrt-error-detail-bin` (common.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -14,13 +13,23 @@ from tokenrt_common.context import request_id
 DETAIL_KEY = "tokenrt-error-detail-bin"
 
 
+def error_detail(reason: common_pb2.ErrorReason.ValueType, **fields: Any) -> common_pb2.ErrorDetail:
+    """The machine-readable detail of an error, stamped with the current request id.
+
+    `fields` are ErrorDetail's own (field, limit, actual, remaining, unit, reset_at,
+    retry_after_ms, limits, suggestions, smallest_achievable_tokens, ...)."""
+    return common_pb2.ErrorDetail(reason=reason, request_id=request_id.get() or "", **fields)
+
+
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
-                reason: common_pb2.ErrorReason.ValueType, message: str, *, field: str = "",
-                limit: int = 0, actual: int = 0, unit: str = "",
-                suggestions: Sequence[str] = ()) -> NoReturn:
-    detail = common_pb2.ErrorDetail(reason=reason, field=field, limit=limit, actual=actual,
-                                    unit=unit, suggestions=list(suggestions),
-                                    request_id=request_id.get() or "")
+                reason: common_pb2.ErrorReason.ValueType, message: str,
+                **fields: Any) -> NoReturn:
+    """End the call with `code`, `message` and an ErrorDetail built from `fields`."""
+    await abort_with(context, code, message, error_detail(reason, **fields))
+
+
+async def abort_with(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
+                     detail: common_pb2.ErrorDetail) -> NoReturn:
     await context.abort(code, message,
                         trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
     raise AssertionError("context.abort returned")  # abort always raises

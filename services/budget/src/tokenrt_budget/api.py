@@ -26,10 +26,9 @@ from tokenrt_budget.service import (
     State,
     Unavailable,
 )
-from tokenrt_common.context import request_id as current_request_id
+from tokenrt_common.errors import abort_with, error_detail
 
 K = common_pb2
-DETAIL_KEY = "tokenrt-error-detail-bin"
 MAX_BATCH = 1000
 MAX_PAGE = 1000
 PG_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -65,8 +64,7 @@ def _translate(exc: BaseException) -> ApiError | None:
 
 
 def _detail(err: ApiError) -> common_pb2.ErrorDetail:
-    return common_pb2.ErrorDetail(reason=err.reason, field=err.field,  # type: ignore[arg-type]
-                                  request_id=current_request_id.get() or "")
+    return error_detail(err.reason, field=err.field)  # type: ignore[arg-type]
 
 
 async def _call(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
@@ -80,9 +78,7 @@ async def _call(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: ApiError) -> NoReturn:
-    await context.abort(err.code, str(err),
-                        trailing_metadata=((DETAIL_KEY, _detail(err).SerializeToString()),))
-    raise AssertionError("unreachable")
+    await abort_with(context, err.code, str(err), _detail(err))
 
 
 async def _item(work: Callable[[], Awaitable[T]]) -> T | common_pb2.ItemError:

@@ -11,8 +11,7 @@ import grpc
 import xxhash
 
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
-from tokenrt_common.context import request_id
-from tokenrt_common.errors import DETAIL_KEY, invalid
+from tokenrt_common.errors import abort_with, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_compressor import core
 from tokenrt_compressor.counting import CounterMeter
@@ -46,16 +45,6 @@ ACTIONS = {
 MTOK = 1_000_000
 
 
-async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
-                detail: common_pb2.ErrorDetail) -> NoReturn:
-    """tokenrt_common.errors.abort with a whole ErrorDetail (smallest_achievable_tokens,
-    retry_after_ms)."""
-    detail.request_id = request_id.get() or ""
-    await context.abort(code, message,
-                        trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
-    raise AssertionError("context.abort returned")
-
-
 def report_costs(resolved: Resolved, result: core.Result) -> tuple[int, int]:
     """(saved_cost_nusd, prefix_cache_saving_nusd), each rounded once, half-even."""
     prices, _ = schedule_for(resolved.price, result.compressed_tokens, False)
@@ -86,7 +75,7 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
         try:
             return self._catalog.resolve(name)
         except ModelNotFound as exc:
-            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc), common_pb2.ErrorDetail(
+            await abort_with(context, grpc.StatusCode.NOT_FOUND, str(exc), common_pb2.ErrorDetail(
                 reason=S.ERROR_REASON_MODEL_NOT_FOUND, field="model",
                 suggestions=exc.suggestions))
 
@@ -101,7 +90,7 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
                           "one of " + ", ".join(common_pb2.CompressionStrategy.keys()[1:]))
         size = request.ByteSize()
         if size > self._max_bytes:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+            await abort_with(context, grpc.StatusCode.INVALID_ARGUMENT,
                         f"the request is {size} bytes, above the limit of {self._max_bytes} "
                         "(TOKENRT_COUNTER_MAX_REQUEST_BYTES)", common_pb2.ErrorDetail(
                             reason=S.ERROR_REASON_MESSAGE_TOO_LARGE, field="messages",
@@ -138,7 +127,7 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
         except MessageError as exc:
             await invalid(context, exc.field, str(exc))
         except core.Unreachable as exc:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc),
+            await abort_with(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc),
                         common_pb2.ErrorDetail(
                             reason=S.ERROR_REASON_COMPRESSION_TARGET_UNREACHABLE,
                             field="target_tokens", limit=request.target_tokens,
@@ -156,7 +145,7 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
             messages=result.messages, report=self._report(resolved, request, result, accuracy))
 
     async def _unavailable(self, context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
-        await abort(context, grpc.StatusCode.UNAVAILABLE,
+        await abort_with(context, grpc.StatusCode.UNAVAILABLE,
                     f"session state is unavailable ({exc}); retry, or send no session_id",
                     common_pb2.ErrorDetail(reason=S.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
                                            retry_after_ms=1000))
