@@ -54,9 +54,13 @@ status: setup
 test: setup
 	$(BIN)/pytest -q
 
+# Every benchmark in bench/, one after the other (figures in docs/ and the issue notes).
+bench: bench-counter bench-cache bench-budget bench-ledger bench-compressor
+
 lint: setup
 	$(BIN)/ruff check libs services tests
-	$(BIN)/mypy libs/common/src libs/cli/src services/*/src
+	$(BIN)/mypy libs/*/src/tokenrt_common libs/*/src/tokenrt_cli libs/*/src/tokenrt_pricing \
+		libs/*/src/tokenrt_usage libs/*/src/tokenrt_testkit services/*/src
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
