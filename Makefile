@@ -58,9 +58,9 @@ test: setup
 bench: bench-counter bench-cache bench-budget bench-ledger bench-compressor
 
 lint: setup
-	$(BIN)/ruff check libs services tests
-	$(BIN)/mypy libs/*/src/tokenrt_common libs/*/src/tokenrt_cli libs/*/src/tokenrt_pricing \
-		libs/*/src/tokenrt_usage libs/*/src/tokenrt_testkit services/*/src
+	$(BIN)/ruff check libs services tests bench examples
+	$(BIN)/mypy libs/common/src libs/cli/src libs/pricing/src libs/usage/src libs/testkit/src \
+		services/*/src
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

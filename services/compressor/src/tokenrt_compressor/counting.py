@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from tokenrt.v1 import common_pb2
 from tokenrt_compressor.graph import digest
@@ -60,12 +61,12 @@ class CounterMeter:
         parts: list[Accuracy] = []
         for m in messages:
             key = ("compressor.measure", self.entry.name, digest(m))
-            hit = self.counter.cache.get(key)
+            hit = cast("tuple[int, Accuracy] | None", self.counter.cache.get(key))
             if hit is None:
                 one = self.counter.count_messages(self.entry, [m], [])
                 hit = (one.messages[0][0], one.accuracy)
                 self.counter.cache.put(key, hit)
-            tokens, accuracy = hit  # type: ignore[misc]
+            tokens, accuracy = hit
             per.append(tokens)
             parts.append(accuracy)
         probe = messages[0]
