@@ -142,7 +142,10 @@ async def test_sigkill_after_publish_loses_nothing_with_nats_down(
     conn = await nats.connect(private_nats.url)
     stored = [e.event_id for e in await stream_events(conn.jetstream(), spec.name)]
     await conn.close()
-    assert stored == ids  # every reported event, in the order published
+    # Every reported event, in the order published; at most one more, the one the child
+    # had committed to its outbox when it was killed before it could report it.
+    assert stored[:len(ids)] == ids
+    assert len(stored) - len(ids) <= 1
 
 
 async def test_sigkill_after_publish_loses_nothing_with_nats_up(
