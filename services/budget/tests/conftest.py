@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import grpc
@@ -20,25 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2
+from tokenrt_cli.infra import create_database
 from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env
 
 PG_DSN = os.environ.get("TOKENRT_POSTGRES_DSN", INFRA_DEFAULTS["TOKENRT_POSTGRES_DSN"])
 REDIS_URL = os.environ.get("TOKENRT_REDIS_URL", INFRA_DEFAULTS["TOKENRT_REDIS_URL"])
 K = common_pb2
-
-
-async def ensure_database(dsn: str) -> None:
-    parts = urlsplit(dsn)
-    name = parts.path.lstrip("/")
-    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=5)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
-    finally:
-        await conn.close()
 
 
 @dataclass
@@ -125,7 +111,7 @@ async def budget_env(tmp: Path, **overrides: str) -> AsyncIterator[BudgetEnv]:
 
 @pytest.fixture(scope="session")
 async def pg_ready() -> None:
-    await ensure_database(PG_DSN)
+    await create_database(PG_DSN, timeout_seconds=5)  # as `tokenrt up` does
 
 
 @pytest.fixture(scope="module")

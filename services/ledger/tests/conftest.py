@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import grpc
@@ -22,6 +21,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from tokenrt.v1 import ledger_pb2, ledger_pb2_grpc
+from tokenrt_cli.infra import create_database
 from tokenrt_common.settings import Settings, load_settings
 from tokenrt_testkit.stack import INFRA_DEFAULTS, stack_env
 from tokenrt_usage import Publisher, StreamSpec
@@ -29,22 +29,6 @@ from tokenrt_usage.testing import random_events
 
 PG_DSN = os.environ.get("TOKENRT_POSTGRES_DSN", INFRA_DEFAULTS["TOKENRT_POSTGRES_DSN"])
 NATS_URL = os.environ.get("TOKENRT_NATS_URL", INFRA_DEFAULTS["TOKENRT_NATS_URL"])
-
-
-async def ensure_database(dsn: str) -> None:
-    """Create the test database if it does not exist (as `tokenrt up` would)."""
-    parts = urlsplit(dsn)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    conn = await asyncpg.connect(admin, timeout=5)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
-    finally:
-        await conn.close()
 
 
 @dataclass
@@ -101,7 +85,7 @@ async def wait_ready(address: str, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="session")
 async def pg_ready() -> None:
-    await ensure_database(PG_DSN)
+    await create_database(PG_DSN, timeout_seconds=5)  # as `tokenrt up` does
 
 
 @pytest.fixture
