@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "tokenrt_cache.cli",  # cache stats, clear, config
     "tokenrt_budget.cli",  # budget set, status, list, reset, remove
     "tokenrt_compressor.cli",  # compress
+    "tokenrt_router.cli",  # chat, sim
 )
 
 
