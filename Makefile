@@ -89,3 +89,8 @@ bench-ledger: setup
 .PHONY: bench-compressor
 bench-compressor: setup
 	$(BIN)/python bench/compressor/bench.py
+
+# --- router benchmarks (issue 8): added latency over the simulator, full pipeline, c=1/16/64 ---
+.PHONY: bench-router
+bench-router: setup
+	TIKTOKEN_CACHE_DIR=$${TIKTOKEN_CACHE_DIR:-$(CURDIR)/../shared/tiktoken} $(BIN)/python bench/router/bench.py

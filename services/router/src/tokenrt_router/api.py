@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
 from tokenrt_common.context import new_request_id, request_id
-from tokenrt_pricing import protos as pricing_pb
 from tokenrt_router.job import PROVIDERS, Job, selection_reason
 from tokenrt_router.keys import Caller, KeyMap
 from tokenrt_router.pipeline import Router, select
