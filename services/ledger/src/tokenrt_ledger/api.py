@@ -1,7 +1,7 @@
 """gRPC servicer of the ledger: protobuf in, store queries, protobuf and status out.
 
-Reconcile needs the budget service's committed totals, which do not exist yet: it
-answers UNIMPLEMENTED (the server fills in every RPC not defined here).
+Reconcile also reads the budget service (`tokenrt_ledger.reconcile`), over a channel
+opened at the first call and closed at shutdown.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import NoReturn
 import asyncpg
 import grpc
 
-from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
-from tokenrt_ledger import convert
+from tokenrt.v1 import budget_pb2_grpc, common_pb2, ledger_pb2, ledger_pb2_grpc
+from tokenrt_common.client import open_channel
+from tokenrt_ledger import convert, reconcile
 from tokenrt_ledger.convert import BadRequest
 from tokenrt_ledger.service import Ledger
 from tokenrt_ledger.store import LedgerStore, UsageQuery
@@ -52,6 +53,18 @@ async def invalid(context: grpc.aio.ServicerContext, exc: BadRequest) -> NoRetur
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
+        self._budget: reconcile.BudgetReader | None = None
+
+    def _budget_reader(self) -> reconcile.BudgetReader:
+        if self._budget is None:
+            runtime = self._ledger.runtime
+            settings = runtime.settings
+            channel = open_channel(settings, "budget")
+            runtime.spawn(_close_at_shutdown(channel), name="budget-channel")
+            self._budget = reconcile.BudgetReader(
+                budget_pb2_grpc.BudgetServiceStub(channel),
+                settings.endpoint("budget").address, settings.rpc_timeout_seconds)
+        return self._budget
 
     async def _store(self, context: grpc.aio.ServicerContext) -> LedgerStore:
         store = self._ledger.store
@@ -202,6 +215,30 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             for q, s in zip(request.queries, sums, strict=True)])
         reply.watermark.FromDatetime(watermark)
         return reply
+
+
+    async def Reconcile(self, request: ledger_pb2.ReconcileRequest,
+                        context: grpc.aio.ServicerContext) -> ledger_pb2.ReconcileResponse:
+        store = await self._store(context)
+        scope = request.scope if request.HasField("scope") else None
+        try:
+            return await reconcile.reconcile(self._budget_reader(), store, scope,
+                                             request.tolerance_bp, self._ledger.watermark)
+        except BadRequest as exc:
+            await invalid(context, exc)
+        except reconcile.BudgetUnavailable as exc:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc),
+                        common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE)
+        except UNREACHABLE as exc:
+            await unavailable(context, exc)
+
+
+async def _close_at_shutdown(channel: grpc.aio.Channel) -> None:
+    """Owns a client channel: waits until the server cancels it, then closes it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await channel.close()
 
 
 def _dimensions(values: list[int]) -> tuple[str, ...]:

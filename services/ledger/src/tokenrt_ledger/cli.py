@@ -4,10 +4,13 @@
                   [--group-by model,day] [--order cost] [--json | --csv]
     tokenrt usage export [filters] [--since 30d] [--format jsonl|csv] [--output FILE]
     tokenrt usage tail [--org O [--project P]] [--json] [--count N]
+    tokenrt usage reconcile [--org O [--project P]] [--tolerance-bp N] [--json]
 
 The lead wires `register` into the `tokenrt` command; `python -m tokenrt_ledger.cli`
 runs the same commands on their own. Exit codes: 0 done, 1 the ledger or NATS could not
 be reached or refused the call (the message says why), 2 bad arguments or settings.
+`reconcile` answers like diff(1): 0 no drift, 1 drift found, 2 could not compare (bad
+arguments, or the ledger or the budget service unreachable).
 """
 
 from __future__ import annotations
@@ -94,6 +97,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     t.add_argument("--json", action="store_true", help="one JSON object per event")
     t.add_argument("--count", type=int, default=0, help="stop after N events (0 = never)")
     t.set_defaults(func=tail_command)
+
+    r = sub.add_parser("reconcile", help="compare the budget's committed totals with the "
+                       "ledger, per limit and current period; exit 1 on drift")
+    r.add_argument("--org", default="", help="only this organization (default: every limit)")
+    r.add_argument("--project", default="", help="only limits on this project and below")
+    r.add_argument("--tolerance-bp", type=int, default=0,
+                   help="drift up to this many basis points of the limit is tolerated "
+                   "(events still in flight); default 0 = exact")
+    r.add_argument("--json", action="store_true", help="one JSON object")
+    r.set_defaults(func=reconcile_command)
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -282,6 +295,102 @@ async def _tail(settings: Settings, args: argparse.Namespace, out: TextIO) -> No
                 break
     finally:
         await nc.close()
+
+
+METRICS = {common_pb2.LIMIT_METRIC_TOKENS: ("tokens", "tokens"),
+           common_pb2.LIMIT_METRIC_COST: ("cost", "nusd"),
+           common_pb2.LIMIT_METRIC_REQUESTS: ("requests", "requests")}
+
+
+def scope_text(s: common_pb2.Scope) -> str:
+    """The budget's text form of a scope: project:acme/web, session:acme/web/alice/s1..."""
+    ids = {common_pb2.SCOPE_KIND_ORG: (s.org_id,),
+           common_pb2.SCOPE_KIND_PROJECT: (s.org_id, s.project_id),
+           common_pb2.SCOPE_KIND_USER: (s.org_id, s.project_id, s.user_id),
+           common_pb2.SCOPE_KIND_SESSION: tuple(x for x in (s.org_id, s.project_id, s.user_id,
+                                                            s.session_id) if x),
+           common_pb2.SCOPE_KIND_API_KEY: (s.org_id, s.api_key_id)}.get(s.kind, ())
+    kind = common_pb2.ScopeKind.Name(s.kind).removeprefix("SCOPE_KIND_").lower()
+    return f"{kind}:{'/'.join(ids)}"
+
+
+def _stamp(row: ledger_pb2.ReconcileRow, name: str) -> str:
+    return getattr(row, name).ToDatetime(tzinfo=UTC).isoformat() if row.HasField(name) else ""
+
+
+def reconcile_dict(row: ledger_pb2.ReconcileRow) -> dict[str, Any]:
+    metric, unit = METRICS.get(row.metric, ("unknown", ""))
+    return {"limit_id": row.limit_id, "scope": scope_text(row.scope), "metric": metric,
+            "unit": unit, "period_start": _stamp(row, "period_start"),
+            "period_end": _stamp(row, "period_end"), "budget_used": row.budget_used,
+            "ledger_used": row.ledger_used, "drift": row.drift,
+            "within_tolerance": row.within_tolerance}
+
+
+def _amount(value: int, unit: str) -> str:
+    return f"{value} ({usd(value)})" if unit == "nusd" and value else str(value)
+
+
+def _reconcile_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    if not rows:
+        out.write("no budget limits to reconcile\n")
+        return
+    cols = ("limit_id", "scope", "metric", "period_start", "budget_used", "ledger_used",
+            "drift", "status")
+    cells = [[r["limit_id"], r["scope"], f"{r['metric']} ({r['unit']})",
+              r["period_start"] or "(total)", _amount(r["budget_used"], r["unit"]),
+              _amount(r["ledger_used"], r["unit"]), _amount(r["drift"], r["unit"]),
+              _verdict(r)] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    out.write("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)) + "\n")
+    for x in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(x, widths, strict=True)).rstrip() + "\n")
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if not row["within_tolerance"]:
+        return "DRIFT"
+    return "ok" if row["drift"] == 0 else "tolerated"
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    if args.project and not args.org:
+        raise UsageError("--project needs --org", 2)
+    request = ledger_pb2.ReconcileRequest(tolerance_bp=args.tolerance_bp)
+    if args.project:
+        request.scope.CopyFrom(common_pb2.Scope(kind=common_pb2.SCOPE_KIND_PROJECT,
+                                                org_id=args.org, project_id=args.project))
+    elif args.org:
+        request.scope.CopyFrom(common_pb2.Scope(kind=common_pb2.SCOPE_KIND_ORG,
+                                                org_id=args.org))
+    async with open_channel(settings, "ledger") as channel:
+        reply = await ledger_pb2_grpc.LedgerServiceStub(channel).Reconcile(request)
+    rows = [reconcile_dict(r) for r in reply.rows]
+    watermark = reply.watermark.ToDatetime(tzinfo=UTC).isoformat()
+    if args.json:
+        json.dump({"rows": rows, "drifted_limits": reply.drifted_limits,
+                   "watermark": watermark}, out)
+        out.write("\n")
+    else:
+        _reconcile_table(rows, out)
+        out.write(f"{reply.drifted_limits} of {len(rows)} limits drifted (ledger complete up "
+                  f"to {watermark})\n")
+    return 1 if reply.drifted_limits else 0
+
+
+def reconcile_command(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings()
+        return asyncio.run(_reconcile(settings, args, sys.stdout))
+    except UsageError as exc:
+        print(f"tokenrt usage reconcile: {exc}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as exc:
+        print(f"tokenrt usage reconcile: the ledger answered {exc.code().name}: "
+              f"{exc.details()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def _settings() -> Settings:
