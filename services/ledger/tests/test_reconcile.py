@@ -29,8 +29,8 @@ from tokenrt.v1 import (
     ledger_pb2_grpc,
 )
 from tokenrt_ledger import reconcile
-from tokenrt_testkit.procs import ServiceProcess, start_service
-from tokenrt_testkit.stack import INFRA_DEFAULTS, stack_env
+from tokenrt_testkit.procs import PrivateValkey, ServiceProcess, start_service
+from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env
 from tokenrt_usage.testing import make_event
 
 from .conftest import PG_DSN, LedgerEnv, wait_ready
@@ -312,3 +312,48 @@ async def test_reconcile_without_the_budget_is_unavailable(pair: Pair) -> None:
         assert done.returncode == 2 and "UNAVAILABLE" in done.stderr, done.stderr
     finally:
         await asyncio.to_thread(ledger.stop)
+
+
+async def test_reconcile_when_the_budget_cannot_read_its_counters_is_unavailable(
+        pair: Pair) -> None:
+    # A budget on a private Valkey that goes away: its Status answers FAILED_* states,
+    # whose `used` is no committed total to compare.
+    valkey = PrivateValkey(free_ports(1)[0])
+    valkey.start(pair.tmp)
+    tag = uuid.uuid4().hex[:10]
+    fresh = stack_env(pair.tmp)
+    env = dict(pair.env, TOKENRT_REDIS_URL=valkey.url, TOKENRT_BUDGET_SCHEMA=f"budget_v{tag}",
+               TOKENRT_BUDGET_REDIS_PREFIX=f"trecv{tag}", TOKENRT_DEPENDENCY_TIMEOUT_SECONDS="0.5",
+               **{k: fresh[k] for k in ("TOKENRT_LEDGER_ADDR", "TOKENRT_LEDGER_METRICS_PORT",
+                                        "TOKENRT_BUDGET_ADDR", "TOKENRT_BUDGET_METRICS_PORT")})
+    procs: list[ServiceProcess] = []
+    try:
+        procs.append(await asyncio.to_thread(start_service, "ledger", env,
+                                             pair.tmp / "rec-v-ledger.log"))
+        await wait_ready(procs[0].address)
+        procs.append(await asyncio.to_thread(start_service, "budget", env,
+                                             pair.tmp / "rec-v-budget.log"))
+        org = f"org-{uuid.uuid4().hex[:12]}"
+        async with grpc.aio.insecure_channel(procs[1].address) as bch, \
+                grpc.aio.insecure_channel(procs[0].address) as lch:
+            await budget_pb2_grpc.BudgetServiceStub(bch).SetLimit(B.SetLimitRequest(
+                limit=B.Limit(scope=_scope(K.SCOPE_KIND_ORG, org), metric=K.LIMIT_METRIC_TOKENS,
+                              period=K.LIMIT_PERIOD_DAY, limit=1000,
+                              action=K.LIMIT_ACTION_DENY)), timeout=5)
+            ledger = ledger_pb2_grpc.LedgerServiceStub(lch)
+            ok = await ledger.Reconcile(ledger_pb2.ReconcileRequest(
+                scope=_scope(K.SCOPE_KIND_ORG, org)), timeout=10)
+            assert [(r.budget_used, r.ledger_used, r.drift) for r in ok.rows] == [(0, 0, 0)]
+            await asyncio.to_thread(valkey.stop)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await ledger.Reconcile(ledger_pb2.ReconcileRequest(
+                    scope=_scope(K.SCOPE_KIND_ORG, org)), timeout=15)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "cannot read its counters" in (err.value.details() or "")
+    finally:
+        for p in reversed(procs):
+            await asyncio.to_thread(p.stop)
+        valkey.stop()
+        pg = await asyncpg.connect(PG_DSN)
+        await pg.execute(f'DROP SCHEMA IF EXISTS "budget_v{tag}" CASCADE')
+        await pg.close()
