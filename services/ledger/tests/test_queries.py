@@ -186,10 +186,3 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
         await getattr(stub, call)(request_, timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith(field)
-
-
-async def test_reconcile_is_not_built_yet(loaded) -> None:  # type: ignore[no-untyped-def]
-    stub, _ = loaded
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Reconcile(ledger_pb2.ReconcileRequest(), timeout=5)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
