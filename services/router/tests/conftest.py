@@ -46,48 +46,50 @@ ROUTER_KEY = "trk_test_router_key_1"
 SIM_PROC: list[subprocess.Popen[bytes]] = []
 
 
-@pytest.fixture(scope="session")
-def router_env(stack, sim_url: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """A router process of our own (with a key map and the simulator as upstream) wired to
-    the session stack's counter, budget, cache, compressor and ledger."""
-    import asyncio
-
+def start_router(base_env: dict[str, str], state, **overrides: str):  # type: ignore[no-untyped-def]
+    """A router process of our own on free ports; returns (process, address, env)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    env = dict(stack.env)
+    env = dict(base_env)
     port, metrics = free_ports(2)
-    state = tmp_path_factory.mktemp("router")
     env.update({
         "TOKENRT_ROUTER_ADDR": f"127.0.0.1:{port}",
         "TOKENRT_ROUTER_METRICS_PORT": str(metrics),
-        "TOKENRT_ROUTER_KEYS": f"{ROUTER_KEY}=org-{os.getpid()}/proj",
-        "TOKENRT_ROUTER_SIM_BASE_URL": sim_url + "/v1",
-        "TOKENRT_ROUTER_PROVIDER_RETRIES": "1",
         "TOKENRT_USAGE_OUTBOX_PATH": str(state / "outbox.sqlite3"),
         "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
     })
+    env.update(overrides)
     log = open(state / "router.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "tokenrt_router"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
 
-    async def wait() -> None:
-        deadline = time.monotonic() + 60
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            while time.monotonic() < deadline:
-                try:
-                    r = await health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(), timeout=1)
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError("router not SERVING: " + (state / "router.log").read_text()[-3000:])
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        while time.monotonic() < deadline:
+            try:
+                r = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service="liveness"), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+        else:
+            proc.kill()
+            raise RuntimeError("router not serving: " + (state / "router.log").read_text()[-3000:])
+    return proc, f"127.0.0.1:{port}", env
 
-    asyncio.run(wait())
-    yield {"address": f"127.0.0.1:{port}", "org": f"org-{os.getpid()}", "project": "proj",
+
+@pytest.fixture(scope="session")
+def router_env(stack, sim_url: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A router process of our own (with a key map and the simulator as upstream) wired to
+    the session stack's counter, budget, cache, compressor and ledger."""
+    state = tmp_path_factory.mktemp("router")
+    proc, address, env = start_router(
+        stack.env, state, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-{os.getpid()}/proj",
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_ROUTER_PROVIDER_RETRIES="1")
+    yield {"address": address, "org": f"org-{os.getpid()}", "project": "proj",
            "env": env, "log": state / "router.log", "proc": proc}
     proc.terminate()
     proc.wait(20)
-    log.close()

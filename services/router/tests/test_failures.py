@@ -1,0 +1,82 @@
+"""Dependency failure policies, on router processes whose dependencies are dead ports."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
+from tokenrt_testkit.stack import free_ports
+from tokenrt_usage.outbox import Outbox
+
+from .conftest import ROUTER_KEY, start_router
+
+T = common_pb2
+AUTH = (("authorization", f"Bearer {ROUTER_KEY}"),)
+
+
+def request(mode: int = 0) -> router_pb2.CompleteRequest:
+    return router_pb2.CompleteRequest(
+        messages=[T.Message(role=T.ROLE_USER, content=[T.ContentPart(text="hi " + uuid.uuid4().hex)])],
+        sampling=T.SamplingParams(temperature=0.0, max_output_tokens=16),
+        preferences=router_pb2.RoutingPreferences(
+            forced_model="sim/gpt-4o-mini",
+            compression=router_pb2.CompressionPolicy(mode=mode, target_tokens=5)))
+
+
+def dead(*services: str) -> dict[str, str]:
+    ports = free_ports(len(services))
+    return {f"TOKENRT_{s.upper()}_ADDR": f"127.0.0.1:{p}" for s, p in zip(services, ports, strict=True)}
+
+
+@pytest.fixture
+def everything_down(stack, sim_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    nats_port = free_ports(1)[0]
+    proc, address, env = start_router(
+        stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-down/p",
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_ROUTER_BUDGET_UNAVAILABLE="open",
+        TOKENRT_NATS_URL=f"nats://127.0.0.1:{nats_port}", TOKENRT_RPC_TIMEOUT_SECONDS="0.5",
+        **dead("budget", "cache", "compressor"))
+    yield address, tmp_path
+    proc.terminate()
+    proc.wait(20)
+
+
+async def test_open_budget_cache_compressor_and_nats_down_still_serves(everything_down) -> None:  # type: ignore[no-untyped-def]
+    address, state = everything_down
+    async with grpc.aio.insecure_channel(address) as ch:
+        stub = router_pb2_grpc.RouterServiceStub(ch)
+        c = (await stub.Complete(request(router_pb2.COMPRESSION_MODE_ALWAYS), metadata=AUTH,
+                                 timeout=30)).completion
+    assert "simulator" in c.message.content[0].text and c.cost_nusd > 0
+    assert c.budget.enforcement == T.BUDGET_ENFORCEMENT_FAILED_OPEN
+    assert not c.cache.hit and not c.HasField("compression")  # sent uncompressed: it fits
+    import asyncio
+    for _ in range(50):  # the event is published off the path, into the outbox
+        outbox = Outbox(state / "outbox.sqlite3")
+        n = await outbox.count()
+        await outbox.close()
+        if n:
+            break
+        await asyncio.sleep(0.2)
+    assert n >= 1
+
+
+async def test_closed_budget_down_refuses(stack, sim_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc, address, _ = start_router(
+        stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-down/p",
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_RPC_TIMEOUT_SECONDS="0.5",
+        **dead("budget"))
+    try:
+        async with grpc.aio.insecure_channel(address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await router_pb2_grpc.RouterServiceStub(ch).Complete(request(), metadata=AUTH,
+                                                                     timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "budget" in (info.value.details() or "")
