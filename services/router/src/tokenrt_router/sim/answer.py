@@ -47,6 +47,8 @@ class Answerer:
         self._prefixes: OrderedDict[bytes, None] = OrderedDict()
         self._max_prefixes = max_prefixes
         self._counts: OrderedDict[str, int] = OrderedDict()
+        # Text of each token id (bounded by the vocabulary of the encodings in use).
+        self._pieces: dict[tuple[str, int], str] = {}
 
     def encoding(self, model: str) -> tiktoken.Encoding:
         name = "o200k_base"
@@ -60,6 +62,13 @@ class Answerer:
         if enc is None:
             enc = self._encodings[name] = tiktoken.get_encoding(name)
         return enc
+
+    def _piece(self, enc: tiktoken.Encoding, token: int) -> str:
+        key = (enc.name, token)
+        text = self._pieces.get(key)
+        if text is None:
+            text = self._pieces[key] = enc.decode([token])
+        return text
 
     def _count(self, enc: tiktoken.Encoding, text: str) -> int:
         key = enc.name + "\0" + text
@@ -108,7 +117,7 @@ class Answerer:
             tokens = tokens[:want]
         if len(tokens) > limit:
             tokens, finish = tokens[:limit], "length"
-        pieces = tuple(enc.decode([t]) for t in tokens)
+        pieces = tuple(self._piece(enc, t) for t in tokens)
         tool_call = None
         choice = body.get("tool_choice")
         tools = body.get("tools") or []
