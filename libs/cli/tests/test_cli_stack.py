@@ -189,7 +189,10 @@ def test_a_service_that_dies_at_start_is_named_and_everything_stops(
     # A real process that fails: a `tokenrt_budget` earlier on the path that exits with 3.
     fake = tmp_path / "fake" / "tokenrt_budget"
     fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("")
+    # Only its __main__ is fake: the rest (the `tokenrt budget` command the CLI loads)
+    # still comes from the real package, found further down the path.
+    (fake / "__init__.py").write_text(
+        "from pkgutil import extend_path\n__path__ = extend_path(__path__, __name__)\n")
     (fake / "__main__.py").write_text("import sys\nprint('budget: cannot go on')\nsys.exit(3)\n")
     env = embedded_stack_env | {"PYTHONPATH": str(tmp_path / "fake")}
     done = run_cli("up", "--detach", env=env, cwd=tmp_path)
