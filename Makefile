@@ -55,7 +55,7 @@ test: setup
 	$(BIN)/pytest -q
 
 # Every benchmark in bench/, one after the other (figures in docs/ and the issue notes).
-bench: bench-counter bench-cache bench-budget bench-ledger bench-compressor
+bench: bench-counter bench-cache bench-budget bench-ledger bench-compressor bench-router
 
 lint: setup
 	$(BIN)/ruff check libs services tests bench examples
