@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2
 from tokenrt_cli.infra import create_database
-from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env
+from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env, with_fresh_ports
 
 PG_DSN = os.environ.get("TOKENRT_POSTGRES_DSN", INFRA_DEFAULTS["TOKENRT_POSTGRES_DSN"])
 REDIS_URL = os.environ.get("TOKENRT_REDIS_URL", INFRA_DEFAULTS["TOKENRT_REDIS_URL"])
@@ -45,10 +45,7 @@ class BudgetEnv:
 
     def start(self, **overrides: str) -> subprocess.Popen[bytes]:
         """One replica on its own ports."""
-        env = dict(self.env)
-        fresh = stack_env(self.tmp)
-        env["TOKENRT_BUDGET_ADDR"] = fresh["TOKENRT_BUDGET_ADDR"]
-        env["TOKENRT_BUDGET_METRICS_PORT"] = fresh["TOKENRT_BUDGET_METRICS_PORT"]
+        env = with_fresh_ports(self.env, "budget")
         env.update(overrides)
         log = (self.tmp / f"budget-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "tokenrt_budget"], env=env, stdout=log,

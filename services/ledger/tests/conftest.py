@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 from tokenrt.v1 import ledger_pb2, ledger_pb2_grpc
 from tokenrt_cli.infra import create_database
 from tokenrt_common.settings import Settings, load_settings
-from tokenrt_testkit.stack import INFRA_DEFAULTS, stack_env
+from tokenrt_testkit.stack import INFRA_DEFAULTS, stack_env, with_fresh_ports
 from tokenrt_usage import Publisher, StreamSpec
 from tokenrt_usage.testing import random_events
 
@@ -53,10 +53,7 @@ class LedgerEnv:
 
     def start(self, name: str = "ledger") -> subprocess.Popen[bytes]:
         """Start one ledger replica (each on its own ports)."""
-        env = dict(self.env)
-        fresh = stack_env(self.tmp)
-        env["TOKENRT_LEDGER_ADDR"] = fresh["TOKENRT_LEDGER_ADDR"]
-        env["TOKENRT_LEDGER_METRICS_PORT"] = fresh["TOKENRT_LEDGER_METRICS_PORT"]
+        env = with_fresh_ports(self.env, "ledger")
         log = (self.tmp / f"{name}-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "tokenrt_ledger"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)

@@ -30,7 +30,7 @@ from tokenrt.v1 import (
 )
 from tokenrt_ledger import reconcile
 from tokenrt_testkit.procs import PrivateValkey, ServiceProcess, start_service
-from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env
+from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, with_fresh_ports
 from tokenrt_usage.testing import make_event
 
 from .conftest import PG_DSN, LedgerEnv, wait_ready
@@ -295,10 +295,7 @@ async def test_reconcile_rejects_bad_input(pair: Pair) -> None:
 
 async def test_reconcile_without_the_budget_is_unavailable(pair: Pair) -> None:
     # A second ledger replica whose budget address has nothing behind it.
-    fresh = stack_env(pair.tmp)
-    env = dict(pair.env, TOKENRT_LEDGER_ADDR=fresh["TOKENRT_LEDGER_ADDR"],
-               TOKENRT_LEDGER_METRICS_PORT=fresh["TOKENRT_LEDGER_METRICS_PORT"],
-               TOKENRT_BUDGET_ADDR=fresh["TOKENRT_BUDGET_ADDR"])
+    env = with_fresh_ports(pair.env, "ledger", "budget")  # no budget listens at its address
     ledger = await asyncio.to_thread(start_service, "ledger", env, pair.tmp / "rec-lone.log")
     try:
         await wait_ready(ledger.address)
@@ -307,7 +304,7 @@ async def test_reconcile_without_the_budget_is_unavailable(pair: Pair) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.Reconcile(ledger_pb2.ReconcileRequest(), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert f"budget service at {fresh['TOKENRT_BUDGET_ADDR']}" in (err.value.details() or "")
+        assert f"budget service at {env['TOKENRT_BUDGET_ADDR']}" in (err.value.details() or "")
         done = await asyncio.to_thread(_cli, env, "--json")
         assert done.returncode == 2 and "UNAVAILABLE" in done.stderr, done.stderr
     finally:
@@ -321,11 +318,9 @@ async def test_reconcile_when_the_budget_cannot_read_its_counters_is_unavailable
     valkey = PrivateValkey(free_ports(1)[0])
     valkey.start(pair.tmp)
     tag = uuid.uuid4().hex[:10]
-    fresh = stack_env(pair.tmp)
-    env = dict(pair.env, TOKENRT_REDIS_URL=valkey.url, TOKENRT_BUDGET_SCHEMA=f"budget_v{tag}",
-               TOKENRT_BUDGET_REDIS_PREFIX=f"trecv{tag}", TOKENRT_DEPENDENCY_TIMEOUT_SECONDS="0.5",
-               **{k: fresh[k] for k in ("TOKENRT_LEDGER_ADDR", "TOKENRT_LEDGER_METRICS_PORT",
-                                        "TOKENRT_BUDGET_ADDR", "TOKENRT_BUDGET_METRICS_PORT")})
+    env = dict(with_fresh_ports(pair.env, "ledger", "budget"), TOKENRT_REDIS_URL=valkey.url,
+               TOKENRT_BUDGET_SCHEMA=f"budget_v{tag}", TOKENRT_BUDGET_REDIS_PREFIX=f"trecv{tag}",
+               TOKENRT_DEPENDENCY_TIMEOUT_SECONDS="0.5")
     procs: list[ServiceProcess] = []
     try:
         procs.append(await asyncio.to_thread(start_service, "ledger", env,

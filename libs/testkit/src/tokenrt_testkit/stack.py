@@ -58,6 +58,21 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
+def with_fresh_ports(env: dict[str, str], *services: str) -> dict[str, str]:
+    """A copy of `env` where `services` listen on new free ports that no other service of
+    `env` is given (another replica of a service, or one that must be unreachable)."""
+    taken = {v.rsplit(":", 1)[-1] for k, v in env.items()
+             if k.endswith(("_ADDR", "_METRICS_PORT"))}
+    ports: list[str] = []
+    while len(ports) < 2 * len(services):
+        ports += [p for p in map(str, free_ports(2 * len(services))) if p not in taken]
+    out = dict(env)
+    for i, service in enumerate(services):
+        out[f"TOKENRT_{service.upper()}_ADDR"] = f"127.0.0.1:{ports[2 * i]}"
+        out[f"TOKENRT_{service.upper()}_METRICS_PORT"] = ports[2 * i + 1]
+    return out
+
+
 @dataclass
 class Stack:
     """A running tokenrt stack started by the `tokenrt` command."""
