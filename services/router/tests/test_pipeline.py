@@ -95,6 +95,7 @@ async def test_complete_answers_and_records(router, ledger) -> None:  # type: ig
     e = await event_of(ledger, c.event_id)
     assert e.status == events_pb2.USAGE_STATUS_OK and e.cost_nusd == c.cost_nusd
     assert e.usage.output_tokens == c.usage.output_tokens and e.served_model == "sim/gpt-4o-mini"
+    assert e.budget_reservation_id  # committed: the budget's rebuild counts this event
 
 
 async def test_unknown_key_is_unauthenticated(router) -> None:  # type: ignore[no-untyped-def]
@@ -196,6 +197,9 @@ async def test_forced_model_failing_is_unavailable_and_recorded(router, router_e
     [e] = await session_events(ledger, router_env["org"], req.session_id)
     assert e.status == events_pb2.USAGE_STATUS_ERROR and e.provider_attempts == 2
     assert e.cost_nusd == 0
+    # Reserved, then released: the event names no reservation, so the budget's rebuild and
+    # the ledger's reconciliation do not count a request the budget gave back.
+    assert e.HasField("budget_reserved_at") and e.budget_reservation_id == ""
 
 
 async def test_deny_is_resource_exhausted_with_details_and_recorded(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]

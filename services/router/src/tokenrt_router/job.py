@@ -85,6 +85,12 @@ class Job:
     def hit(self) -> bool:
         return self.lookup is not None and self.lookup.hit
 
+    @property
+    def charged(self) -> bool:
+        """The reservation is committed with what the provider used (else it is released)."""
+        return (bool(self.reservation_id) and self.cost is not None
+                and self.usage_source != common_pb2.USAGE_SOURCE_NONE)
+
     def elapsed_ms(self, since_ns: int | None = None) -> int:
         return (time.monotonic_ns() - (since_ns or self.started_ns)) // 1_000_000
 
@@ -180,7 +186,10 @@ def usage_event(job: Job) -> events_pb2.UsageEvent:
         status=job.status, finish_reason=job.finish_reason, error_code=job.error_code,
         error_reason=job.error_reason, error_message=job.error_message[:500],
         budget_decision=job.decision, budget_level=job.budget_level,
-        budget_limit_id=job.limit_id, budget_reservation_id=job.reservation_id,
+        # Only a committed reservation is named: a released one charged nothing, and the
+        # budget's rebuild and the ledger's reconciliation sum the events that name one.
+        budget_limit_id=job.limit_id,
+        budget_reservation_id=job.reservation_id if job.charged else "",
         stream=job.stream, tags=dict(job.req.tags))
     if job.reserved_at is not None:
         e.budget_reserved_at.CopyFrom(job.reserved_at)

@@ -538,7 +538,7 @@ class Router:
     def finish(self, job: Job, chunks: list[cache_pb2.ChunkBoundary] | None = None) -> None:
         """Hand the off-path work to the coalescers: settlement, store, event, sample."""
         if job.reservation_id:
-            if job.cost is not None and job.usage_source != T.USAGE_SOURCE_NONE:
+            if job.charged and job.cost is not None:
                 self.settlements.add(budget_pb2.Settlement(commit=budget_pb2.CommitRequest(
                     reservation_id=job.reservation_id,
                     actual_tokens=job.usage.input_tokens + job.usage.output_tokens,
