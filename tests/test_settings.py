@@ -42,6 +42,11 @@ def test_environment_overrides_yaml_which_overrides_defaults(tmp_path: Path) -> 
         ({"TOKENRT_LOG_LEVEL": "loud"}, "TOKENRT_LOG_LEVEL: 'loud' is not one of"),
         ({"TOKENRT_RPC_TIMEOUT_SECONDS": "0"}, "TOKENRT_RPC_TIMEOUT_SECONDS: must be greater than 0"),
         ({"TOKENRT_CONFIG": "/nonexistent/tokenrt.yaml"}, "TOKENRT_CONFIG: cannot read /nonexistent"),
+        ({"TOKENRT_BUDGET_SCHEMA": "Bad-Name"}, "TOKENRT_BUDGET_SCHEMA: 'Bad-Name' is not a lower-case SQL identifier"),
+        ({"TOKENRT_USAGE_DLQ_SUBJECT": "a.*"}, "TOKENRT_USAGE_DLQ_SUBJECT: 'a.*' is not a dotted NATS subject"),
+        ({"TOKENRT_CACHE_SIMILARITY_THRESHOLD": "1.5"}, "TOKENRT_CACHE_SIMILARITY_THRESHOLD: must be between 0 and 1"),
+        ({"TOKENRT_USAGE_RETENTION_DAYS": "-1"}, "TOKENRT_USAGE_RETENTION_DAYS: must be 0 (unlimited) or more"),
+        ({"TOKENRT_ROUTER_BUDGET_UNAVAILABLE": "maybe"}, "TOKENRT_ROUTER_BUDGET_UNAVAILABLE: 'maybe' is not one of"),
     ],
 )
 def test_bad_settings_name_the_key(env: dict[str, str], message: str) -> None:

@@ -352,16 +352,11 @@ def _validate(s: Settings) -> None:
                 raise SettingsError(f"{_env_name(key)}: port {port} is also given to {other}")
             taken[(endpoint.host, port)] = key
 
-    if s.log_level not in LOG_LEVELS:
-        raise SettingsError(f"TOKENRT_LOG_LEVEL: {s.log_level!r} is not one of {LOG_LEVELS}")
-    if s.log_format not in LOG_FORMATS:
-        raise SettingsError(f"TOKENRT_LOG_FORMAT: {s.log_format!r} is not one of {LOG_FORMATS}")
-    for key in ("rpc_timeout_seconds", "shutdown_grace_seconds", "dependency_timeout_seconds",
-                "grpc_max_message_bytes", "redis_max_connections"):
-        if getattr(s, key) <= 0:
-            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
-    if s.fault_delay_ms < 0:
-        raise SettingsError("TOKENRT_FAULT_DELAY_MS: must be 0 or more")
+    _one_of(s, "log_level", LOG_LEVELS)
+    _one_of(s, "log_format", LOG_FORMATS)
+    _positive(s, "rpc_timeout_seconds", "shutdown_grace_seconds", "dependency_timeout_seconds",
+              "grpc_max_message_bytes", "redis_max_connections")
+    _non_negative(s, "fault_delay_ms")
     _validate_counter(s)
     _validate_budget(s)
     _validate_cache(s)
@@ -369,17 +364,47 @@ def _validate(s: Settings) -> None:
     _validate_router(s)
 
 
-def _validate_counter(s: Settings) -> None:
-    if not 0 < s.counter_max_request_bytes <= s.grpc_max_message_bytes:
-        raise SettingsError(
-            f"TOKENRT_COUNTER_MAX_REQUEST_BYTES: must be between 1 and "
-            f"TOKENRT_GRPC_MAX_MESSAGE_BYTES ({s.grpc_max_message_bytes})")
-    for key in ("counter_cache_bytes", "counter_offload_bytes"):
+def _positive(s: Settings, *keys: str) -> None:
+    for key in keys:
+        if getattr(s, key) <= 0:
+            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+
+
+def _non_negative(s: Settings, *keys: str, zero: str = "") -> None:
+    for key in keys:
         if getattr(s, key) < 0:
-            raise SettingsError(f"{_env_name(key)}: must be 0 or more")
-    for key in ("counter_workers", "counter_calibration_window"):
-        if getattr(s, key) < 1:
-            raise SettingsError(f"{_env_name(key)}: must be 1 or more")
+            raise SettingsError(f"{_env_name(key)}: must be 0{zero} or more")
+
+
+def _between(s: Settings, key: str, low: float, high: float, high_name: str = "") -> None:
+    if not low <= getattr(s, key) <= high:
+        bound = f"{high_name} ({high})" if high_name else f"{high}"
+        raise SettingsError(f"{_env_name(key)}: must be between {low} and {bound}")
+
+
+def _one_of(s: Settings, key: str, choices: tuple[str, ...]) -> None:
+    if getattr(s, key) not in choices:
+        raise SettingsError(f"{_env_name(key)}: {getattr(s, key)!r} is not one of {choices}")
+
+
+def _matches(s: Settings, key: str, pattern: str, what: str) -> None:
+    if not re.fullmatch(pattern, getattr(s, key)):
+        raise SettingsError(f"{_env_name(key)}: {getattr(s, key)!r} {what}")
+
+
+# (pattern, what the message says of a value that does not match it)
+_SQL_IDENTIFIER = (r"[a-z_][a-z0-9_]{0,62}", "is not a lower-case SQL identifier")
+_NATS_SUBJECT = (r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*",
+                 "is not a dotted NATS subject without wildcards")
+_NATS_NAME = (r"[A-Za-z0-9_-]+", "may only hold letters, digits, '_' and '-'")
+_REDIS_PREFIX = (r"[^{} ]+", "must be non-empty, without spaces or braces")
+
+
+def _validate_counter(s: Settings) -> None:
+    _between(s, "counter_max_request_bytes", 1, s.grpc_max_message_bytes,
+             "TOKENRT_GRPC_MAX_MESSAGE_BYTES")
+    _non_negative(s, "counter_cache_bytes", "counter_offload_bytes")
+    _positive(s, "counter_workers", "counter_calibration_window")
     for key in ("pricing_overrides_path", "pricing_litellm_path"):
         path = getattr(s, key)
         if path and not Path(path).is_file():
@@ -389,69 +414,55 @@ def _validate_counter(s: Settings) -> None:
 
 def _validate_usage(s: Settings) -> None:
     """Ledger and usage-event settings (issue 5)."""
-    token = re.compile(r"^[A-Za-z0-9_-]+$")
     for key in ("usage_stream", "ledger_durable"):
-        if not token.match(getattr(s, key)):
-            raise SettingsError(f"{_env_name(key)}: {getattr(s, key)!r} may only hold letters, "
-                                "digits, '_' and '-'")
-    subject = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+        _matches(s, key, *_NATS_NAME)
     for key in ("usage_subject_prefix", "usage_dlq_subject"):
-        if not subject.match(getattr(s, key)):
-            raise SettingsError(f"{_env_name(key)}: {getattr(s, key)!r} is not a dotted NATS "
-                                "subject without wildcards")
+        _matches(s, key, *_NATS_SUBJECT)
     if (s.usage_dlq_subject + ".").startswith(s.usage_subject_prefix + "."):
         raise SettingsError("TOKENRT_USAGE_DLQ_SUBJECT: must not lie under "
                             "TOKENRT_USAGE_SUBJECT_PREFIX (usage consumers would get dead letters)")
-    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", s.ledger_schema):
-        raise SettingsError(f"TOKENRT_LEDGER_SCHEMA: {s.ledger_schema!r} is not a lower-case "
-                            "SQL identifier")
+    _matches(s, "ledger_schema", *_SQL_IDENTIFIER)
     if s.usage_duplicate_window_seconds < 120:
         raise SettingsError("TOKENRT_USAGE_DUPLICATE_WINDOW_SECONDS: must be at least 120")
-    for key in ("usage_retention_days", "usage_stream_max_bytes"):
-        if getattr(s, key) < 0:
-            raise SettingsError(f"{_env_name(key)}: must be 0 (unlimited) or more")
-    for key in ("usage_publish_timeout_seconds", "ledger_batch_size", "ledger_batch_wait_ms",
-                "ledger_ack_wait_seconds", "ledger_writers"):
-        if getattr(s, key) <= 0:
-            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
+    _non_negative(s, "usage_retention_days", "usage_stream_max_bytes", zero=" (unlimited)")
+    _positive(s, "usage_publish_timeout_seconds", "ledger_batch_size", "ledger_batch_wait_ms",
+              "ledger_ack_wait_seconds", "ledger_writers")
 
 
 def _validate_budget(s: Settings) -> None:
     """Budget settings (issue 4)."""
-    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", s.budget_schema):
-        raise SettingsError(f"TOKENRT_BUDGET_SCHEMA: {s.budget_schema!r} is not a lower-case "
-                            "SQL identifier")
-    if not s.budget_redis_prefix or any(c in s.budget_redis_prefix for c in "{} "):
-        raise SettingsError("TOKENRT_BUDGET_REDIS_PREFIX: must be non-empty, without spaces "
-                            "or braces")
-    if not 0 < s.budget_default_ttl_seconds <= s.budget_max_ttl_seconds:
-        raise SettingsError("TOKENRT_BUDGET_DEFAULT_TTL_SECONDS: must be between 1 and "
-                            f"TOKENRT_BUDGET_MAX_TTL_SECONDS ({s.budget_max_ttl_seconds})")
-    for key in ("budget_sweep_interval_seconds", "budget_limits_refresh_seconds"):
-        if getattr(s, key) <= 0:
-            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
-    if s.budget_rebuild_source not in ("ledger", "none"):
-        raise SettingsError("TOKENRT_BUDGET_REBUILD_SOURCE: use 'ledger' or 'none'")
-    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", s.budget_alert_subject_prefix):
-        raise SettingsError("TOKENRT_BUDGET_ALERT_SUBJECT_PREFIX: not a dotted NATS subject "
-                            "without wildcards")
+    _matches(s, "budget_schema", *_SQL_IDENTIFIER)
+    _matches(s, "budget_redis_prefix", *_REDIS_PREFIX)
+    _between(s, "budget_default_ttl_seconds", 1, s.budget_max_ttl_seconds,
+             "TOKENRT_BUDGET_MAX_TTL_SECONDS")
+    _positive(s, "budget_sweep_interval_seconds", "budget_limits_refresh_seconds")
+    _one_of(s, "budget_rebuild_source", ("ledger", "none"))
+    _matches(s, "budget_alert_subject_prefix", *_NATS_SUBJECT)
 
 
 def _validate_cache(s: Settings) -> None:
     """Cache settings (issue 6)."""
-    if not s.cache_redis_prefix or any(c in s.cache_redis_prefix for c in "{} "):
-        raise SettingsError("TOKENRT_CACHE_REDIS_PREFIX: must be non-empty, without spaces "
-                            "or braces")
-    for key in ("cache_lookup_timeout_ms", "cache_store_timeout_ms", "cache_max_entries",
-                "cache_max_entry_bytes", "cache_semantic_candidates",
-                "cache_config_refresh_seconds"):
-        if getattr(s, key) <= 0:
-            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
-    if not 0 < s.cache_default_ttl_seconds <= s.cache_max_ttl_seconds:
-        raise SettingsError("TOKENRT_CACHE_DEFAULT_TTL_SECONDS: must be between 1 and "
-                            f"TOKENRT_CACHE_MAX_TTL_SECONDS ({s.cache_max_ttl_seconds})")
-    if not 0 < s.cache_similarity_threshold <= 1:
-        raise SettingsError("TOKENRT_CACHE_SIMILARITY_THRESHOLD: must be above 0 and at most 1")
+    _matches(s, "cache_redis_prefix", *_REDIS_PREFIX)
+    _positive(s, "cache_lookup_timeout_ms", "cache_store_timeout_ms", "cache_max_entries",
+              "cache_max_entry_bytes", "cache_semantic_candidates", "cache_config_refresh_seconds",
+              "cache_similarity_threshold")
+    _between(s, "cache_default_ttl_seconds", 1, s.cache_max_ttl_seconds,
+             "TOKENRT_CACHE_MAX_TTL_SECONDS")
+    _between(s, "cache_similarity_threshold", 0, 1)
+
+
+def _validate_compressor(s: Settings) -> None:
+    _positive(s, "compressor_session_ttl_seconds", "compressor_workers",
+              "compressor_count_cache_bytes", "compressor_summary_max_tokens")
+    _non_negative(s, "compressor_warm_prefix_min_tokens")
+
+
+def _validate_router(s: Settings) -> None:
+    _one_of(s, "router_budget_unavailable", ("open", "closed"))
+    _positive(s, "router_provider_timeout_seconds")
+    _non_negative(s, "router_provider_retries")
+    _between(s, "router_flush_ms", 1, 1000)
+    _between(s, "router_compression_threshold_bp", 1, 10000)
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
@@ -459,25 +470,3 @@ def replace(settings: Settings, **changes: Any) -> Settings:
     new = dataclasses.replace(settings, **changes)
     _validate(new)
     return new
-
-
-def _validate_compressor(s: Settings) -> None:
-    for key in ("compressor_session_ttl_seconds", "compressor_workers",
-                "compressor_count_cache_bytes", "compressor_summary_max_tokens"):
-        if getattr(s, key) <= 0:
-            raise SettingsError(f"{_env_name(key)}: must be greater than 0")
-    if s.compressor_warm_prefix_min_tokens < 0:
-        raise SettingsError("TOKENRT_COMPRESSOR_WARM_PREFIX_MIN_TOKENS: must be 0 or more")
-
-
-def _validate_router(s: Settings) -> None:
-    if s.router_budget_unavailable not in ("open", "closed"):
-        raise SettingsError("TOKENRT_ROUTER_BUDGET_UNAVAILABLE must be 'open' or 'closed', "
-                            f"not {s.router_budget_unavailable!r}")
-    if s.router_provider_timeout_seconds <= 0 or s.router_provider_retries < 0:
-        raise SettingsError("TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS must be > 0 and "
-                            "TOKENRT_ROUTER_PROVIDER_RETRIES >= 0")
-    if not 1 <= s.router_flush_ms <= 1000:
-        raise SettingsError("TOKENRT_ROUTER_FLUSH_MS must be between 1 and 1000")
-    if not 1 <= s.router_compression_threshold_bp <= 10000:
-        raise SettingsError("TOKENRT_ROUTER_COMPRESSION_THRESHOLD_BP must be 1..10000")
