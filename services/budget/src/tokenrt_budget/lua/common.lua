@@ -68,8 +68,10 @@ local function sweep(rexp, rprefix, now, max)
     local head = redis.call('HMGET', rk, 'state', 'd')
     if head[1] == 'held' then
       for _, c in ipairs(cjson.decode(head[2])) do
-        if redis.call('EXISTS', c[1]) == 1 then
-          redis.call('HINCRBY', c[1], 'reserved', -tonumber(c[2]))
+        local amount = tonumber(c[2])
+        -- a zero hold is skipped: Lua's -0 reaches Redis as "-0", which HINCRBY refuses
+        if amount ~= 0 and redis.call('EXISTS', c[1]) == 1 then
+          redis.call('HINCRBY', c[1], 'reserved', -amount)
         end
       end
     end
