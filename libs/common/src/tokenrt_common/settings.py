@@ -223,6 +223,9 @@ class Settings:
     # When the budget service cannot be reached: "closed" refuses (UNAVAILABLE), "open"
     # serves and records the request as not enforced.
     router_budget_unavailable: str = "closed"
+    # The OpenAI-compatible HTTP endpoint the router process serves beside its gRPC API
+    # (issue 9): /v1/chat/completions and /v1/models on http://<addr>/v1. Empty = off.
+    router_http_addr: str = "127.0.0.1:8080"
 
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
@@ -463,6 +466,8 @@ def _validate_router(s: Settings) -> None:
     _non_negative(s, "router_provider_retries")
     _between(s, "router_flush_ms", 1, 1000)
     _between(s, "router_compression_threshold_bp", 1, 10000)
+    if s.router_http_addr:
+        _split_addr("router_http_addr", s.router_http_addr)
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
