@@ -227,6 +227,21 @@ class Settings:
     # (issue 9): /v1/chat/completions and /v1/models on http://<addr>/v1. Empty = off.
     router_http_addr: str = "127.0.0.1:8080"
 
+    # --- router http and keys settings (issue 9) ---
+    # Postgres schema of the router's API keys (stored as SHA-256 hashes).
+    router_schema: str = "router"
+    # How long a router replica trusts what it read about a key (valid, revoked or
+    # unknown), in seconds: a revocation takes effect on every replica within this.
+    router_keys_cache_seconds: float = 3.0
+    # Failed authentications (a key presented but unknown or revoked) one peer address
+    # may make within router_auth_failure_window_seconds before it is refused.
+    router_auth_max_failures: int = 20
+    # The sliding window those failures are counted in, in seconds.
+    router_auth_failure_window_seconds: float = 60.0
+    # How long a peer that made too many failed authentications is refused (429 /
+    # RESOURCE_EXHAUSTED), in seconds.
+    router_auth_block_seconds: float = 60.0
+
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
             raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
@@ -365,6 +380,7 @@ def _validate(s: Settings) -> None:
     _validate_cache(s)
     _validate_compressor(s)
     _validate_router(s)
+    _validate_router_keys(s)
 
 
 def _positive(s: Settings, *keys: str) -> None:
@@ -468,6 +484,13 @@ def _validate_router(s: Settings) -> None:
     _between(s, "router_compression_threshold_bp", 1, 10000)
     if s.router_http_addr:
         _split_addr("router_http_addr", s.router_http_addr)
+
+
+def _validate_router_keys(s: Settings) -> None:
+    """Router HTTP endpoint and API-key settings (issue 9)."""
+    _matches(s, "router_schema", *_SQL_IDENTIFIER)
+    _positive(s, "router_keys_cache_seconds", "router_auth_max_failures",
+              "router_auth_failure_window_seconds", "router_auth_block_seconds")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
