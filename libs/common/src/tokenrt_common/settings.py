@@ -242,6 +242,32 @@ class Settings:
     # RESOURCE_EXHAUSTED), in seconds.
     router_auth_block_seconds: float = 60.0
 
+    # --- provider settings (issue 9) ---
+    # YAML or JSON file listing more deployments (another OpenAI key, vLLM, Ollama,
+    # DeepSeek, OpenRouter...): `deployments: [{name, protocol, base_url, api_key_env,
+    # api_key_file, models, model_ids, headers, timeout_seconds}]` (docs/providers.md).
+    provider_deployments_file: str = ""
+    # OpenAI: base URL, and where its key comes from (env variables tried in order, comma
+    # separated; or a secret file, which wins). No key = OpenAI models not configured.
+    provider_openai_base_url: str = "https://api.openai.com/v1"
+    provider_openai_key_env: str = "OPENAI_API_KEY"
+    provider_openai_key_file: str = ""
+    # Anthropic Messages: base URL (…/v1), key sources, and the anthropic-version header.
+    provider_anthropic_base_url: str = "https://api.anthropic.com/v1"
+    provider_anthropic_key_env: str = "ANTHROPIC_API_KEY"
+    provider_anthropic_key_file: str = ""
+    provider_anthropic_version: str = "2023-06-01"
+    # Google Gemini API: base URL (…/v1beta) and key sources.
+    provider_gemini_base_url: str = "https://generativelanguage.googleapis.com/v1beta"
+    provider_gemini_key_env: str = "GEMINI_API_KEY,GOOGLE_API_KEY"
+    provider_gemini_key_file: str = ""
+    # Longest wait for a provider's TCP/TLS connection.
+    provider_connect_timeout_seconds: float = 10.0
+    # A deployment failing this many times in a row cools down for the seconds below
+    # (a 429/5xx Retry-After cools it for that long); other deployments serve meanwhile.
+    provider_cooldown_failures: int = 3
+    provider_cooldown_seconds: float = 30.0
+
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
             raise SettingsError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
@@ -381,6 +407,7 @@ def _validate(s: Settings) -> None:
     _validate_compressor(s)
     _validate_router(s)
     _validate_router_keys(s)
+    _validate_providers(s)
 
 
 def _positive(s: Settings, *keys: str) -> None:
@@ -491,6 +518,22 @@ def _validate_router_keys(s: Settings) -> None:
     _matches(s, "router_schema", *_SQL_IDENTIFIER)
     _positive(s, "router_keys_cache_seconds", "router_auth_max_failures",
               "router_auth_failure_window_seconds", "router_auth_block_seconds")
+
+
+def _validate_providers(s: Settings) -> None:
+    """Provider settings (issue 9)."""
+    if s.provider_deployments_file and not Path(s.provider_deployments_file).is_file():
+        raise SettingsError(f"TOKENRT_PROVIDER_DEPLOYMENTS_FILE: {s.provider_deployments_file!r} "
+                            "is not a readable file")
+    for name in ("openai", "anthropic", "gemini"):
+        _matches(s, f"provider_{name}_base_url", r"https?://[^\s/]+(/\S*)?",
+                 "is not an http(s) URL")
+        _matches(s, f"provider_{name}_key_env",
+                 r"([A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*)?",
+                 "is not a comma-separated list of environment variable names")
+    _matches(s, "provider_anthropic_version", r"\d{4}-\d{2}-\d{2}", "is not a YYYY-MM-DD version")
+    _positive(s, "provider_connect_timeout_seconds", "provider_cooldown_failures",
+              "provider_cooldown_seconds")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
