@@ -52,10 +52,11 @@ def start_router(base_env: dict[str, str], state, **overrides: str):  # type: ig
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     env = dict(base_env)
-    port, metrics = free_ports(2)
+    port, metrics, http = free_ports(3)
     env.update({
         "TOKENRT_ROUTER_ADDR": f"127.0.0.1:{port}",
         "TOKENRT_ROUTER_METRICS_PORT": str(metrics),
+        "TOKENRT_ROUTER_HTTP_ADDR": f"127.0.0.1:{http}",
         "TOKENRT_USAGE_OUTBOX_PATH": str(state / "outbox.sqlite3"),
         "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
     })

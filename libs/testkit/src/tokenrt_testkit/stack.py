@@ -46,10 +46,11 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
     """A full environment for one stack: its own state folder and free service ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRT_")}
     env.update({k: os.environ.get(k, v) for k, v in INFRA_DEFAULTS.items()})
-    ports = free_ports(2 * len(SERVICES))
+    ports = free_ports(2 * len(SERVICES) + 1)
     for i, service in enumerate(SERVICES):
         env[f"TOKENRT_{service.upper()}_ADDR"] = f"127.0.0.1:{ports[2 * i]}"
         env[f"TOKENRT_{service.upper()}_METRICS_PORT"] = str(ports[2 * i + 1])
+    env["TOKENRT_ROUTER_HTTP_ADDR"] = f"127.0.0.1:{ports[-1]}"  # the OpenAI-compatible endpoint
     env["TOKENRT_STATE_DIR"] = str(state_dir)
     # tiktoken cannot download here; `make test` sets this, a bare `pytest` may not.
     env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
@@ -64,12 +65,14 @@ def with_fresh_ports(env: dict[str, str], *services: str) -> dict[str, str]:
     taken = {v.rsplit(":", 1)[-1] for k, v in env.items()
              if k.endswith(("_ADDR", "_METRICS_PORT"))}
     ports: list[str] = []
-    while len(ports) < 2 * len(services):
-        ports += [p for p in map(str, free_ports(2 * len(services))) if p not in taken]
+    while len(ports) < 2 * len(services) + 1:
+        ports += [p for p in map(str, free_ports(2 * len(services) + 1)) if p not in taken]
     out = dict(env)
     for i, service in enumerate(services):
         out[f"TOKENRT_{service.upper()}_ADDR"] = f"127.0.0.1:{ports[2 * i]}"
         out[f"TOKENRT_{service.upper()}_METRICS_PORT"] = ports[2 * i + 1]
+        if service == "router":  # its HTTP endpoint too
+            out["TOKENRT_ROUTER_HTTP_ADDR"] = f"127.0.0.1:{ports[-1]}"
     return out
 
 
