@@ -14,35 +14,40 @@ from tokenrt.v1 import (
 from tokenrt_common.client import open_channel
 from tokenrt_common.server import Runtime, ServiceSpec, StartupError, run, servicer
 from tokenrt_pricing import catalog as pricing_catalog
+from tokenrt_router import http_api
 from tokenrt_router.api import RouterApi
-from tokenrt_router.keys import KeyConfigError, KeyMap
+from tokenrt_router.keys import KeyConfigError, KeyMap, keys_for
 from tokenrt_router.pipeline import Deps, Router
+from tokenrt_router.providers import registry
 from tokenrt_router.providers.base import Provider
-from tokenrt_router.providers.openai_compat import OpenAICompatible
 from tokenrt_usage.publisher import Publisher
 
 
 def build(runtime: Runtime) -> list:  # type: ignore[type-arg]
     s = runtime.settings
     try:
-        keys = KeyMap.from_settings(s)
+        static = KeyMap.from_settings(s)
     except KeyConfigError as exc:
         raise StartupError(str(exc)) from None
-    if not len(keys):
-        runtime.log.warning("router.no_api_keys",
-                            hint="set TOKENRT_ROUTER_KEYS_FILE or TOKENRT_ROUTER_KEYS")
+    if not len(static):
+        runtime.log.warning("router.no_bootstrap_keys",
+                            hint="set TOKENRT_ROUTER_KEYS_FILE (an admin key makes the others)")
+    keys = keys_for(s, static, lambda: runtime.infra.pg, runtime.log)
+    assert keys.store is not None
+    runtime.spawn(keys.store.migrate(lambda: runtime.infra.wait_for("postgres")),
+                  "router-keys-migrate")
     publisher = Publisher.from_settings(s, runtime.log)
     deps = Deps(counter_pb2_grpc.CounterServiceStub(open_channel(s, "counter")),
                 cache_pb2_grpc.CacheServiceStub(open_channel(s, "cache")),
                 budget_pb2_grpc.BudgetServiceStub(open_channel(s, "budget")),
                 compressor_pb2_grpc.CompressorServiceStub(open_channel(s, "compressor")),
                 publisher)
-    providers: dict[str, Provider] = {
-        "simulator": OpenAICompatible("simulator", s.router_sim_base_url)}
+    providers = registry.for_router(s, runtime.log)
     catalog = pricing_catalog.load(s.pricing_overrides_path or None,
                                    s.pricing_litellm_path or None)
     router = Router(s, runtime.log, deps, catalog, providers)
     runtime.spawn(_lifecycle(router, publisher, providers), "router-lifecycle")
+    http_api.start(runtime, router, keys)
     return [servicer(RouterApi(router, keys), router_pb2_grpc)]
 
 
@@ -58,7 +63,7 @@ async def _lifecycle(router: Router, publisher: Publisher,
         await publisher.close()
 
 
-SPEC = ServiceSpec(name="router", needs=frozenset({"nats"}), build=build)
+SPEC = ServiceSpec(name="router", needs=frozenset({"nats", "postgres"}), build=build)
 
 
 def main() -> None:

@@ -24,10 +24,19 @@ class Failure(enum.Enum):
     MALFORMED = "malformed"
     UNREACHABLE = "unreachable"
     BAD_REQUEST = "bad_request"  # not retried: the same request fails again
+    # The deployment refuses us (401/403: key or permission; 404: no such model there).
+    # Not the caller's fault and not retried on that deployment; another deployment or
+    # model may serve the request.
+    REFUSED = "provider_refused"
 
     @property
     def retryable(self) -> bool:
-        return self is not Failure.BAD_REQUEST
+        return self not in (Failure.BAD_REQUEST, Failure.REFUSED)
+
+    @property
+    def callers_fault(self) -> bool:
+        """The request itself is wrong: no fallback helps and no health is lost."""
+        return self is Failure.BAD_REQUEST
 
 
 class ProviderError(Exception):
@@ -82,7 +91,8 @@ class Provider(Protocol):
 
 
 class Breaker:
-    """Per model: `threshold` failures in a row open the circuit for `cool_seconds`."""
+    """Per key (a model, or a deployment): `threshold` failures in a row open the circuit
+    for `cool_seconds`; `cool` opens it for a given time (a Retry-After)."""
 
     def __init__(self, threshold: int = 5, cool_seconds: float = 10.0) -> None:
         self.threshold = threshold
@@ -99,6 +109,14 @@ class Breaker:
         if n >= self.threshold:
             self._open_until[model] = time.monotonic() + self.cool_seconds
             self._fails[model] = 0
+
+    def cool(self, key: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self._open_until[key] = max(until, self._open_until.get(key, 0.0))
+
+    def open_for(self, key: str) -> float:
+        """Seconds the circuit of `key` stays open (0 when closed)."""
+        return max(0.0, self._open_until.get(key, 0.0) - time.monotonic())
 
     def unhealthy(self) -> dict[str, str]:
         now = time.monotonic()

@@ -67,7 +67,8 @@ async def complete(routes: Sequence[Route], build: Callable[[Route], ProviderReq
                 breaker.ok(route.entry.name)
                 return answer, route
             except ProviderError as err:
-                breaker.failed(route.entry.name)
+                if not err.kind.callers_fault:
+                    breaker.failed(route.entry.name)
                 outcome.errors.append(f"{route.entry.name}: {err}")
                 outcome.last = err
                 wait = _delay(err, attempt, policy)
@@ -96,7 +97,8 @@ async def open_stream(routes: Sequence[Route], build: Callable[[Route], Provider
                 err = ProviderError(Failure.MALFORMED, "empty stream")
             except ProviderError as exc:
                 err = exc
-            breaker.failed(route.entry.name)
+            if not err.kind.callers_fault:
+                breaker.failed(route.entry.name)
             outcome.errors.append(f"{route.entry.name}: {err}")
             outcome.last = err
             wait = _delay(err, attempt, policy)

@@ -1,19 +1,16 @@
-"""OpenAI Chat Completions adapter for any OpenAI-compatible base URL (the simulator
-first; issue 9 adds the real OpenAI, Anthropic and Gemini adapters next to it).
+"""OpenAI Chat Completions adapter for OpenAI and any OpenAI-compatible base URL.
 
-One aiohttp session per adapter with a keep-alive connection pool. The request always
-carries an explicit max output. Errors are classified for the retry policy: 429 (with
-Retry-After), 5xx, timeouts and unparsable bodies are retryable; other 4xx are not.
+The request always carries an explicit max output; streams ask for the usage chunk
+(`stream_options.include_usage`, a last chunk with empty `choices`). HTTP, timeouts and
+error classification are `http.HttpAdapter`'s.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
-
-import aiohttp
 
 from tokenrt.v1 import common_pb2
 from tokenrt_pricing import Usage
@@ -25,6 +22,8 @@ from tokenrt_router.providers.base import (
     ProviderRequest,
     StreamEnd,
 )
+from tokenrt_router.providers.http import HttpAdapter, number
+from tokenrt_router.providers.secrets import Secret
 
 T = common_pb2
 ROLES = {T.ROLE_SYSTEM: "system", T.ROLE_USER: "user", T.ROLE_ASSISTANT: "assistant",
@@ -37,28 +36,22 @@ EFFORT = {T.REASONING_EFFORT_MINIMAL: "minimal", T.REASONING_EFFORT_LOW: "low",
           T.REASONING_EFFORT_MEDIUM: "medium", T.REASONING_EFFORT_HIGH: "high"}
 
 
-class OpenAICompatible:
-    def __init__(self, name: str, base_url: str, api_key: str = "",
-                 max_tokens_field: str = "max_tokens", pool: int = 256) -> None:
-        self.name = name
-        self._url = base_url.rstrip("/") + "/chat/completions"
-        self._headers = {"Content-Type": "application/json"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+class OpenAICompatible(HttpAdapter):
+    """OpenAI Chat Completions at `base_url` (…/v1): OpenAI itself (`max_tokens_field=
+    "max_completion_tokens"`), the simulator, vLLM, Ollama, llama.cpp, DeepSeek,
+    OpenRouter."""
+
+    def __init__(self, name: str, base_url: str, api_key: Secret | str | None = None,
+                 max_tokens_field: str = "max_tokens", pool: int = 256,
+                 headers: Mapping[str, str] | None = None,
+                 connect_timeout: float = 10.0) -> None:
+        secret = Secret(api_key, name) if isinstance(api_key, str) and api_key else (
+            api_key if isinstance(api_key, Secret) else None)
+        auth = {"Authorization": f"Bearer {secret.reveal()}"} if secret else {}
+        super().__init__(name, base_url, {**(headers or {}), **auth}, secret,
+                         connect_timeout, pool)
+        self._url = self.base_url + "/chat/completions"
         self._max_field = max_tokens_field
-        self._pool = pool
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool, keepalive_timeout=60),
-                headers=self._headers, skip_auto_headers=("User-Agent",))
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     def body(self, req: ProviderRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": req.model_id,
@@ -73,20 +66,8 @@ class OpenAICompatible:
         return body
 
     async def complete(self, req: ProviderRequest, timeout: float) -> Answer:  # noqa: ASYNC109
-        data = json.dumps(self.body(req, False))
+        payload = await self.post_json(self._url, self.body(req, False), timeout)
         try:
-            async with self._client().post(
-                    self._url, data=data, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                text = await r.text()
-                if r.status != 200:
-                    raise _status_error(r.status, text, r.headers.get("Retry-After"))
-        except TimeoutError:
-            raise ProviderError(Failure.TIMEOUT, f"no answer within {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(Failure.UNREACHABLE, f"cannot reach {self.name}: "
-                                f"{type(exc).__name__}") from None
-        try:
-            payload = json.loads(text)
             choice = payload["choices"][0]
             msg = choice["message"]
             out = T.Message(role=T.ROLE_ASSISTANT)
@@ -97,85 +78,67 @@ class OpenAICompatible:
                 out.tool_calls.add(id=call.get("id", ""), name=fn["name"],
                                    arguments_json=fn.get("arguments") or "")
             return Answer(out, FINISH.get(choice.get("finish_reason") or "stop",
-                                          T.FINISH_REASON_STOP), _usage(payload.get("usage")))
-        except (ValueError, KeyError, TypeError, IndexError):
-            raise ProviderError(Failure.MALFORMED, "the provider's answer is not a chat "
+                                          T.FINISH_REASON_STOP), usage(payload.get("usage")))
+        except (KeyError, TypeError, IndexError, AttributeError):
+            raise ProviderError(Failure.MALFORMED, f"{self.name}: the answer is not a chat "
                                 "completion") from None
 
     async def stream(self, req: ProviderRequest,
                      timeout: float) -> AsyncIterator[Delta | StreamEnd]:  # noqa: ASYNC109
-        data = json.dumps(self.body(req, True))
-        finish, usage = T.FINISH_REASON_STOP, None
-        try:
-            async with self._client().post(
-                    self._url, data=data,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
-                                                  sock_read=timeout)) as r:
-                if r.status != 200:
-                    raise _status_error(r.status, await r.text(), r.headers.get("Retry-After"))
-                async for raw in r.content:
-                    line = raw.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        yield StreamEnd(finish, usage)
-                        return
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError:
-                        raise ProviderError(Failure.MALFORMED, "a stream chunk is not JSON") \
-                            from None
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"])
-                    for choice in chunk.get("choices") or []:
-                        d = choice.get("delta") or {}
-                        delta = Delta(text=d.get("content") or "")
-                        for call in d.get("tool_calls") or []:
-                            fn = call.get("function") or {}
-                            delta.tool_calls.append(T.ToolCall(
-                                id=call.get("id") or "", name=fn.get("name") or "",
-                                arguments_json=fn.get("arguments") or ""))
-                            delta.tool_indexes.append(int(call.get("index", 0)))
-                        if delta.text or delta.tool_calls:
-                            yield delta
-                        if choice.get("finish_reason"):
-                            finish = FINISH.get(choice["finish_reason"], T.FINISH_REASON_STOP)
-        except TimeoutError:
-            raise ProviderError(Failure.TIMEOUT, f"no chunk within {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(Failure.UNREACHABLE, f"stream from {self.name} broke: "
-                                f"{type(exc).__name__}") from None
-        raise ProviderError(Failure.MALFORMED, "the stream ended without [DONE]")
+        finish, use = T.FINISH_REASON_STOP, None
+        async for event, chunk in self.post_sse(self._url, self.body(req, True), timeout):
+            if event == "done":
+                yield StreamEnd(finish, use)
+                return
+            if not isinstance(chunk, dict):
+                raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream chunk is not "
+                                    "an object")
+            if isinstance(chunk.get("error"), dict):  # an error sent inside the stream
+                raise self.status_error(_int(chunk["error"].get("code"), 500),
+                                        json.dumps(chunk))
+            if chunk.get("usage"):
+                use = usage(chunk["usage"])
+            for choice in chunk.get("choices") or []:
+                d = choice.get("delta") or {}
+                delta = Delta(text=d.get("content") or "")
+                for call in d.get("tool_calls") or []:
+                    fn = call.get("function") or {}
+                    delta.tool_calls.append(T.ToolCall(
+                        id=call.get("id") or "", name=fn.get("name") or "",
+                        arguments_json=fn.get("arguments") or ""))
+                    delta.tool_indexes.append(int(call.get("index", 0)))
+                if delta.text or delta.tool_calls:
+                    yield delta
+                if choice.get("finish_reason"):
+                    finish = FINISH.get(choice["finish_reason"], T.FINISH_REASON_STOP)
+        raise ProviderError(Failure.MALFORMED, f"{self.name}: the stream ended without [DONE]")
 
 
-def _status_error(status: int, text: str, retry_after: str | None) -> ProviderError:
+def _int(value: Any, default: int) -> int:
     try:
-        message = json.loads(text)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = text[:200]
-    after = None
-    if retry_after:
-        try:
-            after = float(retry_after)
-        except ValueError:
-            after = None
-    if status == 429:
-        return ProviderError(Failure.RATE_LIMITED, f"rate limited: {message}", status, after)
-    if status >= 500:
-        return ProviderError(Failure.SERVER, f"provider error {status}: {message}", status, after)
-    return ProviderError(Failure.BAD_REQUEST, f"provider refused ({status}): {message}", status)
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
-def _usage(raw: Any) -> Usage | None:
+def usage(raw: Any) -> Usage | None:
+    """OpenAI's usage is already tokenrt's convention: prompt_tokens includes the cached
+    prompt tokens, completion_tokens includes the reasoning tokens. DeepSeek reports its
+    cache hits as prompt_cache_hit_tokens (inside prompt_tokens too); OpenRouter adds
+    prompt_tokens_details.cache_write_tokens (inside prompt_tokens)."""
     if not isinstance(raw, dict):
         return None
-    pd = raw.get("prompt_tokens_details") or {}
-    cd = raw.get("completion_tokens_details") or {}
-    return Usage(input_tokens=int(raw.get("prompt_tokens") or 0),
-                 cached_input_tokens=int(pd.get("cached_tokens") or 0),
-                 output_tokens=int(raw.get("completion_tokens") or 0),
-                 reasoning_tokens=int(cd.get("reasoning_tokens") or 0))
+    pd = raw.get("prompt_tokens_details")
+    pd = pd if isinstance(pd, dict) else {}
+    cd = raw.get("completion_tokens_details")
+    cd = cd if isinstance(cd, dict) else {}
+    prompt = number(raw, "prompt_tokens")
+    cached = number(pd, "cached_tokens") or number(raw, "prompt_cache_hit_tokens")
+    written = min(number(pd, "cache_write_tokens"), prompt - min(cached, prompt))
+    output = number(raw, "completion_tokens")
+    return Usage(input_tokens=prompt, cached_input_tokens=min(cached, prompt),
+                 cache_write_input_tokens=written, output_tokens=output,
+                 reasoning_tokens=min(number(cd, "reasoning_tokens"), output))
 
 
 def _message(m: common_pb2.Message) -> dict[str, Any]:
