@@ -70,6 +70,14 @@ class Gemini(HttpAdapter):
         status = f"{err['status']}: " if err.get("status") else ""
         return f"{status}{err.get('message', '')}", delay
 
+    def status_error(self, status: int, text: str,
+                     headers: Mapping[str, str] | None = None) -> ProviderError:
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID): the
+        # deployment refuses us, the caller's request is not at fault.
+        if status == 400 and "API_KEY_INVALID" in text:
+            status = 401
+        return super().status_error(status, text, headers)
+
     def _url(self, model: str, stream: bool) -> str:
         model = model.removeprefix("models/")
         verb = "streamGenerateContent?alt=sse" if stream else "generateContent"
