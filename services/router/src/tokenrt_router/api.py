@@ -3,24 +3,30 @@ to statuses with an ErrorDetail in the trailing metadata. No logic of its own.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
 from tokenrt_common.context import new_request_id, request_id
 from tokenrt_router.job import PROVIDERS, Job, selection_reason
-from tokenrt_router.keys import Caller, KeyMap
+from tokenrt_router.keys import Caller, KeyRecord, Keys, KeyStoreUnavailable
 from tokenrt_router.pipeline import Router, select
-from tokenrt_router.refusal import Refusal
+from tokenrt_router.refusal import Refusal, invalid
 
 T = common_pb2
 S = grpc.StatusCode
+# Tenant ids: like the budget's scope ids, no whitespace and no '/'.
+TENANT_ID = re.compile(r"[^\s/]{1,200}")
+MAX_PAGE = 1000
 
 
 class RouterApi(router_pb2_grpc.RouterServiceServicer):
-    def __init__(self, router: Router, keys: KeyMap) -> None:
+    def __init__(self, router: Router, keys: Keys) -> None:
         self._router = router
         self._keys = keys
 
@@ -29,26 +35,29 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
         for k, v in context.invocation_metadata() or ():
             if k == "authorization":
                 auth = v if isinstance(v, str) else v.decode()
-        caller = self._keys.authenticate(auth) if auth else None
-        if caller is None:
-            r = Refusal(S.UNAUTHENTICATED, T.ERROR_REASON_API_KEY_INVALID,
-                        "missing or unknown API key: send `authorization: Bearer <key>`"
-                        if not auth else "unknown API key")
+        try:
+            return await self._keys.caller(auth, context.peer() or "")
+        except Refusal as r:
             await context.abort(r.code, r.message, trailing_metadata=r.trailers(""))
-        assert caller is not None
+            raise
+
+    async def _admin(self, context: grpc.aio.ServicerContext) -> Caller:
+        caller = await self._caller(context)
+        if not caller.admin:
+            r = Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                        "this call needs an admin API key")
+            await context.abort(r.code, r.message, trailing_metadata=r.trailers(""))
         return caller
 
     async def _job(self, req: router_pb2.CompleteRequest, context: grpc.aio.ServicerContext,
                    stream: bool) -> Job:
         caller = await self._caller(context)
         rid = req.request_id or request_id.get() or new_request_id()
-        user = caller.user_id or req.user_id
-        if caller.user_id and req.user_id and req.user_id != caller.user_id:
-            r = Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
-                        f"this API key is bound to user {caller.user_id!r}; it cannot act "
-                        f"for {req.user_id!r}")
+        try:
+            return new_job(caller, req, rid, stream)
+        except Refusal as r:
             await context.abort(r.code, r.message, trailing_metadata=r.trailers(rid))
-        return Job(rid, caller, req, stream, user)
+            raise
 
     async def Complete(self, request: router_pb2.CompleteRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> router_pb2.CompleteResponse:
@@ -113,6 +122,123 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
                 model=pricing_pb.model_info(router.catalog.resolve(e.name)), available=ok,
                 unavailable_reason=unhealthy.get(e.name, "")))
         return resp
+
+
+    # -- API keys (admin) ------------------------------------------------------------
+
+    async def CreateApiKey(self, request: router_pb2.CreateApiKeyRequest,  # noqa: N802
+                           context: grpc.aio.ServicerContext
+                           ) -> router_pb2.CreateApiKeyResponse:
+        caller = await self._admin(context)
+        t = request.tenant
+        async with _refusals(context):
+            _check_id("tenant.org_id", t.org_id)
+            _check_id("tenant.project_id", t.project_id)
+            if t.user_id:
+                _check_id("tenant.user_id", t.user_id)
+            if len(request.name) > 200:
+                raise invalid("name", "name must be at most 200 characters")
+            _may_manage(caller, t.org_id)
+            record, secret = await self._keys.store_or_refuse().create(
+                t.org_id, t.project_id, t.user_id, request.name, request.admin)
+        self._keys.log.info("router.key_created", api_key_id=record.api_key_id,
+                            org_id=record.org_id, project_id=record.project_id,
+                            admin=record.admin, by=caller.api_key_id)
+        return router_pb2.CreateApiKeyResponse(api_key=api_key_pb(record), secret=secret)
+
+    async def RevokeApiKey(self, request: router_pb2.RevokeApiKeyRequest,  # noqa: N802
+                           context: grpc.aio.ServicerContext
+                           ) -> router_pb2.RevokeApiKeyResponse:
+        caller = await self._admin(context)
+        async with _refusals(context):
+            if not request.api_key_id:
+                raise invalid("api_key_id", "api_key_id is required")
+            store = self._keys.store_or_refuse()
+            record = await store.get(request.api_key_id)
+            if record is None:
+                raise Refusal(S.NOT_FOUND, T.ERROR_REASON_API_KEY_NOT_FOUND,
+                              f"no stored API key {request.api_key_id!r} (keys from "
+                              "configuration are removed from the configuration)",
+                              T.ErrorDetail(field="api_key_id"))
+            _may_manage(caller, record.org_id)
+            record = await store.revoke(request.api_key_id) or record
+        self._keys.forget(record.key_sha256)
+        self._keys.log.info("router.key_revoked", api_key_id=record.api_key_id,
+                            org_id=record.org_id, by=caller.api_key_id)
+        return router_pb2.RevokeApiKeyResponse(api_key=api_key_pb(record))
+
+    async def ListApiKeys(self, request: router_pb2.ListApiKeysRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext) -> router_pb2.ListApiKeysResponse:
+        caller = await self._admin(context)
+        async with _refusals(context):
+            if not request.org_id and not caller.global_admin:
+                raise invalid("org_id", "org_id is required (your own organization)")
+            if request.org_id:
+                _may_manage(caller, request.org_id)
+            if not 0 <= request.page_size <= MAX_PAGE:
+                raise invalid("page_size", f"page_size must be between 0 and {MAX_PAGE}")
+            size = request.page_size or 100
+            rows = await self._keys.store_or_refuse().list(request.org_id, request.project_id,
+                                                 request.include_revoked, size + 1,
+                                                 request.page_token)
+        more = len(rows) > size
+        rows = rows[:size]
+        return router_pb2.ListApiKeysResponse(
+            api_keys=[api_key_pb(r) for r in rows],
+            next_page_token=rows[-1].api_key_id if more and rows else "")
+
+
+def new_job(caller: Caller, req: router_pb2.CompleteRequest, rid: str, stream: bool) -> Job:
+    """A pipeline job for this caller. The tenant is the key's: a request can only name
+    the end user, and only when the key is not bound to one."""
+    if caller.user_id and req.user_id and req.user_id != caller.user_id:
+        raise Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                      f"this API key is bound to user {caller.user_id!r}; it cannot act "
+                      f"for {req.user_id!r}", T.ErrorDetail(field="user_id"))
+    if req.user_id:
+        _check_id("user_id", req.user_id)
+    return Job(rid, caller, req, stream, caller.user_id or req.user_id)
+
+
+def _check_id(field: str, value: str) -> None:
+    if not TENANT_ID.fullmatch(value):
+        raise invalid(field, f"{field} must be 1-200 characters without whitespace or '/'")
+
+
+def _may_manage(caller: Caller, org_id: str) -> None:
+    if not caller.may_manage(org_id):
+        raise Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                      f"an admin key of organization {caller.org_id!r} cannot manage the keys "
+                      f"of {org_id!r}")
+
+
+@asynccontextmanager
+async def _refusals(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Ends the call with a Refusal's status (and the key store's outages as UNAVAILABLE)."""
+    try:
+        yield
+    except KeyStoreUnavailable as exc:
+        r = Refusal(S.UNAVAILABLE, T.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                    f"{exc}; retry shortly", T.ErrorDetail(retry_after_ms=1000))
+        await context.abort(r.code, r.message, trailing_metadata=r.trailers(""))
+    except Refusal as r:
+        await context.abort(r.code, r.message, trailing_metadata=r.trailers(""))
+
+
+def _ts(value: object) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)  # type: ignore[arg-type]
+    return ts
+
+
+def api_key_pb(r: KeyRecord) -> router_pb2.ApiKey:
+    return router_pb2.ApiKey(
+        api_key_id=r.api_key_id, name=r.name,
+        tenant=T.Tenant(org_id=r.org_id, project_id=r.project_id, user_id=r.user_id),
+        admin=r.admin, key_prefix=r.key_prefix, created_at=_ts(r.created_at),
+        revoked_at=_ts(r.revoked_at), last_used_at=_ts(r.last_used_at))
 
 
 def _candidate(c: select.Candidate) -> router_pb2.ModelCandidate:

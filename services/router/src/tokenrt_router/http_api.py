@@ -1,0 +1,285 @@
+"""The router's OpenAI-compatible HTTP endpoint, served by the router process beside its
+gRPC API on `TOKENRT_ROUTER_HTTP_ADDR` (it listens on TOKENRT_BIND_HOST and that port).
+
+* `POST /v1/chat/completions`: JSON, or SSE with `stream: true`; runs the same pipeline as
+  gRPC Complete / StreamComplete in-process.
+* `GET /v1/models`, `GET /v1/models/{model}`: the models this router serves.
+* `GET /v1/usage`: the key's own tenant's usage from the ledger (tokenrt extension).
+
+Every call needs `Authorization: Bearer <key>`. Errors are OpenAI's error object. The
+request id is `x-request-id` (taken from the request when it sends one, else made).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import structlog
+from aiohttp import web
+from google.protobuf import json_format, timestamp_pb2
+
+from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+from tokenrt_common.client import open_channel
+from tokenrt_common.context import new_request_id, request_id, rpc_method
+from tokenrt_common.metrics import Metrics
+from tokenrt_common.server import Runtime, StartupError
+from tokenrt_router import http_wire as wire
+from tokenrt_router.api import new_job
+from tokenrt_router.keys import Caller, Keys
+from tokenrt_router.pipeline import Router
+from tokenrt_router.refusal import Refusal
+
+T = common_pb2
+S = grpc.StatusCode
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+GROUPS = {"model": ledger_pb2.USAGE_DIMENSION_MODEL, "user": ledger_pb2.USAGE_DIMENSION_USER,
+          "session": ledger_pb2.USAGE_DIMENSION_SESSION,
+          "project": ledger_pb2.USAGE_DIMENSION_PROJECT}
+UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _json(err: wire.HttpError) -> web.Response:
+    return web.json_response(err.body, status=err.status, headers=err.headers)
+
+
+class HttpEndpoint:
+    def __init__(self, router: Router, keys: Keys, ledger: ledger_pb2_grpc.LedgerServiceStub,
+                 log: structlog.stdlib.BoundLogger, metrics: Metrics | None = None,
+                 max_body_bytes: int = 16 * 1024 * 1024) -> None:
+        self.router = router
+        self.keys = keys
+        self.ledger = ledger
+        self.log = log
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes,
+                              middlewares=[self._middleware])
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/models/{model:.+}", self.model)
+        app.router.add_get("/v1/usage", self.usage)
+        return app
+
+    async def serve(self, host: str, port: int) -> None:
+        """Serve until cancelled, then close the listener and finish open requests."""
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+            self.log.info("router.http_started", address=f"{host}:{port}")
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request.headers.get("x-request-id", "")[:128] or new_request_id()
+        request_id.set(rid)
+        rpc_method.set(f"HTTP {request.method} {request.path}")
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+        except Refusal as r:
+            resp = _json(wire.refusal_error(r))
+            status = resp.status
+        except web.HTTPException as exc:
+            status = exc.status
+            resp = _json(wire.error(exc.status, _http_message(request, exc),
+                                    "invalid_request_error" if exc.status < 500
+                                    else "server_error"))
+        except (asyncio.CancelledError, ConnectionError):
+            status = 499
+            raise
+        except Exception:
+            self.log.exception("router.http_failed", path=request.path)
+            resp = _json(wire.error(500, "internal error; the request id is " + rid,
+                                    "server_error"))
+        finally:
+            if self.metrics is not None:
+                route = request.match_info.route.resource
+                self.metrics.observe(f"HTTP {request.method} "
+                                     f"{route.canonical if route else 'unmatched'}",
+                                     str(status), time.perf_counter() - t0)
+        if not resp.prepared:
+            resp.headers["x-request-id"] = rid
+        return resp
+
+    async def _caller(self, request: web.Request) -> Caller:
+        return await self.keys.caller(request.headers.get("Authorization", ""),
+                                      request.remote or "")
+
+    # -- /v1/chat/completions ---------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        caller = await self._caller(request)
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _json(wire.error(400, f"the request body is not valid JSON: {exc}",
+                                    "invalid_request_error"))
+        try:
+            call = wire.parse_chat(body)
+        except wire.WireError as e:
+            return _json(wire.wire_error(e))
+        session = request.headers.get("x-tokenrt-session", "")
+        if session:
+            call.request.session_id = session[:200]
+        rid = request_id.get() or new_request_id()
+        job = new_job(caller, call.request, rid, call.stream)
+        if not call.stream:
+            c = await self.router.complete(job)
+            return web.json_response(wire.completion_json(c, int(time.time())), headers={
+                "x-tokenrt-cost-nusd": str(c.cost_nusd),
+                "x-tokenrt-cache": "hit" if c.cache.hit else "miss",
+                "x-tokenrt-event-id": c.event_id})
+        return await self._stream(request, job, call)
+
+    async def _stream(self, request: web.Request, job: Any,
+                      call: wire.ChatCall) -> web.StreamResponse:
+        events = self.router.stream(job)
+        try:
+            first = await events.__anext__()  # refusals before output: a plain error
+        except StopAsyncIteration:
+            raise Refusal(S.INTERNAL, 0, "the stream ended before it started") from None
+        writer = wire.ChunkWriter(job.request_id, call.include_usage)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "x-request-id": job.request_id})
+        await resp.prepare(request)
+        finished = False
+        try:
+            ev = first
+            while True:
+                for chunk in writer.event(ev):
+                    await resp.write(wire.sse(chunk))
+                try:
+                    ev = await events.__anext__()
+                except StopAsyncIteration:
+                    break
+            finished = True
+            await resp.write(wire.DONE)
+        except Refusal as r:  # the provider broke after output started
+            finished = True
+            await resp.write(wire.sse(wire.refusal_error(r).body))
+        finally:
+            if not finished:  # the client went away: the pipeline meters what was made
+                await events.aclose()  # type: ignore[attr-defined]
+        await resp.write_eof()
+        return resp
+
+    # -- /v1/models -------------------------------------------------------------------
+
+    def _model_json(self, name: str) -> dict[str, Any]:
+        e = self.router.entry(name)
+        return {"id": e.name, "object": "model", "created": 0, "owned_by": e.provider}
+
+    async def models(self, request: web.Request) -> web.Response:
+        await self._caller(request)
+        entries = [self.router.entry(n) for n in self.router.models]
+        down = self.router.unhealthy(entries)
+        return web.json_response({"object": "list", "data": [
+            self._model_json(e.name) for e in entries if e.name not in down]})
+
+    async def model(self, request: web.Request) -> web.Response:
+        await self._caller(request)
+        return web.json_response(self._model_json(request.match_info["model"]))
+
+    # -- /v1/usage --------------------------------------------------------------------
+
+    async def usage(self, request: web.Request) -> web.Response:
+        """The key's tenant's usage (a user-bound key: that user's). Naming another
+        organization or project is 403; nothing else can widen the filter."""
+        caller = await self._caller(request)
+        q = request.query
+        for key, own in (("org_id", caller.org_id), ("project_id", caller.project_id)):
+            if q.get(key, own) != own:
+                raise Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                              f"this API key sees only {key} {own!r}",
+                              T.ErrorDetail(field=key))
+        user = caller.user_id or q.get("user", "")
+        if caller.user_id and q.get("user", user) != user:
+            raise Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                          f"this API key is bound to user {caller.user_id!r}",
+                          T.ErrorDetail(field="user"))
+        since = _since(q.get("since", "24h"))
+        groups = [g for g in q.get("group_by", "").split(",") if g]
+        if any(g not in GROUPS for g in groups):
+            raise Refusal(S.INVALID_ARGUMENT, T.ERROR_REASON_INVALID_ARGUMENT,
+                          f"group_by takes {', '.join(GROUPS)}", T.ErrorDetail(field="group_by"))
+        start = timestamp_pb2.Timestamp()
+        start.FromDatetime(since)
+        filt = ledger_pb2.UsageFilter(org_id=caller.org_id, project_id=caller.project_id,
+                                      user_id=user, start_time=start)
+        try:
+            resp = await self.ledger.QueryUsage(ledger_pb2.QueryUsageRequest(
+                filter=filt, group_by=[GROUPS[g] for g in groups], page_size=1000), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                          f"the ledger did not answer ({exc.code().name}); retry shortly",
+                          T.ErrorDetail(retry_after_ms=1000)) from None
+
+        def as_dict(m: Any) -> dict[str, Any]:
+            return json_format.MessageToDict(m, preserving_proto_field_name=True,
+                                             always_print_fields_with_no_presence=True)
+
+        return web.json_response({
+            "object": "usage", "org_id": caller.org_id, "project_id": caller.project_id,
+            "user_id": user, "since": since.isoformat(), "total": as_dict(resp.total),
+            "rows": [as_dict(r) for r in resp.rows]})
+
+
+def _since(value: str) -> datetime:
+    now = datetime.now(UTC)
+    if value[:-1].isdigit() and value[-1:] in UNITS:
+        return now - timedelta(seconds=int(value[:-1]) * UNITS[value[-1]])
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise Refusal(S.INVALID_ARGUMENT, T.ERROR_REASON_INVALID_ARGUMENT,
+                      "since must be like 30m, 24h, 7d or an ISO 8601 time",
+                      T.ErrorDetail(field="since")) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return f"Unknown request URL: {request.method} {request.path}"
+    if exc.status == 405:
+        return f"Method {request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return "the request body is too large"
+    return exc.reason or "bad request"
+
+
+def start(runtime: Runtime, router: Router, keys: Keys) -> None:
+    """Serve the endpoint in the router process when TOKENRT_ROUTER_HTTP_ADDR is set
+    (on TOKENRT_BIND_HOST and that address's port); a taken port stops start-up."""
+    s = runtime.settings
+    if not s.router_http_addr:
+        return
+    port = int(s.router_http_addr.rpartition(":")[2])
+    family = socket.AF_INET6 if ":" in s.bind_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((s.bind_host, port))
+    except OSError as exc:
+        raise StartupError(f"cannot serve HTTP on {s.bind_host}:{port}: "
+                           f"{exc.strerror or exc} (set TOKENRT_ROUTER_HTTP_ADDR, or empty "
+                           "to turn the endpoint off)") from None
+    ledger = ledger_pb2_grpc.LedgerServiceStub(open_channel(s, "ledger"))
+    endpoint = HttpEndpoint(router, keys, ledger, runtime.log, runtime.metrics,
+                            s.grpc_max_message_bytes)
+    runtime.spawn(endpoint.serve(s.bind_host, port), "router-http")

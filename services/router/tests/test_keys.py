@@ -1,0 +1,298 @@
+"""API keys: created by an admin, stored hashed in Postgres, revoked on every replica within
+seconds, limited failed attempts per peer; real router processes on the session stack."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from aiohttp import ClientSession
+
+from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
+from tokenrt_router.keys import FailureGuard, peer_host
+
+from .conftest import start_router
+
+T = common_pb2
+ADMIN_KEY = "trk_h2_bootstrap_admin_" + uuid.uuid4().hex
+ADMIN_ORG = "h2-ops-" + uuid.uuid4().hex[:6]
+# Every secret the tests use or receive, for the "never in logs" check.
+SECRETS: list[str] = [ADMIN_KEY]
+
+
+def auth(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+class RouterProc:
+    """One router process of ours: its gRPC stub, HTTP base URL and log."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], address: str, env: dict[str, str],
+                 log: Path) -> None:
+        self.proc = proc
+        self.address = address
+        self.env = env
+        self.log = log
+        self.http = "http://" + env["TOKENRT_ROUTER_HTTP_ADDR"]
+
+    def stub(self, ch: grpc.aio.Channel) -> router_pb2_grpc.RouterServiceStub:
+        return router_pb2_grpc.RouterServiceStub(ch)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def launch(stack, sim_url: str, state: Path, **overrides: str) -> RouterProc:  # type: ignore[no-untyped-def]
+    keys_file = state / "keys.yaml"
+    keys_file.write_text(json.dumps([{"key": ADMIN_KEY, "org": ADMIN_ORG, "project": "ops",
+                                      "admin": True, "name": "bootstrap"}]))
+    proc, address, env = start_router(
+        stack.env, state, TOKENRT_ROUTER_KEYS_FILE=str(keys_file),
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_ROUTER_PROVIDER_RETRIES="0",
+        TOKENRT_ROUTER_KEYS_CACHE_SECONDS="1", **overrides)
+    r = RouterProc(proc, address, env, state / "router.log")
+    asyncio.run(_wait_ready(r))
+    return r
+
+
+async def _wait_ready(r: RouterProc) -> None:
+    """Until the key store has migrated and the HTTP endpoint answers."""
+    deadline = time.monotonic() + 60
+    async with grpc.aio.insecure_channel(r.address) as ch, ClientSession() as http:
+        while True:
+            try:
+                await r.stub(ch).ListApiKeys(router_pb2.ListApiKeysRequest(org_id=ADMIN_ORG),
+                                             metadata=auth(ADMIN_KEY), timeout=5)
+                async with http.get(r.http + "/v1/models") as resp:
+                    if resp.status == 401:
+                        return
+            except (grpc.aio.AioRpcError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("router keys not ready: " + r.log.read_text()[-2000:])
+            await asyncio.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def keys_router(stack, sim_url: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    r = launch(stack, sim_url, tmp_path_factory.mktemp("h2-router"))
+    yield r
+    r.stop()
+
+
+async def create_key(r: RouterProc, org: str, project: str = "web", user: str = "",
+                     admin: bool = False, by: str = ADMIN_KEY) -> router_pb2.CreateApiKeyResponse:
+    async with grpc.aio.insecure_channel(r.address) as ch:
+        resp = await r.stub(ch).CreateApiKey(router_pb2.CreateApiKeyRequest(
+            tenant=T.Tenant(org_id=org, project_id=project, user_id=user), name="test",
+            admin=admin), metadata=auth(by), timeout=10)
+    SECRETS.append(resp.secret)
+    return resp
+
+
+async def list_models(r: RouterProc, key: str) -> grpc.StatusCode:
+    async with grpc.aio.insecure_channel(r.address) as ch:
+        try:
+            await r.stub(ch).ListModels(router_pb2.ListModelsRequest(), metadata=auth(key),
+                                        timeout=5)
+            return grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+
+
+# -- pure parts ---------------------------------------------------------------------
+
+
+def test_failure_guard_blocks_after_n_failures_then_forgives() -> None:
+    now = [0.0]
+    g = FailureGuard(3, window_s=60, block_s=10, clock=lambda: now[0])
+    g.failed("1.2.3.4")
+    now[0] = 30
+    g.failed("1.2.3.4")
+    assert g.blocked_for("1.2.3.4") == 0
+    now[0] = 61  # the first failure left the window
+    g.failed("1.2.3.4")
+    assert g.blocked_for("1.2.3.4") == 0
+    g.failed("1.2.3.4")
+    assert g.blocked_for("1.2.3.4") == 10 and g.blocked_for("5.6.7.8") == 0
+    now[0] = 71.5
+    assert g.blocked_for("1.2.3.4") == 0
+
+
+def test_peer_host_strips_ports_from_grpc_peers() -> None:
+    assert peer_host("ipv4:127.0.0.1:51234") == "127.0.0.1"
+    assert peer_host("ipv6:[::1]:51234") == "::1"
+    assert peer_host("ipv6:%5B::1%5D:51234") == "::1"
+    assert peer_host("10.0.0.7") == "10.0.0.7"
+
+
+# -- on real processes ----------------------------------------------------------------
+
+
+async def test_admin_creates_a_key_stored_only_as_its_hash(keys_router, stack) -> None:  # type: ignore[no-untyped-def]
+    org = "h2-" + uuid.uuid4().hex[:8]
+    resp = await create_key(keys_router, org, user="ada")
+    key, secret = resp.api_key, resp.secret
+    assert secret.startswith("trk_") and len(secret) > 40
+    assert key.tenant.org_id == org and key.tenant.user_id == "ada" and not key.admin
+    assert key.key_prefix == secret[:8] and key.created_at.seconds > 0
+    assert not key.HasField("revoked_at")
+    assert await list_models(keys_router, secret) == grpc.StatusCode.OK
+    conn = await asyncpg.connect(stack.env["TOKENRT_POSTGRES_DSN"])
+    try:
+        row = await conn.fetchrow("SELECT r::text AS whole, key_sha256, last_used_at FROM "
+                                  "router.api_keys r WHERE api_key_id = $1", key.api_key_id)
+    finally:
+        await conn.close()
+    assert row["key_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in row["whole"] and secret[8:20] not in row["whole"]
+    assert row["last_used_at"] is not None  # the ListModels call above used it
+
+
+async def test_non_admin_keys_cannot_manage_keys_and_org_admins_stay_in_their_org(keys_router) -> None:  # type: ignore[no-untyped-def]
+    org, other = "h2-" + uuid.uuid4().hex[:8], "h2-" + uuid.uuid4().hex[:8]
+    plain = (await create_key(keys_router, org)).secret
+    org_admin = (await create_key(keys_router, org, project="ops", admin=True)).secret
+    foreign = await create_key(keys_router, other)
+    async with grpc.aio.insecure_channel(keys_router.address) as ch:
+        stub = keys_router.stub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
+                tenant=T.Tenant(org_id=org, project_id="web")), metadata=auth(plain))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListApiKeys(router_pb2.ListApiKeysRequest(org_id=org), metadata=auth(plain))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # An org admin: its own org yes, another org no (create, list, revoke).
+        mine = await stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
+            tenant=T.Tenant(org_id=org, project_id="api")), metadata=auth(org_admin))
+        SECRETS.append(mine.secret)
+        for call in (stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
+                         tenant=T.Tenant(org_id=other, project_id="web")), metadata=auth(org_admin)),
+                     stub.ListApiKeys(router_pb2.ListApiKeysRequest(org_id=other),
+                                      metadata=auth(org_admin)),
+                     stub.RevokeApiKey(router_pb2.RevokeApiKeyRequest(
+                         api_key_id=foreign.api_key.api_key_id), metadata=auth(org_admin))):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        listed = await stub.ListApiKeys(router_pb2.ListApiKeysRequest(org_id=org),
+                                        metadata=auth(org_admin))
+        assert {k.tenant.org_id for k in listed.api_keys} == {org} and len(listed.api_keys) == 3
+        assert all(k.key_prefix and len(k.key_prefix) == 8 for k in listed.api_keys)
+        # Pages of one, in order, end with an empty token.
+        seen, token = [], ""
+        while True:
+            page = await stub.ListApiKeys(router_pb2.ListApiKeysRequest(
+                org_id=org, page_size=1, page_token=token), metadata=auth(org_admin))
+            seen += [k.api_key_id for k in page.api_keys]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == sorted(k.api_key_id for k in listed.api_keys)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
+                tenant=T.Tenant(org_id=org, project_id="a b")), metadata=auth(ADMIN_KEY))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "tenant.project_id" in (info.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.RevokeApiKey(router_pb2.RevokeApiKeyRequest(api_key_id="key_nope"),
+                                    metadata=auth(ADMIN_KEY))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_revocation_is_effective_on_every_replica_within_seconds(keys_router, stack, sim_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    second = await asyncio.to_thread(launch, stack, sim_url, tmp_path)
+    try:
+        created = await create_key(keys_router, "h2-" + uuid.uuid4().hex[:8])
+        secret = created.secret
+        assert await list_models(keys_router, secret) == grpc.StatusCode.OK
+        assert await list_models(second, secret) == grpc.StatusCode.OK  # now cached there
+        async with grpc.aio.insecure_channel(keys_router.address) as ch:
+            revoked = await keys_router.stub(ch).RevokeApiKey(router_pb2.RevokeApiKeyRequest(
+                api_key_id=created.api_key.api_key_id), metadata=auth(ADMIN_KEY))
+        t0 = time.monotonic()
+        assert revoked.api_key.HasField("revoked_at")
+        assert await list_models(keys_router, secret) == grpc.StatusCode.UNAUTHENTICATED
+        while await list_models(second, secret) == grpc.StatusCode.OK:
+            assert time.monotonic() - t0 < 5, "the other replica still accepts a revoked key"
+            await asyncio.sleep(0.1)
+        assert await list_models(second, secret) == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await asyncio.to_thread(second.stop)
+
+
+async def test_failed_authentications_are_rate_limited_per_peer_on_grpc_and_http(stack, sim_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = await asyncio.to_thread(launch, stack, sim_url, tmp_path, TOKENRT_ROUTER_AUTH_MAX_FAILURES="3",
+                                TOKENRT_ROUTER_AUTH_BLOCK_SECONDS="3")
+    try:
+        # No key at all guesses nothing: refused, not counted.
+        for _ in range(5):
+            assert await list_models(r, "") == grpc.StatusCode.UNAUTHENTICATED
+        assert await list_models(r, ADMIN_KEY) == grpc.StatusCode.OK
+        # Three wrong keys (two over gRPC, one over HTTP) block the peer on both.
+        assert await list_models(r, "trk_wrong_1") == grpc.StatusCode.UNAUTHENTICATED
+        assert await list_models(r, "trk_wrong_2") == grpc.StatusCode.UNAUTHENTICATED
+        async with ClientSession() as http:
+            async with http.get(r.http + "/v1/models",
+                                headers={"Authorization": "Bearer trk_wrong_3"}) as resp:
+                assert resp.status == 401
+            async with http.get(r.http + "/v1/models",
+                                headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as resp:
+                body = await resp.json()
+                assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+                assert body["error"]["code"] == "auth_rate_limited"
+        async with grpc.aio.insecure_channel(r.address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await r.stub(ch).ListModels(router_pb2.ListModelsRequest(),
+                                            metadata=auth(ADMIN_KEY))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "too many failed authentications" in (info.value.details() or "")
+        await asyncio.sleep(3.2)
+        assert await list_models(r, ADMIN_KEY) == grpc.StatusCode.OK
+    finally:
+        await asyncio.to_thread(r.stop)
+
+
+CLI = ("import sys, argparse\nfrom tokenrt_router.cli import register\n"
+       "p = argparse.ArgumentParser(); register(p.add_subparsers(dest='c'))\n"
+       "a = p.parse_args(); sys.exit(a.func(a))\n")
+
+
+def keys_cli(r: RouterProc, *args: str, key: str = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+    env = dict(r.env, TOKENRT_API_KEY=key)
+    return subprocess.run([sys.executable, "-c", CLI, "keys", *args], env=env, text=True,
+                          capture_output=True, timeout=60)
+
+
+def test_keys_cli_create_list_revoke(keys_router) -> None:  # type: ignore[no-untyped-def]
+    org = "h2-" + uuid.uuid4().hex[:8]
+    made = keys_cli(keys_router, "create", "--org", org, "--project", "web", "--user", "bo",
+                    "--name", "laptop", "--json")
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    SECRETS.append(created["secret"])
+    assert created["secret"].startswith("trk_") and created["api_key"]["tenant"]["user_id"] == "bo"
+    assert asyncio.run(list_models(keys_router, created["secret"])) == grpc.StatusCode.OK
+    listed = keys_cli(keys_router, "list", "--org", org)
+    assert listed.returncode == 0 and created["api_key"]["api_key_id"] in listed.stdout
+    assert created["secret"] not in listed.stdout and "laptop" in listed.stdout
+    gone = keys_cli(keys_router, "revoke", created["api_key"]["api_key_id"])
+    assert gone.returncode == 0, gone.stderr
+    assert asyncio.run(list_models(keys_router, created["secret"])) == \
+        grpc.StatusCode.UNAUTHENTICATED
+    assert created["api_key"]["api_key_id"] not in keys_cli(keys_router, "list", "--org", org).stdout
+    assert created["api_key"]["api_key_id"] in keys_cli(keys_router, "list", "--org", org,
+                                                        "--all").stdout
+    refused = keys_cli(keys_router, "list", "--org", org, key=created["secret"])
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
