@@ -3,7 +3,9 @@
 Every call gets the caller's `x-request-id` (or a new one), bound into structlog's
 context so every event logged while serving it carries it, and set as the context
 variable that outgoing client calls copy. Each call is counted by method and status
-code. An exception a handler did not turn into a status becomes INTERNAL with the
+code. A request body that does not decode (malformed, truncated, invalid UTF-8 in a
+string, nested too deep) is INVALID_ARGUMENT naming the message type, before the handler
+runs. An exception a handler did not turn into a status becomes INTERNAL with the
 request id in the message, and is logged with its traceback; the service goes on.
 """
 
@@ -16,9 +18,16 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
+from tokenrt.v1 import common_pb2
 from tokenrt_common.context import REQUEST_ID_HEADER, new_request_id, request_id, rpc_method
+from tokenrt_common.errors import DETAIL_KEY, error_detail
 from tokenrt_common.metrics import Metrics
+
+
+class BadRequestBody(Exception):
+    """The request bytes are not a valid message of the method's request type."""
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -42,23 +51,28 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         rid = _request_id(details.invocation_metadata)
         # Fault drills slow the service's own RPCs, never health checks or reflection.
         delay = self._delay if method.startswith("/tokenrt.") else 0.0
+        # A unary request is decoded here, inside the call's bookkeeping, so a body that
+        # does not parse is INVALID_ARGUMENT (gRPC itself would answer UNKNOWN).
+        decode = (handler.request_deserializer
+                  if handler.unary_unary or handler.unary_stream else None)
+        wire_in = None if decode else handler.request_deserializer
 
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with _Call(self._log, self._metrics, delay, method, rid, context):
-                    return await inner(request, context)
+                    return await inner(_decoded(decode, request), context)
 
             factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
                        else grpc.stream_unary_rpc_method_handler)
-            return factory(unary, handler.request_deserializer, handler.response_serializer)
+            return factory(unary, wire_in, handler.response_serializer)
 
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with _Call(self._log, self._metrics, delay, method, rid, context):
-                result = inner_stream(request, context)
+                result = inner_stream(_decoded(decode, request), context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
                         yield item
@@ -67,7 +81,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)
-        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+        return factory(streaming, wire_in, handler.response_serializer)
+
+
+def _decoded(decode: Callable[[bytes], Any] | None, request: Any) -> Any:
+    if decode is None:
+        return request
+    try:
+        return decode(request)
+    except (DecodeError, ValueError, RecursionError) as exc:
+        raise BadRequestBody(f"the request body is not a valid message: {exc}") from None
 
 
 class _Call:
@@ -103,6 +126,12 @@ class _Call:
                 return False
             if isinstance(exc, grpc.aio.AbortError) or code not in ("OK", "UNKNOWN"):
                 return False
+            if isinstance(exc, BadRequestBody):
+                code = "INVALID_ARGUMENT"
+                detail = error_detail(common_pb2.ERROR_REASON_INVALID_ARGUMENT)
+                await self._context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{self._method}: {exc}",
+                    trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
             code = "INTERNAL"
             self._log.error("rpc.failed", exc_info=exc)
             await self._context.abort(
