@@ -39,13 +39,15 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def closed_infra_env(state_dir: Path) -> dict[str, str]:
-    """A state folder of the test's own and the three infrastructure URLs on closed ports."""
-    nats, postgres, redis = free_ports(3)
+    """A state folder of the test's own and the three infrastructure URLs (and the
+    simulator's, which `up` starts too) on closed ports."""
+    nats, postgres, redis, sim = free_ports(4)
     return {
         "TOKENRT_STATE_DIR": str(state_dir),
         "TOKENRT_NATS_URL": f"nats://127.0.0.1:{nats}",
         "TOKENRT_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{postgres}/tokenrt",
         "TOKENRT_REDIS_URL": f"redis://127.0.0.1:{redis}/0",
+        "TOKENRT_ROUTER_SIM_BASE_URL": f"http://127.0.0.1:{sim}/v1",
     }
 
 

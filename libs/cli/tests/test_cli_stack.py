@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tokenrt_cli import health
+from tokenrt_cli import demokey, health, simulator
 from tokenrt_cli.embedded import port_is_free
 from tokenrt_cli.probe import host_port
 from tokenrt_common.settings import SERVICES
-from tokenrt_testkit.stack import TOKENRT, stack_env
+from tokenrt_testkit.stack import TOKENRT, free_ports, stack_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -30,6 +30,7 @@ INFRA_KEYS = {"nats": "TOKENRT_NATS_URL", "postgres": "TOKENRT_POSTGRES_DSN",
 
 def _all_ports(env: dict[str, str]) -> list[int]:
     ports = [host_port(kind, env[key])[1] for kind, key in INFRA_KEYS.items()]
+    ports.append(simulator.host_port(env["TOKENRT_ROUTER_SIM_BASE_URL"])[1])
     for name in SERVICES:
         ports.append(int(env[f"TOKENRT_{name.upper()}_ADDR"].rsplit(":", 1)[1]))
         ports.append(int(env[f"TOKENRT_{name.upper()}_METRICS_PORT"]))
@@ -205,22 +206,41 @@ def test_a_service_that_dies_at_start_is_named_and_everything_stops(
 async def test_up_uses_the_machines_servers_creates_the_database_and_down_leaves_them(
         tmp_path: Path, tiktoken_env: dict[str, str]) -> None:
     db = f"tokenrt_cli_up_{os.getpid()}"
+    sim_port, http_port = free_ports(2)
     env = stack_env(tmp_path / "state",
                     TOKENRT_NATS_URL="nats://127.0.0.1:4222",
                     TOKENRT_POSTGRES_DSN=f"postgresql://postgres@127.0.0.1:5432/{db}",
-                    TOKENRT_REDIS_URL="redis://127.0.0.1:6379/0") | tiktoken_env
+                    TOKENRT_REDIS_URL="redis://127.0.0.1:6379/0",
+                    TOKENRT_ROUTER_SIM_BASE_URL=f"http://127.0.0.1:{sim_port}/v1",
+                    TOKENRT_ROUTER_HTTP_ADDR=f"127.0.0.1:{http_port}") | tiktoken_env
+    state = tmp_path / "state"
     try:
         done = run_cli("up", "--detach", env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr + done.stdout
         assert "starting embedded" not in done.stdout
         report = _status(env, tmp_path)
         assert all(i["answers"] and not i["embedded"] for i in report["infra"].values())
+        # The simulator is part of the stack, and the router got a demo key.
+        assert report["sim"]["answers"] and report["sim"]["started"], report["sim"]
+        sim_pid = report["sim"]["pid"]
+        assert report["openai_base_url"] == f"http://127.0.0.1:{http_port}/v1"
+        key = demokey.read_key(state)
+        assert key is not None and (state / demokey.KEY_FILE).stat().st_mode & 0o777 == 0o600
+        assert key not in done.stdout + done.stderr
+        assert key not in "".join(p.read_text() for p in (state / "logs").glob("*.log"))
+        chat = subprocess.run([TOKENRT, "chat", "--model", "sim/gpt-4o-mini", "--json", "hi"],
+                              env=env | {"TOKENRT_API_KEY": key}, cwd=tmp_path, text=True,
+                              capture_output=True, timeout=60)
+        assert chat.returncode == 0, chat.stderr
+        assert int(json.loads(chat.stdout)["usage"]["outputTokens"]) > 0
         conn = await asyncpg.connect(env["TOKENRT_POSTGRES_DSN"], timeout=5)
         await conn.close()
         done = run_cli("down", env=env, cwd=tmp_path)
         assert done.returncode == 0
         assert "postgres: left running (tokenrt did not start it)" in done.stdout
+        assert "simulator: stopped" in done.stdout and not _alive(sim_pid)
         assert not any(port_is_free("127.0.0.1", port) for port in (4222, 5432, 6379))
+        assert port_is_free("127.0.0.1", sim_port)
     finally:
         run_cli("down", env=env, cwd=tmp_path)
         conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=5)

@@ -15,7 +15,9 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
+from tokenrt_cli import demokey
 from tokenrt_cli.render import short_path, table
 from tokenrt_cli.stack import Stack, StackError, down, run_foreground, status, up
 from tokenrt_common.settings import SERVICES, Settings, SettingsError, load_settings
@@ -28,6 +30,7 @@ COMMAND_MODULES = (
     "tokenrt_budget.cli",  # budget set, status, list, reset, remove
     "tokenrt_compressor.cli",  # compress
     "tokenrt_router.cli",  # chat, sim
+    "tokenrt_cli.cli",  # demo, report, top
 )
 
 
@@ -121,18 +124,35 @@ def _up_table(settings: Settings, stack: Stack) -> str:
                    e.process.pid if e.process else "",
                    short_path(e.process.data_dir) if e.process else "")
                   for kind, e in stack.infra.items()]
+    sim = stack.sim
+    if sim is not None:
+        infra_rows.append(("sim", sim.url, "yes" if sim.process else "no",
+                           sim.process.pid if sim.process else "",
+                           short_path(sim.process.log) if sim.process else ""))
     infra = table(("INFRA", "URL", "EMBEDDED", "PID", "DATA"), infra_rows)
-    return f"{services}\n\n{infra}"
+    lines = [services, "", infra]
+    if settings.router_http_addr:
+        lines += ["", f"OpenAI-compatible endpoint: http://{settings.router_http_addr}/v1"]
+    key = demokey.read_key(stack.state_dir)
+    if key is not None and not settings.router_keys and not settings.router_keys_file:
+        lines.append(f"demo API key (tenant {demokey.DEMO_ORG}/{demokey.DEMO_PROJECT}) in "
+                     f"{short_path(demokey.key_path(stack.state_dir))}")
+    return "\n".join(lines)
 
 
-def _status_table(report: dict[str, dict[str, dict[str, object]]]) -> str:
+def _status_table(report: dict[str, Any]) -> str:
     services = table(("SERVICE", "ADDRESS", "HEALTH", "PID"),
                      [(n, s["address"], s["health"], s["pid"])
                       for n, s in report["services"].items()])
-    infra = table(("INFRA", "URL", "ANSWERS", "EMBEDDED"),
-                  [(k, i["url"], "yes" if i["answers"] else "no",
-                    "yes" if i["embedded"] else "no") for k, i in report["infra"].items()])
-    return f"{services}\n\n{infra}"
+    rows = [(k, i["url"], "yes" if i["answers"] else "no", "yes" if i["embedded"] else "no")
+            for k, i in report["infra"].items()]
+    sim = report["sim"]
+    rows.append(("sim", sim["url"], "yes" if sim["answers"] else "no",
+                 "yes" if sim["started"] else "no"))
+    infra = table(("INFRA", "URL", "ANSWERS", "EMBEDDED"), rows)
+    openai = report.get("openai_base_url")
+    tail = f"\n\nOpenAI-compatible endpoint: {openai}" if openai else ""
+    return f"{services}\n\n{infra}{tail}"
 
 
 def _fail(message: str, code: int) -> None:

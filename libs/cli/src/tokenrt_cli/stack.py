@@ -1,8 +1,10 @@
-"""The whole stack: infrastructure, six service processes, and the state file that lists them.
+"""The whole stack: infrastructure, six service processes, the LLM simulator, and the state
+file that lists them.
 
 `<state>/stack.json` records every process `up` started (kind, pid, command line, start
 time, port, data folder, embedded or not), written as each one starts, so `down` stops
-exactly those and nothing else, even after an `up` that failed half-way.
+exactly those and nothing else, even after an `up` that failed half-way. With no router
+API key configured, `up` gives the router a demo key (see `demokey`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tokenrt_cli import health
+from tokenrt_cli import health, simulator
+from tokenrt_cli.demokey import with_demo_key
 from tokenrt_cli.embedded import port_is_free
 from tokenrt_cli.infra import InfraEntry, InfraError, ensure_infra, infra_urls, stop_infra
 from tokenrt_cli.probe import INFRA, probe_all
 from tokenrt_cli.procs import ProcessRecord, is_ours, launch, stop_all, tail
+from tokenrt_cli.simulator import SimEntry, SimError
 from tokenrt_common.settings import SERVICES, Settings
 
 STATE_FILE = "stack.json"
@@ -61,6 +65,7 @@ class Stack:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     infra: dict[str, InfraEntry] = field(default_factory=dict)
     services: dict[str, ServiceEntry] = field(default_factory=dict)
+    sim: SimEntry | None = None
     # The service processes this very process started (not saved): their exit codes.
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
@@ -70,6 +75,8 @@ class Stack:
 
     def processes(self) -> list[ProcessRecord]:
         procs = [s.process for s in self.services.values()]
+        if self.sim is not None and self.sim.process is not None:
+            procs.append(self.sim.process)
         return procs + [e.process for e in self.infra.values() if e.process is not None]
 
     def running(self) -> list[ProcessRecord]:
@@ -84,6 +91,7 @@ class Stack:
                       for k, e in self.infra.items()},
             "services": {n: {"address": s.address, "metrics_port": s.metrics_port,
                              "process": s.process.to_json()} for n, s in self.services.items()},
+            "sim": self.sim.to_json() if self.sim else None,
         }
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -105,6 +113,8 @@ class Stack:
         for name, s in data["services"].items():
             stack.services[name] = ServiceEntry(name, s["address"], s["metrics_port"],
                                                 ProcessRecord.from_json(s["process"]))
+        if data.get("sim"):
+            stack.sim = SimEntry.from_json(data["sim"])
         return stack
 
     def remove(self) -> None:
@@ -181,7 +191,14 @@ async def _start(settings: Settings, stack: Stack, limit_seconds: float, say: Sa
         raise StackError(str(exc)) from None
     stack.infra = found
     stack.save()
+    settings = with_demo_key(settings, stack.state_dir)
     env = os.environ | settings.to_env()
+    try:
+        stack.sim = await simulator.ensure_sim(settings.router_sim_base_url,
+                                               stack.state_dir / "logs", env)
+    except SimError as exc:
+        say(f"tokenrt: {exc}")
+    stack.save()
     for name in SERVICES:
         endpoint = settings.endpoint(name)
         proc, child = launch("service", name, service_command(name),
@@ -190,6 +207,11 @@ async def _start(settings: Settings, stack: Stack, limit_seconds: float, say: Sa
         stack.services[name] = ServiceEntry(name, endpoint.address, endpoint.metrics_port, proc)
         stack.save()
     await wait_serving(stack, limit_seconds)
+    if stack.sim is not None:
+        try:
+            await simulator.wait_answering(stack.sim)
+        except SimError as exc:
+            raise StackError(str(exc)) from None
 
 
 async def wait_serving(stack: Stack, limit_seconds: float) -> None:
@@ -221,6 +243,8 @@ def _stop(stack: Stack, grace: float, say: Say) -> None:
     stopped = stop_all(services, grace=grace + 5.0)
     for name in stack.services:
         say(f"{name}: {stopped[name]}")
+    if stack.sim is not None and stack.sim.process is not None:
+        say(f"simulator: {stop_all([stack.sim.process], grace=5.0)['sim']}")
     stopped = stop_infra(stack.infra)
     for kind in stack.infra:
         if kind in stopped:
@@ -259,11 +283,14 @@ async def run_foreground(settings: Settings, stack: Stack, say: Say = print) -> 
             if not stack.path.exists():
                 say("stack.json is gone (tokenrt down ran); leaving")
                 return
-            for name, entry in stack.services.items():
-                if name not in reported and not is_ours(entry.process):
+            procs = {n: e.process for n, e in stack.services.items()}
+            if stack.sim is not None and stack.sim.process is not None:
+                procs["simulator"] = stack.sim.process
+            for name, proc in procs.items():
+                if name not in reported and not is_ours(proc):
                     reported.add(name)
-                    say(f"tokenrt: {name} exited; last lines of {entry.process.log}:\n"
-                        f"{tail(entry.process.log, 10)}")
+                    say(f"tokenrt: {name} exited; last lines of {proc.log}:\n"
+                        f"{tail(proc.log, 10)}")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -274,9 +301,11 @@ async def run_foreground(settings: Settings, stack: Stack, say: Say = print) -> 
 async def status(settings: Settings) -> dict[str, Any]:
     """Health of the six services and whether nats/postgres/redis answer (see README)."""
     stack = Stack.load(settings.state_path)
-    states, probes = await asyncio.gather(
+    sim_url = settings.router_sim_base_url
+    states, probes, sim_answers = await asyncio.gather(
         health.check_all(settings), probe_all(infra_urls(settings),
-                                              settings.dependency_timeout_seconds))
+                                              settings.dependency_timeout_seconds),
+        simulator.answers(sim_url, settings.dependency_timeout_seconds))
     services: dict[str, Any] = {}
     for name in SERVICES:
         entry = stack.services.get(name) if stack else None
@@ -289,4 +318,10 @@ async def status(settings: Settings) -> dict[str, Any]:
         embedded = bool(mine and mine.embedded and mine.process and is_ours(mine.process))
         infra[kind] = {"url": probes[kind].url, "answers": probes[kind].answers,
                        "embedded": embedded}
-    return {"services": services, "infra": infra}
+    sim_proc = stack.sim.process if stack and stack.sim else None
+    sim_pid = sim_proc.pid if sim_proc is not None and is_ours(sim_proc) else None
+    sim = {"url": sim_url, "answers": sim_answers, "started": sim_pid is not None,
+           "pid": sim_pid}
+    http = settings.router_http_addr
+    return {"services": services, "infra": infra, "sim": sim,
+            "openai_base_url": f"http://{http}/v1" if http else None}

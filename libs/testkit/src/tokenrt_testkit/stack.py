@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,19 @@ def stack_env(state_dir: Path, **overrides: str) -> dict[str, str]:
     """A full environment for one stack: its own state folder and free service ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRT_")}
     env.update({k: os.environ.get(k, v) for k, v in INFRA_DEFAULTS.items()})
-    ports = free_ports(2 * len(SERVICES) + 1)
+    ports = free_ports(2 * len(SERVICES) + 2)
     for i, service in enumerate(SERVICES):
         env[f"TOKENRT_{service.upper()}_ADDR"] = f"127.0.0.1:{ports[2 * i]}"
         env[f"TOKENRT_{service.upper()}_METRICS_PORT"] = str(ports[2 * i + 1])
     env["TOKENRT_ROUTER_HTTP_ADDR"] = f"127.0.0.1:{ports[-1]}"  # the OpenAI-compatible endpoint
+    env["TOKENRT_ROUTER_SIM_BASE_URL"] = f"http://127.0.0.1:{ports[-2]}/v1"  # `up` starts it
+    # Usage events of this stack only: other stacks on the machine share its NATS, and
+    # ledgers on one stream and durable would split the events between their databases.
+    tag = uuid.uuid4().hex[:8]
+    env.update({"TOKENRT_USAGE_STREAM": f"USAGE_{tag}",
+                "TOKENRT_USAGE_SUBJECT_PREFIX": f"t{tag}.usage.v1",
+                "TOKENRT_USAGE_DLQ_SUBJECT": f"t{tag}.usage.dlq.v1",
+                "TOKENRT_LEDGER_DURABLE": f"ledger_{tag}"})
     env["TOKENRT_STATE_DIR"] = str(state_dir)
     # tiktoken cannot download here; `make test` sets this, a bare `pytest` may not.
     env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken"))
