@@ -38,9 +38,10 @@ proto: setup
 	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) \
 		--pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
 
+# Start the stack (or use the one already running) and run the IDE demo against it.
 run: setup
-	$(BIN)/tokenrt up --detach
-	$(BIN)/tokenrt status
+	$(BIN)/tokenrt up --detach --reuse
+	$(BIN)/tokenrt demo
 
 up: setup
 	$(BIN)/tokenrt up --detach

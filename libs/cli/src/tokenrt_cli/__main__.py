@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import signal
 import sys
 import time
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     p_up.add_argument("--detach", action="store_true",
                       help="return once everything is SERVING instead of staying in the "
                       "foreground (Ctrl-C there stops everything)")
+    p_up.add_argument("--reuse", action="store_true",
+                      help="when a stack from this state folder already runs, use it (with "
+                      "--detach: print it and exit 0) instead of refusing")
     p_up.add_argument("--timeout", type=float, default=60.0,
                       help="seconds to wait for all services to be SERVING (default 60)")
     sub.add_parser("down", help="stop exactly what `up` started (from <state>/stack.json)")
@@ -71,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"cannot read the configuration: {exc}", 2)
     try:
         if args.command == "up":
-            sys.exit(_up(settings, args.detach, args.timeout))
+            sys.exit(_up(settings, args.detach, args.timeout, args.reuse))
         if args.command == "down":
             down(settings)
             sys.exit(0)
@@ -88,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(_status_table(report))
 
 
-def _up(settings: Settings, detach: bool, timeout: float) -> int:
+def _up(settings: Settings, detach: bool, timeout: float, reuse: bool = False) -> int:
     async def go() -> None:
         # SIGTERM during start-up cancels it like Ctrl-C does: everything started is stopped.
         task = asyncio.current_task()
@@ -97,10 +101,16 @@ def _up(settings: Settings, detach: bool, timeout: float) -> int:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         began = time.monotonic()
         try:
-            stack = await up(settings, detach=detach, limit_seconds=timeout)
+            stack = await up(settings, detach=detach, limit_seconds=timeout, reuse=reuse)
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
         print(_up_table(settings, stack))
+        if stack.owner_pid != os.getpid():
+            print(f"already running since {stack.started_at}; processes listed in "
+                  f"{short_path(stack.path)}")
+            if not detach:
+                await run_foreground(settings, stack)
+            return
         print(f"all {len(SERVICES)} services SERVING in {time.monotonic() - began:.1f} s; "
               f"processes listed in {short_path(stack.path)}")
         if detach:

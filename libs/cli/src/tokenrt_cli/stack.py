@@ -152,17 +152,20 @@ def service_command(name: str) -> list[str]:
 
 
 async def up(settings: Settings, *, detach: bool = True, limit_seconds: float = UP_TIMEOUT,
-             say: Say = print) -> Stack:
+             say: Say = print, reuse: bool = False) -> Stack:
     """Start infrastructure (embedded where needed) and the six services; wait for SERVING.
 
-    Refuses (StackError) when a stack from the same state folder still runs. On any failure
-    or cancellation, everything started so far is stopped again and stack.json removed.
+    Refuses (StackError) when a stack from the same state folder still runs, unless
+    `reuse`: then that stack is returned as it is. On any failure or cancellation,
+    everything started so far is stopped again and stack.json removed.
     """
     state = settings.state_path
     with state_lock(state):
         old = Stack.load(state)
         if old is not None:
             alive = old.running()
+            if alive and reuse:
+                return old
             if alive:
                 raise StackError(f"a stack from {state} is already running (pids "
                                  f"{', '.join(str(p.pid) for p in alive)}); "
