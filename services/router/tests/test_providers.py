@@ -46,6 +46,8 @@ class Reply:
     body: str = ""
     sse: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds before the answer (JSON) or between events (SSE).
+    delay: float = 0.0
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Upstream:
                                      status=500)
         r = queue.pop(0)
         if not r.sse:
+            await asyncio.sleep(r.delay)
             return web.Response(status=r.status, text=r.body, headers=r.headers,
                                 content_type="application/json")
         resp = web.StreamResponse(status=r.status, headers={
@@ -104,6 +107,7 @@ class Upstream:
         for event in r.body.split("\n\n"):
             if event.strip():
                 await resp.write((event + "\n\n").encode())
+                await asyncio.sleep(r.delay)
         await resp.write_eof()
         return resp
 
@@ -649,3 +653,26 @@ async def test_closing_a_stream_early_releases_the_connection(upstream: Upstream
     await gen.aclose()  # type: ignore[attr-defined]
     answer = await asyncio.wait_for(p.complete(request("gpt-4o"), 5.0), 5)
     assert answer.finish_reason == T.FINISH_REASON_STOP
+
+
+async def test_deployment_timeouts(upstream: Upstream, tmp_path: Path) -> None:
+    pre = prefix()
+    file = deployments_file(tmp_path, upstream, pre, """
+deployments:
+  - {name: slow, protocol: gemini, base_url: "{URL}/slow/v1beta", timeout_seconds: 0.3}
+""")
+    p = providers(upstream, pre, {"TOKENRT_PROVIDER_DEPLOYMENTS_FILE": file},
+                  env={}).providers["gemini"]
+    base = f"{pre}/slow/v1beta/models/gemini-2.5-pro"
+    upstream.script(f"{base}:generateContent",
+                    Reply(200, wire("gemini_generate_function_call.json"), delay=2))
+    slow_sse = sse_reply("gemini_stream.sse")
+    slow_sse.delay = 2  # the first event comes at once, the second after 2 s
+    upstream.script(f"{base}:streamGenerateContent", slow_sse)
+    t0 = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        await p.complete(request("gemini-2.5-pro"), 60.0)
+    assert err.value.kind is Failure.TIMEOUT and time.monotonic() - t0 < 1.5
+    with pytest.raises(ProviderError) as err:
+        await collect(p, request("gemini-2.5-pro"))  # the read timeout is per chunk
+    assert err.value.kind is Failure.TIMEOUT and "no chunk within 0.3s" in str(err.value)

@@ -28,6 +28,7 @@ from tokenrt_router.providers.base import (
     ProviderRequest,
     StreamEnd,
 )
+from tokenrt_router.providers.convert import append_turn, data_url, text_of, tool_args
 from tokenrt_router.providers.http import HttpAdapter, number
 from tokenrt_router.providers.secrets import Secret
 
@@ -153,34 +154,22 @@ def _messages(msgs: Any) -> tuple[str, list[dict[str, Any]]]:
     out: list[dict[str, Any]] = []
     for m in msgs:
         if m.role in (T.ROLE_SYSTEM, T.ROLE_DEVELOPER):
-            system.append("".join(p.text for p in m.content if p.WhichOneof("part") == "text"))
+            system.append(text_of(m))
             continue
         if m.role == T.ROLE_TOOL:
             role = "user"
-            text = "".join(p.text for p in m.content if p.WhichOneof("part") == "text")
             blocks: list[dict[str, Any]] = [{"type": "tool_result",
-                                             "tool_use_id": m.tool_call_id, "content": text}]
+                                             "tool_use_id": m.tool_call_id,
+                                             "content": text_of(m)}]
         else:
             role = "assistant" if m.role == T.ROLE_ASSISTANT else "user"
             blocks = [_part(p) for p in m.content]
             blocks = [b for b in blocks if b.get("type") != "text" or b["text"]]
             for c in m.tool_calls:
                 blocks.append({"type": "tool_use", "id": c.id, "name": c.name,
-                               "input": _args(c.arguments_json)})
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
+                               "input": tool_args(c.arguments_json, "Anthropic")})
+        append_turn(out, role, "content", blocks)
     return "\n\n".join(s for s in system if s), out
-
-
-def _args(text: str) -> Any:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        raise ProviderError(Failure.BAD_REQUEST, "a tool call's arguments_json is not "
-                            "JSON; Anthropic needs an object") from None
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _part(p: common_pb2.ContentPart) -> dict[str, Any]:
@@ -190,8 +179,7 @@ def _part(p: common_pb2.ContentPart) -> dict[str, Any]:
     if img.WhichOneof("source") == "url" and not img.url.startswith("data:"):
         return {"type": "image", "source": {"type": "url", "url": img.url}}
     if img.WhichOneof("source") == "url":
-        head, _, data = img.url.partition(",")
-        media = head.removeprefix("data:").split(";", 1)[0] or "image/png"
+        media, data = data_url(img.url)
         return {"type": "image", "source": {"type": "base64", "media_type": media,
                                             "data": data}}
     return {"type": "image", "source": {"type": "base64",

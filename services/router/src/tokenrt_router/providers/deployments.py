@@ -191,12 +191,19 @@ class DeploymentPool:
     def _timeout(self, d: Deployment, timeout: float) -> float:
         return d.spec.timeout_seconds or timeout
 
-    def _failed(self, d: Deployment, err: ProviderError) -> None:
-        if err.kind.callers_fault or err.status == 404:  # a 404 is about one model only
-            return
-        self.cooldown.failed(d.spec.name)
+    def _failed(self, d: Deployment, err: ProviderError,
+                errors: list[ProviderError] | None = None) -> bool:
+        """Record a failure against the deployment's health; True when no other deployment
+        can help (the request itself is wrong)."""
+        if errors is not None:
+            errors.append(err)
+        if err.kind.callers_fault:
+            return True
+        if err.status != 404:  # a 404 is about one model only
+            self.cooldown.failed(d.spec.name)
         if err.retry_after and err.kind in (Failure.RATE_LIMITED, Failure.SERVER):
             self.cooldown.cool(d.spec.name, err.retry_after)
+        return False
 
     def _none(self, model_id: str) -> ProviderError:
         return ProviderError(Failure.REFUSED, f"no {self.name} deployment serves model "
@@ -217,9 +224,7 @@ class DeploymentPool:
                 answer = await d.adapter.complete(self._request(d, req),
                                                   self._timeout(d, timeout))
             except ProviderError as err:
-                self._failed(d, err)
-                errors.append(err)
-                if err.kind.callers_fault:
+                if self._failed(d, err, errors):
                     break
                 continue
             self.cooldown.ok(d.spec.name)
@@ -239,9 +244,7 @@ class DeploymentPool:
                         from None
             except ProviderError as err:
                 await gen.aclose()  # type: ignore[attr-defined]
-                self._failed(d, err)
-                errors.append(err)
-                if err.kind.callers_fault:
+                if self._failed(d, err, errors):
                     break
                 continue
             self.cooldown.ok(d.spec.name)

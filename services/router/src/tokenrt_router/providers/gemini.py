@@ -31,6 +31,7 @@ from tokenrt_router.providers.base import (
     ProviderRequest,
     StreamEnd,
 )
+from tokenrt_router.providers.convert import append_turn, data_url, text_of, tool_args
 from tokenrt_router.providers.http import HttpAdapter, number
 from tokenrt_router.providers.secrets import Secret
 
@@ -193,30 +194,26 @@ def _contents(msgs: Sequence[common_pb2.Message]) -> tuple[str, list[dict[str, A
     names: dict[str, str] = {}  # tool call id -> function name
     for m in msgs:
         if m.role in (T.ROLE_SYSTEM, T.ROLE_DEVELOPER):
-            system.append("".join(p.text for p in m.content if p.WhichOneof("part") == "text"))
+            system.append(text_of(m))
             continue
         parts: list[dict[str, Any]]
         if m.role == T.ROLE_TOOL:
             role = "user"
-            text = "".join(p.text for p in m.content if p.WhichOneof("part") == "text")
             parts = [{"functionResponse": {
                 "name": m.name or names.get(m.tool_call_id, ""),
-                "response": _response(text)}}]
+                "response": _response(text_of(m))}}]
         else:
             role = "model" if m.role == T.ROLE_ASSISTANT else "user"
             parts = [_part(p) for p in m.content]
             parts = [p for p in parts if p.get("text", True)]
             for c in m.tool_calls:
                 names[c.id] = c.name
-                part: dict[str, Any] = {"functionCall": {"name": c.name,
-                                                         "args": _args(c.arguments_json)}}
+                part: dict[str, Any] = {"functionCall": {
+                    "name": c.name, "args": tool_args(c.arguments_json, "Gemini")}}
                 if c.id.startswith(SIGNED):
                     part["thoughtSignature"] = c.id[len(SIGNED):]
                 parts.append(part)
-        if out and out[-1]["role"] == role:
-            out[-1]["parts"].extend(parts)
-        else:
-            out.append({"role": role, "parts": parts})
+        append_turn(out, role, "parts", parts)
     return "\n\n".join(s for s in system if s), out
 
 
@@ -230,22 +227,12 @@ def _response(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"result": value}
 
 
-def _args(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        raise ProviderError(Failure.BAD_REQUEST, "a tool call's arguments_json is not "
-                            "JSON; Gemini needs an object") from None
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def _part(p: common_pb2.ContentPart) -> dict[str, Any]:
     if p.WhichOneof("part") == "text":
         return {"text": p.text}
     img = p.image
     if img.WhichOneof("source") == "url" and img.url.startswith("data:"):
-        head, _, data = img.url.partition(",")
-        media = head.removeprefix("data:").split(";", 1)[0] or "image/png"
+        media, data = data_url(img.url)
         return {"inlineData": {"mimeType": media, "data": data}}
     if img.WhichOneof("source") == "url":
         return {"fileData": {"mimeType": img.media_type or "image/jpeg", "fileUri": img.url}}
