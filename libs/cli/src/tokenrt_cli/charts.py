@@ -3,9 +3,11 @@ horizontal bar charts drawn with block characters."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -48,3 +50,11 @@ def bar_chart(title: str, rows: Sequence[tuple[str, int]],
         chart.add_row(name, Text(bar(value, peak, width).ljust(width), style=style),
                       label(value))
     return chart
+
+
+def console(stderr: bool = False) -> Console:
+    """A console 120 columns wide when not on a terminal (logs, pipes, CI), where rich would
+    otherwise wrap every table at 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False,
+                   width=None if stream.isatty() else 120)

@@ -11,14 +11,19 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 import grpc
-from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from tokenrt_cli import demo_script, demokey
+from tokenrt.v1 import budget_pb2_grpc
+from tokenrt_cli import charts, demo_script, demokey, report_view, top
 from tokenrt_cli.demo import STEPS, DemoError, run_demo
 from tokenrt_cli.demo_view import render
+from tokenrt_cli.report import ReportError, build_report
+from tokenrt_cli.report_html import render_html
+from tokenrt_common.client import open_channel
 from tokenrt_common.settings import Settings, SettingsError, load_settings
 
 KEY_ENV = "TOKENRT_API_KEY"  # as `tokenrt chat`: never a setting, never on the command line
@@ -43,6 +48,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="print the summary as one JSON object (progress goes to stderr)")
     p.set_defaults(func=demo_command)
 
+    r = subparsers.add_parser(
+        "report", help="spend per project, model and user; budget levels; cache and "
+        "compression savings (from the ledger, budget and cache services)")
+    r.add_argument("--since", default="7d", help="how far back: 90m, 24h, 7d (default 7d)")
+    r.add_argument("--org", default="", help="only this organization (default: all)")
+    r.add_argument("--project", default="", help="only this project (needs --org)")
+    r.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    r.add_argument("--html", metavar="FILE", default="",
+                   help="also write a self-contained HTML page with charts to FILE")
+    r.set_defaults(func=report_command)
+
+    t = subparsers.add_parser(
+        "top", help="live requests per second, spend per minute and budget levels, from the "
+        "usage topic")
+    t.add_argument("--org", default="", help="only this organization's events")
+    t.add_argument("--project", default="", help="only this project's events (needs --org)")
+    t.add_argument("--seconds", type=float, default=0.0,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    t.add_argument("--once", action="store_true",
+                   help="print one view (after --seconds, default one interval) and exit")
+    t.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between refreshes (default 1)")
+    t.add_argument("--json", action="store_true",
+                   help="at the end, print what was seen as one JSON object (no live view)")
+    t.set_defaults(func=top_command)
+
 
 def _settings(command: str) -> Settings:
     try:
@@ -61,7 +92,7 @@ def demo_command(args: argparse.Namespace) -> int:
         return 2
     provider = demo_script.pick_provider(args.provider, os.environ)
     preset = demo_script.PRESETS[provider]
-    console = Console(stderr=args.json, highlight=False)
+    console = charts.console(stderr=args.json)
     console.print(f"[bold]tokenrt demo[/]: provider {provider}, models "
                   f"{args.model or preset.model} and {args.premium_model or preset.premium_model}"
                   f", router at {settings.endpoint('router').address}")
@@ -98,4 +129,91 @@ def demo_command(args: argparse.Namespace) -> int:
     if missing:
         print(f"tokenrt demo: could not show {', '.join(missing)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    settings = _settings("report")
+    try:
+        report = asyncio.run(build_report(settings, args.since, args.org, args.project))
+    except ReportError as exc:
+        print(f"tokenrt report: {exc}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as exc:
+        print(f"tokenrt report: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    if args.html:
+        try:
+            with open(args.html, "w", encoding="utf-8") as out:
+                out.write(render_html(report))
+        except OSError as exc:
+            print(f"tokenrt report: --html: {exc}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(report))
+    else:
+        console = charts.console()
+        report_view.render(console, report)
+        if args.html:
+            console.print(f"HTML report written to {args.html}")
+    return 0
+
+
+def top_command(args: argparse.Namespace) -> int:
+    settings = _settings("top")
+    if args.project and not args.org:
+        print("tokenrt top: --project needs --org", file=sys.stderr)
+        return 2
+    if args.interval <= 0 or args.seconds < 0:
+        print("tokenrt top: --interval must be > 0 and --seconds >= 0", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_top(settings, args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _top(settings: Settings, args: argparse.Namespace) -> int:
+    state = top.TopState()
+    try:
+        nc, subject = await top.subscribe(settings.nats_url, settings.usage_subject_prefix,
+                                          args.org, args.project, state,
+                                          settings.dependency_timeout_seconds)
+    except Exception as exc:  # nats-py raises several unrelated types for "unreachable"
+        print(f"tokenrt top: cannot reach NATS at {settings.nats_url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"tokenrt top: listening on {subject}", file=sys.stderr, flush=True)
+    console = charts.console()
+    seconds = args.seconds or (args.interval if args.once else 0.0)
+    live = None
+    if console.is_terminal and not args.json and not args.once:
+        live = Live(top.view(state, subject, time.monotonic()), console=console,
+                    refresh_per_second=4)
+        live.start()
+    channel = open_channel(settings, "budget")
+    stub = budget_pb2_grpc.BudgetServiceStub(channel)
+    began = time.monotonic()
+    polled = 0.0
+    try:
+        while not seconds or time.monotonic() - began < seconds:
+            await asyncio.sleep(min(args.interval, max(0.01, seconds - (time.monotonic() - began)))
+                                if seconds else args.interval)
+            now = time.monotonic()
+            state.trim(now)
+            if now - polled >= top.BUDGET_POLL_SECONDS:
+                await top.poll_budgets(stub, state, args.org)
+                polled = now
+            if live is not None:
+                live.update(top.view(state, subject, now))
+    finally:
+        if live is not None:
+            live.stop()
+        await nc.close()
+    await top.poll_budgets(stub, state, args.org)
+    await channel.close()
+    now = time.monotonic()
+    if args.json:
+        print(json.dumps(state.to_json(now)))
+    elif live is None:
+        console.print(top.view(state, subject, now))
     return 0
