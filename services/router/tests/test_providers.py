@@ -274,13 +274,21 @@ async def test_openai_tool_calls_and_reasoning_tokens(upstream: Upstream) -> Non
     assert end.usage == Usage(input_tokens=90, output_tokens=18)
 
 
-async def test_openai_compatible_deepseek_cache_hit_fields() -> None:
+async def test_openai_compatible_deepseek_and_openrouter_cache_fields() -> None:
     from tokenrt_router.providers.openai_compat import usage
     u = usage({"prompt_tokens": 1000, "completion_tokens": 10, "prompt_cache_hit_tokens": 768,
                "prompt_cache_miss_tokens": 232})
     assert u == Usage(input_tokens=1000, cached_input_tokens=768, output_tokens=10)
     # deepseek-chat: 232 x $0.28/M + 768 x $0.028/M + 10 x $0.42/M = 64,960 + 21,504 + 4,200
     assert cost("deepseek-chat", u) == 90_664
+    # OpenRouter's documented usage: cache writes are inside prompt_tokens too
+    u = usage({"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196,
+               "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 100,
+                                         "audio_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0}, "cost": 0.95})
+    assert u == Usage(input_tokens=194, cache_write_input_tokens=100, output_tokens=2)
+    # a Claude model through OpenRouter: 94 x $3/M + 100 x $3.75/M + 2 x $15/M
+    assert cost("claude-sonnet-4-5", u) == 282_000 + 375_000 + 30_000
 
 
 # -- Anthropic ------------------------------------------------------------------------
