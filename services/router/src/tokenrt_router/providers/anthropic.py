@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from tokenrt.v1 import common_pb2
@@ -95,45 +96,46 @@ class Anthropic(HttpAdapter):
         raw_usage: dict[str, Any] = {}
         finish = T.FINISH_REASON_STOP
         tools: dict[int, int] = {}  # content block index -> tool call ordinal
-        async for event, data in self.post_sse(self._url, self.body(req, True), timeout):
-            if not isinstance(data, dict):
-                raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream event is not "
-                                    "an object")
-            kind = data.get("type") or event
-            if kind == "message_start":
-                raw_usage.update((data.get("message") or {}).get("usage") or {})
-            elif kind == "content_block_start":
-                block = data.get("content_block") or {}
-                if block.get("type") == "tool_use":
-                    n = tools.setdefault(int(data.get("index", 0)), len(tools))
-                    yield Delta(tool_calls=[T.ToolCall(id=block.get("id") or "",
-                                                       name=block.get("name") or "")],
-                                tool_indexes=[n])
-                elif block.get("type") == "text" and block.get("text"):
-                    yield Delta(text=block["text"])
-            elif kind == "content_block_delta":
-                d = data.get("delta") or {}
-                if d.get("type") == "text_delta" and d.get("text"):
-                    yield Delta(text=d["text"])
-                elif d.get("type") == "input_json_delta" and d.get("partial_json"):
-                    n = tools.setdefault(int(data.get("index", 0)), len(tools))
-                    yield Delta(tool_calls=[T.ToolCall(arguments_json=d["partial_json"])],
-                                tool_indexes=[n])
-            elif kind == "message_delta":
-                # The usage here is cumulative; it can repeat the input counts.
-                raw_usage.update({k: v for k, v in (data.get("usage") or {}).items()
-                                  if v is not None})
-                reason = (data.get("delta") or {}).get("stop_reason")
-                if reason:
-                    finish = FINISH.get(reason, T.FINISH_REASON_STOP)
-            elif kind == "message_stop":
-                yield StreamEnd(finish, usage(raw_usage) if raw_usage else None)
-                return
-            elif kind == "error":
-                err = data.get("error") or {}
-                raise self.status_error(STREAM_ERRORS.get(err.get("type", ""), 500),
-                                        json.dumps(data))
-            # ping, content_block_stop and unknown events carry nothing we need.
+        async with aclosing(self.post_sse(self._url, self.body(req, True), timeout)) as events:
+            async for event, data in events:
+                if not isinstance(data, dict):
+                    raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream event is not "
+                                        "an object")
+                kind = data.get("type") or event
+                if kind == "message_start":
+                    raw_usage.update((data.get("message") or {}).get("usage") or {})
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    if block.get("type") == "tool_use":
+                        n = tools.setdefault(int(data.get("index", 0)), len(tools))
+                        yield Delta(tool_calls=[T.ToolCall(id=block.get("id") or "",
+                                                           name=block.get("name") or "")],
+                                    tool_indexes=[n])
+                    elif block.get("type") == "text" and block.get("text"):
+                        yield Delta(text=block["text"])
+                elif kind == "content_block_delta":
+                    d = data.get("delta") or {}
+                    if d.get("type") == "text_delta" and d.get("text"):
+                        yield Delta(text=d["text"])
+                    elif d.get("type") == "input_json_delta" and d.get("partial_json"):
+                        n = tools.setdefault(int(data.get("index", 0)), len(tools))
+                        yield Delta(tool_calls=[T.ToolCall(arguments_json=d["partial_json"])],
+                                    tool_indexes=[n])
+                elif kind == "message_delta":
+                    # The usage here is cumulative; it can repeat the input counts.
+                    raw_usage.update({k: v for k, v in (data.get("usage") or {}).items()
+                                      if v is not None})
+                    reason = (data.get("delta") or {}).get("stop_reason")
+                    if reason:
+                        finish = FINISH.get(reason, T.FINISH_REASON_STOP)
+                elif kind == "message_stop":
+                    yield StreamEnd(finish, usage(raw_usage) if raw_usage else None)
+                    return
+                elif kind == "error":
+                    err = data.get("error") or {}
+                    raise self.status_error(STREAM_ERRORS.get(err.get("type", ""), 500),
+                                            json.dumps(data))
+                # ping, content_block_stop and unknown events carry nothing we need.
         raise ProviderError(Failure.MALFORMED, f"{self.name}: the stream ended without "
                             "message_stop")
 

@@ -19,6 +19,7 @@ import base64
 import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from tokenrt.v1 import common_pb2
@@ -117,23 +118,24 @@ class Gemini(HttpAdapter):
         finish: int | None = None
         use: Usage | None = None
         n_calls = 0
-        async for _, chunk in self.post_sse(self._url(req.model_id, True), self.body(req),
-                                             timeout):
-            if not isinstance(chunk, dict):
-                raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream chunk is not "
-                                    "an object")
-            if isinstance(chunk.get("error"), dict):
-                raise self.status_error(int(chunk["error"].get("code") or 500),
-                                        json.dumps(chunk))
-            if chunk.get("usageMetadata"):
-                use = usage(chunk["usageMetadata"])
-            text, calls, reason = self._candidate(chunk, n_calls)
-            if text or calls:
-                yield Delta(text=text, tool_calls=calls,
-                            tool_indexes=list(range(n_calls, n_calls + len(calls))))
-                n_calls += len(calls)
-            if reason is not None:
-                finish = reason
+        url = self._url(req.model_id, True)
+        async with aclosing(self.post_sse(url, self.body(req), timeout)) as events:
+            async for _, chunk in events:
+                if not isinstance(chunk, dict):
+                    raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream chunk is not "
+                                        "an object")
+                if isinstance(chunk.get("error"), dict):
+                    raise self.status_error(int(chunk["error"].get("code") or 500),
+                                            json.dumps(chunk))
+                if chunk.get("usageMetadata"):
+                    use = usage(chunk["usageMetadata"])
+                text, calls, reason = self._candidate(chunk, n_calls)
+                if text or calls:
+                    yield Delta(text=text, tool_calls=calls,
+                                tool_indexes=list(range(n_calls, n_calls + len(calls))))
+                    n_calls += len(calls)
+                if reason is not None:
+                    finish = reason
         if finish is None:
             raise ProviderError(Failure.MALFORMED, f"{self.name}: the stream ended without "
                                 "a finishReason")

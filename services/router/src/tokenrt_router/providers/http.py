@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -88,7 +88,7 @@ class HttpAdapter:
                                 "JSON") from None
 
     async def post_sse(self, url: str, body: dict[str, Any],
-                       timeout: float) -> AsyncIterator[tuple[str, Any]]:  # noqa: ASYNC109
+                       timeout: float) -> AsyncGenerator[tuple[str, Any], None]:  # noqa: ASYNC109
         """POST and yield each Server-Sent Event as (event name, parsed JSON data);
         `[DONE]` comes as ("done", None). `timeout` bounds the wait for each chunk."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from tokenrt.v1 import common_pb2
@@ -86,31 +87,32 @@ class OpenAICompatible(HttpAdapter):
     async def stream(self, req: ProviderRequest,
                      timeout: float) -> AsyncIterator[Delta | StreamEnd]:  # noqa: ASYNC109
         finish, use = T.FINISH_REASON_STOP, None
-        async for event, chunk in self.post_sse(self._url, self.body(req, True), timeout):
-            if event == "done":
-                yield StreamEnd(finish, use)
-                return
-            if not isinstance(chunk, dict):
-                raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream chunk is not "
-                                    "an object")
-            if isinstance(chunk.get("error"), dict):  # an error sent inside the stream
-                raise self.status_error(_int(chunk["error"].get("code"), 500),
-                                        json.dumps(chunk))
-            if chunk.get("usage"):
-                use = usage(chunk["usage"])
-            for choice in chunk.get("choices") or []:
-                d = choice.get("delta") or {}
-                delta = Delta(text=d.get("content") or "")
-                for call in d.get("tool_calls") or []:
-                    fn = call.get("function") or {}
-                    delta.tool_calls.append(T.ToolCall(
-                        id=call.get("id") or "", name=fn.get("name") or "",
-                        arguments_json=fn.get("arguments") or ""))
-                    delta.tool_indexes.append(int(call.get("index", 0)))
-                if delta.text or delta.tool_calls:
-                    yield delta
-                if choice.get("finish_reason"):
-                    finish = FINISH.get(choice["finish_reason"], T.FINISH_REASON_STOP)
+        async with aclosing(self.post_sse(self._url, self.body(req, True), timeout)) as events:
+            async for event, chunk in events:
+                if event == "done":
+                    yield StreamEnd(finish, use)
+                    return
+                if not isinstance(chunk, dict):
+                    raise ProviderError(Failure.MALFORMED, f"{self.name}: a stream chunk is not "
+                                        "an object")
+                if isinstance(chunk.get("error"), dict):  # an error sent inside the stream
+                    raise self.status_error(_int(chunk["error"].get("code"), 500),
+                                            json.dumps(chunk))
+                if chunk.get("usage"):
+                    use = usage(chunk["usage"])
+                for choice in chunk.get("choices") or []:
+                    d = choice.get("delta") or {}
+                    delta = Delta(text=d.get("content") or "")
+                    for call in d.get("tool_calls") or []:
+                        fn = call.get("function") or {}
+                        delta.tool_calls.append(T.ToolCall(
+                            id=call.get("id") or "", name=fn.get("name") or "",
+                            arguments_json=fn.get("arguments") or ""))
+                        delta.tool_indexes.append(int(call.get("index", 0)))
+                    if delta.text or delta.tool_calls:
+                        yield delta
+                    if choice.get("finish_reason"):
+                        finish = FINISH.get(choice["finish_reason"], T.FINISH_REASON_STOP)
         raise ProviderError(Failure.MALFORMED, f"{self.name}: the stream ended without [DONE]")
 
 
