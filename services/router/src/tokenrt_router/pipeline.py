@@ -37,6 +37,7 @@ from tokenrt_common.settings import Settings
 from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
 from tokenrt_pricing.model import ModelEntry
 from tokenrt_router import select, tasks
+from tokenrt_router.batching import Batcher, ItemFailed
 from tokenrt_router.job import Job, completion, now_ts, usage_event
 from tokenrt_router.offpath import Coalescer
 from tokenrt_router.providers import calls
@@ -101,12 +102,26 @@ class Router:
             "usage", self._publish, every, 500, log)
         self.samples: Coalescer[counter_pb2.CalibrationSample] = Coalescer(
             "calibrate", self._calibrate, 20 * every, 500, log)
+        # Reservations are on the critical path: merged only while one is in flight.
+        self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
+            self._reserve_many, 256, orphan=self._release_orphan)
         self._background: set[asyncio.Task[None]] = set()
 
     # -- off-path flushes -------------------------------------------------------------
 
     async def _settle(self, items: list[budget_pb2.Settlement]) -> None:
         await self.deps.budget.SettleBatch(budget_pb2.SettleBatchRequest(settlements=items))
+
+    async def _reserve_many(self, items: list[budget_pb2.ReserveRequest]
+                            ) -> list[budget_pb2.ReserveResult]:
+        resp = await self.deps.budget.ReserveBatch(budget_pb2.ReserveBatchRequest(requests=items))
+        return list(resp.results)
+
+    def _release_orphan(self, result: budget_pb2.ReserveResult) -> None:
+        """A reservation made for a caller that went away is given back at once."""
+        if result.WhichOneof("result") == "response" and result.response.reservation_id:
+            self.settlements.add(budget_pb2.Settlement(release=budget_pb2.ReleaseRequest(
+                reservation_id=result.response.reservation_id)))
 
     async def _store(self, items: list[cache_pb2.StoreRequest]) -> None:
         await self.deps.cache.StoreBatch(cache_pb2.StoreBatchRequest(requests=items))
@@ -271,14 +286,17 @@ class Router:
             cand = job.chosen
             assert cand is not None
             try:
-                resp = await self.deps.budget.Reserve(budget_pb2.ReserveRequest(
+                result = await self.reserves.call(budget_pb2.ReserveRequest(
                     chain=self._chain(job),
                     estimated_tokens=job.input_tokens + cand.max_output,
                     estimated_cost_nusd=cand.estimated_cost_nusd, requests=1,
                     ttl_seconds=self.s.router_reservation_ttl_seconds,
                     request_id=job.request_id, model=cand.entry.name,
                     degraded=bool(job.degraded_from)))
-            except grpc.aio.AioRpcError as exc:
+                if result.WhichOneof("result") != "response":
+                    raise ItemFailed(result.error)
+                resp = result.response
+            except (grpc.aio.AioRpcError, ItemFailed) as exc:
                 if exc.code() not in DOWN:
                     raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
                                   f"budget refused the request: {exc.details()}") from None
