@@ -17,6 +17,8 @@ import pytest
 import pytest_asyncio
 import structlog
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokenrt.v1 import common_pb2
 from tokenrt_common.settings import load_settings
@@ -684,3 +686,37 @@ deployments:
     with pytest.raises(ProviderError) as err:
         await collect(p, request("gemini-2.5-pro"))  # the read timeout is per chunk
     assert err.value.kind is Failure.TIMEOUT and "no chunk within 0.3s" in str(err.value)
+
+
+# -- usage mapping never breaks the cost math -----------------------------------------
+
+COUNTS = st.one_of(st.integers(-5, 10**7), st.none(), st.text(max_size=3), st.floats(0, 1e6),
+                   st.sampled_from([float("nan"), float("inf"), True, [1], {"a": 1}]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={k: COUNTS for k in (
+    "prompt_tokens", "completion_tokens", "prompt_cache_hit_tokens")}),
+       st.fixed_dictionaries({}, optional={k: COUNTS for k in (
+           "cached_tokens", "cache_write_tokens")}),
+       st.fixed_dictionaries({}, optional={"reasoning_tokens": COUNTS}),
+       st.fixed_dictionaries({}, optional={k: COUNTS for k in (
+           "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+           "output_tokens", "promptTokenCount", "cachedContentTokenCount",
+           "candidatesTokenCount", "thoughtsTokenCount", "toolUsePromptTokenCount")}))
+def test_any_reported_usage_maps_to_a_consistent_usage(
+        oa: dict[str, Any], pd: dict[str, Any], cd: dict[str, Any], raw: dict[str, Any]) -> None:
+    """Whatever a provider reports (odd, missing, inconsistent counts), the mapped Usage
+    passes the pricing checks, so a served answer is always costed, never an error."""
+    from tokenrt_router.providers import anthropic, gemini, openai_compat
+    mapped = [openai_compat.usage({**oa, "prompt_tokens_details": pd,
+                                   "completion_tokens_details": cd}),
+              anthropic.usage(raw), gemini.usage(raw)]
+    for u in mapped:
+        assert u is not None
+        u.check()
+        assert cost_of(CATALOG.get("claude-sonnet-4-5").price, u).total_nusd >= 0
+    a = mapped[1]
+    assert a is not None
+    # Anthropic's total is never below what was read from or written to the cache
+    assert a.input_tokens >= a.cached_input_tokens + a.cache_write_input_tokens

@@ -182,5 +182,5 @@ def number(raw: Mapping[str, Any], key: str) -> int:
         return 0
     try:
         return max(0, int(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "1.5", NaN, Infinity
         return 0
