@@ -308,14 +308,27 @@ def test_healthcheck_script_reports_serving_status(tmp_path: Path) -> None:
         server.stop(None)
 
 
+def start_image(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The image's entrypoint, with this venv's python on the PATH; output in tmp_path/log."""
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    with open(tmp_path / "log", "wb") as log:
+        return subprocess.Popen(["sh", str(entrypoint_script(tmp_path))],
+                                env={**env, "PATH": path}, stdout=log, stderr=subprocess.STDOUT)
+
+
+def log_tail(tmp_path: Path) -> str:
+    return (tmp_path / "log").read_text(errors="replace")[-2000:]
+
+
 def wait_healthy(tmp_path: Path, env: dict[str, str], proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while True:
         check = run_healthcheck(tmp_path, env)
         if check.returncode == 0:
             return
-        assert proc.poll() is None, f"{env['SERVICE_NAME']} exited with {proc.returncode}"
-        assert time.monotonic() < deadline, check.stderr
+        assert proc.poll() is None, \
+            f"{env['SERVICE_NAME']} exited with {proc.returncode}: {log_tail(tmp_path)}"
+        assert time.monotonic() < deadline, f"{check.stderr}\n{log_tail(tmp_path)}"
         time.sleep(0.3)
 
 
@@ -335,9 +348,7 @@ def test_image_entrypoint_and_healthcheck_run_the_simulator(tmp_path: Path) -> N
     env = {"SERVICE_NAME": "sim", "SIM_HOST": "127.0.0.1", "SIM_PORT": str(port),
            "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", "")}
     assert run_healthcheck(tmp_path, env).returncode != 0  # nothing listens yet
-    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    proc = subprocess.Popen(["sh", str(entrypoint_script(tmp_path))], env={**env, "PATH": path},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_image(tmp_path, env)
     try:
         wait_healthy(tmp_path, env, proc)
         request = urllib.request.Request(
@@ -362,14 +373,13 @@ def test_image_entrypoint_and_healthcheck_run_a_service(tmp_path: Path) -> None:
            "TOKENRT_STATE_DIR": str(tmp_path / "state"),
            "TOKENRT_REDIS_URL": os.environ.get("TOKENRT_REDIS_URL", "redis://127.0.0.1:6379/0"),
            "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", "")}
-    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    proc = subprocess.Popen(["sh", str(entrypoint_script(tmp_path))], env={**env, "PATH": path},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_image(tmp_path, env)
     try:
         wait_healthy(tmp_path, env, proc)
     finally:
         code = stop(proc)
-    assert code == 0, "SIGTERM reached the service (exec'd as the entrypoint's process)"
+    # SIGTERM reached the service (exec'd as the entrypoint's process), which drained and exited.
+    assert code == 0, log_tail(tmp_path)
 
 
 # --- docker-compose.yml ----------------------------------------------------------------------
