@@ -720,3 +720,19 @@ def test_any_reported_usage_maps_to_a_consistent_usage(
     assert a is not None
     # Anthropic's total is never below what was read from or written to the cache
     assert a.input_tokens >= a.cached_input_tokens + a.cache_write_input_tokens
+
+
+async def test_refused_model_falls_back_to_another_provider(upstream: Upstream) -> None:
+    pre = prefix()
+    upstream.script(f"{pre}/openai/v1/chat/completions", json_reply("openai_401.json", 401))
+    upstream.script(f"{pre}/anthropic/v1/messages", json_reply("anthropic_message_tool_use.json"))
+    built = providers(upstream, pre)
+    routes = [calls.Route(CATALOG.get("gpt-4o"), built.providers["openai"], 256),
+              calls.Route(CATALOG.get("claude-sonnet-4-5"), built.providers["anthropic"], 256)]
+    outcome = calls.Outcome()
+    answer, route = await calls.complete(
+        routes, lambda r: request(r.entry.name), calls.Policy(5.0, 2, 5.0), Breaker(), outcome)
+    # a refusal is not retried on the same model: one attempt each, then the fallback
+    assert route.entry.name == "claude-sonnet-4-5" and outcome.attempts == 2
+    assert "refused (401)" in outcome.errors[0] and KEY not in outcome.errors[0]
+    assert cost("claude-sonnet-4-5", answer.usage) == 8_013_000
