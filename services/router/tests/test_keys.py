@@ -10,106 +10,26 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
 from aiohttp import ClientSession
 
-from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
+from tokenrt.v1 import common_pb2, router_pb2
 from tokenrt_router.keys import FailureGuard, peer_host
 
-from .conftest import start_router
+from .conftest import (
+    ADMIN_KEY,
+    RouterProc,
+    assert_no_secrets,
+    auth,
+    create_key,
+    launch_router,
+    list_models,
+)
 
 T = common_pb2
-ADMIN_KEY = "trk_h2_bootstrap_admin_" + uuid.uuid4().hex
-ADMIN_ORG = "h2-ops-" + uuid.uuid4().hex[:6]
-# Every secret the tests use or receive, for the "never in logs" check.
-SECRETS: list[str] = [ADMIN_KEY]
-
-
-def auth(key: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {key}"),)
-
-
-class RouterProc:
-    """One router process of ours: its gRPC stub, HTTP base URL and log."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], address: str, env: dict[str, str],
-                 log: Path) -> None:
-        self.proc = proc
-        self.address = address
-        self.env = env
-        self.log = log
-        self.http = "http://" + env["TOKENRT_ROUTER_HTTP_ADDR"]
-
-    def stub(self, ch: grpc.aio.Channel) -> router_pb2_grpc.RouterServiceStub:
-        return router_pb2_grpc.RouterServiceStub(ch)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
-
-
-def launch(stack, sim_url: str, state: Path, **overrides: str) -> RouterProc:  # type: ignore[no-untyped-def]
-    keys_file = state / "keys.yaml"
-    keys_file.write_text(json.dumps([{"key": ADMIN_KEY, "org": ADMIN_ORG, "project": "ops",
-                                      "admin": True, "name": "bootstrap"}]))
-    proc, address, env = start_router(
-        stack.env, state, TOKENRT_ROUTER_KEYS_FILE=str(keys_file),
-        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_ROUTER_PROVIDER_RETRIES="0",
-        TOKENRT_ROUTER_KEYS_CACHE_SECONDS="1", **overrides)
-    r = RouterProc(proc, address, env, state / "router.log")
-    asyncio.run(_wait_ready(r))
-    return r
-
-
-async def _wait_ready(r: RouterProc) -> None:
-    """Until the key store has migrated and the HTTP endpoint answers."""
-    deadline = time.monotonic() + 60
-    async with grpc.aio.insecure_channel(r.address) as ch, ClientSession() as http:
-        while True:
-            try:
-                await r.stub(ch).ListApiKeys(router_pb2.ListApiKeysRequest(org_id=ADMIN_ORG),
-                                             metadata=auth(ADMIN_KEY), timeout=5)
-                async with http.get(r.http + "/v1/models") as resp:
-                    if resp.status == 401:
-                        return
-            except (grpc.aio.AioRpcError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("router keys not ready: " + r.log.read_text()[-2000:])
-            await asyncio.sleep(0.3)
-
-
-@pytest.fixture(scope="session")
-def keys_router(stack, sim_url: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    r = launch(stack, sim_url, tmp_path_factory.mktemp("h2-router"))
-    yield r
-    r.stop()
-
-
-async def create_key(r: RouterProc, org: str, project: str = "web", user: str = "",
-                     admin: bool = False, by: str = ADMIN_KEY) -> router_pb2.CreateApiKeyResponse:
-    async with grpc.aio.insecure_channel(r.address) as ch:
-        resp = await r.stub(ch).CreateApiKey(router_pb2.CreateApiKeyRequest(
-            tenant=T.Tenant(org_id=org, project_id=project, user_id=user), name="test",
-            admin=admin), metadata=auth(by), timeout=10)
-    SECRETS.append(resp.secret)
-    return resp
-
-
-async def list_models(r: RouterProc, key: str) -> grpc.StatusCode:
-    async with grpc.aio.insecure_channel(r.address) as ch:
-        try:
-            await r.stub(ch).ListModels(router_pb2.ListModelsRequest(), metadata=auth(key),
-                                        timeout=5)
-            return grpc.StatusCode.OK
-        except grpc.aio.AioRpcError as exc:
-            return exc.code()
-
-
 # -- pure parts ---------------------------------------------------------------------
 
 
@@ -176,7 +96,7 @@ async def test_non_admin_keys_cannot_manage_keys_and_org_admins_stay_in_their_or
         # An org admin: its own org yes, another org no (create, list, revoke).
         mine = await stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
             tenant=T.Tenant(org_id=org, project_id="api")), metadata=auth(org_admin))
-        SECRETS.append(mine.secret)
+        assert mine.api_key.tenant.project_id == "api"
         for call in (stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
                          tenant=T.Tenant(org_id=other, project_id="web")), metadata=auth(org_admin)),
                      stub.ListApiKeys(router_pb2.ListApiKeysRequest(org_id=other),
@@ -212,7 +132,7 @@ async def test_non_admin_keys_cannot_manage_keys_and_org_admins_stay_in_their_or
 
 
 async def test_revocation_is_effective_on_every_replica_within_seconds(keys_router, stack, sim_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    second = await asyncio.to_thread(launch, stack, sim_url, tmp_path)
+    second = await asyncio.to_thread(launch_router, stack, sim_url, tmp_path)
     try:
         created = await create_key(keys_router, "h2-" + uuid.uuid4().hex[:8])
         secret = created.secret
@@ -228,12 +148,13 @@ async def test_revocation_is_effective_on_every_replica_within_seconds(keys_rout
             assert time.monotonic() - t0 < 5, "the other replica still accepts a revoked key"
             await asyncio.sleep(0.1)
         assert await list_models(second, secret) == grpc.StatusCode.UNAUTHENTICATED
+        assert "router.auth_failed" in assert_no_secrets(second.log)
     finally:
         await asyncio.to_thread(second.stop)
 
 
 async def test_failed_authentications_are_rate_limited_per_peer_on_grpc_and_http(stack, sim_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    r = await asyncio.to_thread(launch, stack, sim_url, tmp_path, TOKENRT_ROUTER_AUTH_MAX_FAILURES="3",
+    r = await asyncio.to_thread(launch_router, stack, sim_url, tmp_path, TOKENRT_ROUTER_AUTH_MAX_FAILURES="3",
                                 TOKENRT_ROUTER_AUTH_BLOCK_SECONDS="3")
     try:
         # No key at all guesses nothing: refused, not counted.
@@ -260,6 +181,7 @@ async def test_failed_authentications_are_rate_limited_per_peer_on_grpc_and_http
         assert "too many failed authentications" in (info.value.details() or "")
         await asyncio.sleep(3.2)
         assert await list_models(r, ADMIN_KEY) == grpc.StatusCode.OK
+        assert_no_secrets(r.log)
     finally:
         await asyncio.to_thread(r.stop)
 
@@ -281,7 +203,6 @@ def test_keys_cli_create_list_revoke(keys_router) -> None:  # type: ignore[no-un
                     "--name", "laptop", "--json")
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
-    SECRETS.append(created["secret"])
     assert created["secret"].startswith("trk_") and created["api_key"]["tenant"]["user_id"] == "bo"
     assert asyncio.run(list_models(keys_router, created["secret"])) == grpc.StatusCode.OK
     listed = keys_cli(keys_router, "list", "--org", org)
@@ -296,3 +217,9 @@ def test_keys_cli_create_list_revoke(keys_router) -> None:  # type: ignore[no-un
                                                         "--all").stdout
     refused = keys_cli(keys_router, "list", "--org", org, key=created["secret"])
     assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+
+
+def test_no_key_in_the_router_log(keys_router) -> None:  # type: ignore[no-untyped-def]
+    """Keys were created, used, refused and revoked above: none of them was logged."""
+    text = assert_no_secrets(keys_router.log)
+    assert "router.key_created" in text and "router.key_revoked" in text

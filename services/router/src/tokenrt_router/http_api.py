@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import structlog
 from aiohttp import web
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from tokenrt_common.client import open_channel
@@ -218,10 +218,14 @@ class HttpEndpoint:
         if any(g not in GROUPS for g in groups):
             raise Refusal(S.INVALID_ARGUMENT, T.ERROR_REASON_INVALID_ARGUMENT,
                           f"group_by takes {', '.join(GROUPS)}", T.ErrorDetail(field="group_by"))
-        start = timestamp_pb2.Timestamp()
+        start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
         start.FromDatetime(since)
+        # The ledger's rollups have minute resolution and round the end down: ask up to
+        # the end of the current minute so that what was just spent shows.
+        end.FromDatetime(datetime.now(UTC).replace(second=0, microsecond=0)
+                         + timedelta(minutes=1))
         filt = ledger_pb2.UsageFilter(org_id=caller.org_id, project_id=caller.project_id,
-                                      user_id=user, start_time=start)
+                                      user_id=user, start_time=start, end_time=end)
         try:
             resp = await self.ledger.QueryUsage(ledger_pb2.QueryUsageRequest(
                 filter=filt, group_by=[GROUPS[g] for g in groups], page_size=1000), timeout=10)
@@ -230,14 +234,28 @@ class HttpEndpoint:
                           f"the ledger did not answer ({exc.code().name}); retry shortly",
                           T.ErrorDetail(retry_after_ms=1000)) from None
 
-        def as_dict(m: Any) -> dict[str, Any]:
-            return json_format.MessageToDict(m, preserving_proto_field_name=True,
-                                             always_print_fields_with_no_presence=True)
-
         return web.json_response({
             "object": "usage", "org_id": caller.org_id, "project_id": caller.project_id,
-            "user_id": user, "since": since.isoformat(), "total": as_dict(resp.total),
-            "rows": [as_dict(r) for r in resp.rows]})
+            "user_id": user, "since": since.isoformat(), "total": _totals(resp.total),
+            "rows": [_row(r) for r in resp.rows]})
+
+
+def _totals(t: ledger_pb2.UsageTotals) -> dict[str, Any]:
+    """Totals as JSON numbers (protobuf's JSON writes 64-bit integers as strings)."""
+    out: dict[str, Any] = {f.name: getattr(t, f.name) for f in t.DESCRIPTOR.fields
+                           if f.message_type is None}
+    out["usage"] = wire.usage_json(t.usage)
+    return out
+
+
+def _row(r: ledger_pb2.UsageRow) -> dict[str, Any]:
+    out: dict[str, Any] = {k: getattr(r, k) for k in
+                           ("org_id", "project_id", "user_id", "session_id", "model")
+                           if getattr(r, k)}
+    if r.provider:
+        out["provider"] = T.Provider.Name(r.provider).removeprefix("PROVIDER_").lower()
+    out.update(_totals(r.totals))
+    return out
 
 
 def _since(value: str) -> datetime:
