@@ -1,0 +1,185 @@
+"""Faults under load (issue 11): while the load generator drives the router at a steady
+rate through the simulator, in turn SIGKILL each service and start it again; stop and start
+NATS, Postgres and Redis; make the provider answer 429, 500 or time out. After each, what
+the callers saw is compared with the ledger and the budget (audit.py).
+
+Targets, one test each per phase: no usage event lost, none double-counted, every answer's
+tokens and cost as recorded, no hard budget overspent, the budget holding what the ledger
+recorded, every request answered or refused with a clear status within its deadline, every
+service back to SERVING on its own (a killed one once started again) and answering again.
+A check that breaks because of code this suite's owner may not change is marked
+xfail(strict=True) in KNOWN with the evidence, so that it stays visible and a fix shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tokenrt_common.settings import load_settings
+from tokenrt_usage import Publisher
+from tokenrt_usage.events import new_event_id
+from tokenrt_usage.testing import make_event
+
+from .audit import Audit, classify, reconcile, set_limits
+from .load import LoadGenerator, Outcome
+from .stack import TENANTS, ChaosStack
+
+
+@dataclass(frozen=True)
+class Timing:
+    rate: float  # requests per second over all tenants
+    before_s: float  # load before the fault
+    fault_s: float  # how long NATS/Postgres/Redis stay down, or the provider keeps failing
+    after_s: float  # load after the repair
+    deadline_s: float  # each request's client deadline
+    catchup_s: float  # longest wait for the ledger to show every answered request
+    serving_limit_s: float  # longest wait for all six services to be SERVING again
+
+
+SHORT = Timing(rate=12, before_s=2, fault_s=2, after_s=3, deadline_s=10, catchup_s=30,
+               serving_limit_s=45)
+LONG = Timing(rate=25, before_s=8, fault_s=8, after_s=12, deadline_s=10, catchup_s=90,
+              serving_limit_s=90)
+TIMING = LONG if os.environ.get("CHAOS_LONG") else SHORT
+
+SERVICE_KILLS = ("counter", "budget", "cache", "compressor", "ledger", "router")
+INFRA_STOPS = ("nats", "postgres", "redis")
+PROVIDER_FAULTS = ("429", "500", "timeout")
+PHASES = ([f"kill-{s}" for s in SERVICE_KILLS] + [f"restart-{k}" for k in INFRA_STOPS]
+          + [f"provider-{f}" for f in PROVIDER_FAULTS])
+
+CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "lost": lambda r: r["lost"] == 0,
+    "double_counted": lambda r: r["double_counted"] == 0,
+    "figures_match": lambda r: r["mismatched"] == 0,
+    "hard_budget_not_overspent": lambda r: r["overspend"] == 0,
+    "budget_matches_ledger": lambda r: r["budget_drift"] == 0,
+    "clear_status_in_deadline": lambda r: r["unclear"] == 0 and r["late"] == 0,
+    "back_serving": lambda r: r["serving_s"] is not None and not r["exited"]
+    and r["recovery_s"] is not None,
+}
+
+# (phase, check) -> why it breaks, with the evidence; the fix belongs to another owner.
+KNOWN: dict[tuple[str, str], str] = {}
+
+
+def _params() -> list[Any]:
+    out = []
+    for phase in PHASES:
+        for check in CHECKS:
+            reason = KNOWN.get((phase, check))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            out.append(pytest.param(phase, check, marks=marks, id=f"{phase}-{check}"))
+    return out
+
+
+def _inject(stack: ChaosStack, phase: str, t: Timing) -> tuple[float, float | None]:
+    """Cause the fault and repair it; (the moment the repair began, restart seconds)."""
+    kind, _, what = phase.partition("-")
+    if kind == "kill":
+        stack.sigkill(what)
+        repair = time.monotonic()
+        return repair, stack.start(what)
+    if kind == "restart":
+        stack.stop_infra(what)
+        time.sleep(t.fault_s)
+        repair = time.monotonic()
+        stack.start_infra(what)
+        return repair, time.monotonic() - repair
+    stack.sim_fault(what)
+    time.sleep(t.fault_s)
+    repair = time.monotonic()
+    stack.sim_fault(None)
+    return repair, None
+
+
+def run_phase(stack: ChaosStack, phase: str, t: Timing) -> dict[str, Any]:
+    user = f"u-{phase}"
+    per_hard_tenant = t.rate / len(TENANTS) * (t.before_s + t.fault_s + t.after_s)
+    hard_tokens = int(per_hard_tenant * 0.6 * 45)  # runs out about two thirds in
+    limit_ids = asyncio.run(set_limits(stack.env["TOKENRT_BUDGET_ADDR"], TENANTS, user,
+                                       hard_tokens))
+    load = LoadGenerator(stack.env["TOKENRT_ROUTER_ADDR"], TENANTS, user, t.rate, t.deadline_s)
+    load.start()
+    time.sleep(t.before_s)
+    repair, restart_s = _inject(stack, phase, t)
+    serving_s, states = stack.wait_all_serving(t.serving_limit_s)
+    exited = stack.exited()
+    time.sleep(t.after_s)
+    outcomes = load.stop()
+    recovery_s = load.first_ok_after(repair)
+    audit: Audit = classify(outcomes, t.deadline_s)
+    audit = asyncio.run(reconcile(audit, outcomes, stack.env, TENANTS, user, limit_ids,
+                                  t.catchup_s))
+    result = audit.as_dict() | {"restart_s": restart_s, "recovery_s": recovery_s,
+                                "serving_s": serving_s, "health": states, "exited": exited,
+                                "rate": t.rate}
+    for name in exited:  # leave a whole stack to the next phase, and say so
+        stack.start(name)
+    return result
+
+
+@pytest.mark.parametrize(("phase", "check"), _params())
+def test_fault(chaos_stack: ChaosStack, phase: str, check: str) -> None:
+    results = chaos_stack.results
+    if phase not in results:
+        try:
+            results[phase] = run_phase(chaos_stack, phase, TIMING)
+        except Exception as exc:
+            results[phase] = {"error": f"{type(exc).__name__}: {exc}"}
+    result = results[phase]
+    assert "error" not in result, f"{phase} could not run: {result['error']}"
+    examples = {k: v for k, v in result["examples"].items()}
+    assert CHECKS[check](result), (
+        f"{phase}: {check} broken; requests {result['requests']}, ok {result['ok']}, refused "
+        f"{result['refused']}, lost {result['lost']}, double {result['double_counted']}, "
+        f"mismatched {result['mismatched']}, overspend {result['overspend']}, budget drift "
+        f"{result['budget_drift']} (reserved {result['hard_budget_reserved']}), unclear "
+        f"{result['unclear']}, late {result['late']}, serving after {result['serving_s']} s "
+        f"{result['health']}, exited {result['exited']}, recovery {result['recovery_s']} s; "
+        f"examples {examples}")
+
+
+async def _publish(env: dict[str, str], events: list[Any], outbox: Path) -> None:
+    publisher = Publisher.from_settings(load_settings(env | {
+        "TOKENRT_USAGE_OUTBOX_PATH": str(outbox)}))
+    await publisher.start()
+    try:
+        assert await publisher.wait_ready(within=30)
+        await publisher.publish_many(events)
+        assert await publisher.flush(within=30)
+    finally:
+        await publisher.close()
+
+
+def test_the_audit_sees_loss_doubling_and_wrong_figures(chaos_stack: ChaosStack,
+                                                        tmp_path: Path) -> None:
+    """The checks above can fail: an answer whose event never reached the ledger is lost,
+    a second event for one request is double-counted, other figures are mismatched."""
+    free = TENANTS[0]
+    user = "u-audit"
+    kept = make_event(org_id=free.org, project_id=free.project, user_id=user,
+                      input_tokens=11, output_tokens=7, cost_nusd=1234)
+    again = make_event(org_id=free.org, project_id=free.project, user_id=user)
+    again.request_id = kept.request_id  # a second event for the same request
+    wrong = make_event(org_id=free.org, project_id=free.project, user_id=user)
+    asyncio.run(_publish(chaos_stack.env, [kept, again, wrong], tmp_path / "outbox.sqlite3"))
+
+    def answer(event_id: str, cost: int) -> Outcome:
+        return Outcome(f"r-{event_id}", free.org, False, 0.0, 0.1, "OK", event_id=event_id,
+                       input_tokens=11, output_tokens=7, cost_nusd=cost)
+
+    outcomes = [answer(kept.event_id, 1234), answer(wrong.event_id, 1),
+                answer(new_event_id(), 5)]
+    audit = asyncio.run(reconcile(classify(outcomes, 10), outcomes, chaos_stack.env, (free,),
+                                  user, {}, catchup_limit_s=5))
+    assert (audit.lost, audit.double_counted, audit.mismatched) == (1, 1, 1), audit.examples
+    assert audit.ledger_events == 3
