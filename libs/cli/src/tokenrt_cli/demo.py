@@ -201,8 +201,7 @@ class Demo:
             detail = _detail(exc)
             sent.status = "denied" if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED \
                 else "error"
-            sent.note = (f"{exc.code().name}: {reason_name(detail.reason) if detail else ''} "
-                         f"{exc.details()}")
+            sent.note = reason_name(detail.reason) if detail else exc.code().name
             if sent.status == "error":
                 raise DemoError(f"{step}: the router answered {exc.code().name}: "
                                 f"{exc.details()}") from None
@@ -443,10 +442,10 @@ class Demo:
         self.summary.ledger["tokens_per_hour"] = await self._series()
 
     async def _series(self) -> list[dict[str, Any]]:
-        """Tokens per hour over the last 12 hours, the run's organization."""
+        """Tokens per hour over the last 12 hours, every organization of the stack."""
         now = datetime.now(UTC)
         first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=11)
-        f = ledger_pb2.UsageFilter(org_id=self.summary.org)
+        f = ledger_pb2.UsageFilter()
         f.start_time.FromDatetime(first)
         f.end_time.FromDatetime(now + timedelta(minutes=1))
         rep = await self.ledger.GetReport(ledger_pb2.GetReportRequest(
@@ -477,7 +476,7 @@ def ledger_figures(rows: list[ledger_pb2.UsageRow], expected: int) -> dict[str, 
         total["degraded_requests"] += t.degraded_requests
         total["cache_saved_cost_nusd"] += t.cache_saved_cost_nusd
         total["compression_saved_tokens"] += t.compression_saved_tokens
-        for table, name in ((by_model, r.model or "(none)"), (by_user, r.user_id)):
+        for table, name in ((by_model, r.model or "(refused)"), (by_user, r.user_id)):
             agg = table.setdefault(name, dict.fromkeys(figures, 0))
             for k, v in figures.items():
                 agg[k] += v

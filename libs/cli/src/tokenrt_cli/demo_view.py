@@ -31,7 +31,7 @@ def requests_table(s: Summary) -> Table:
         if r.streamed:
             outcome += ", streamed"
         if r.status == "denied":
-            outcome = f"denied: {r.note.split(':', 1)[-1].strip()[:60]}"
+            outcome = f"denied ({r.note})"
         t.add_row(str(i), r.step, r.user, model, str(r.input_tokens), str(r.output_tokens),
                   usd(r.cost_nusd), f"[{STATUS_STYLE.get(r.status, '')}]{outcome}[/]")
     return t
@@ -86,7 +86,7 @@ def ledger_group(s: Summary) -> Group:
                                           for r in led.get("by_model", [])], usd)
     users = bar_chart("cost per user", [(r["user"], r["cost_nusd"])
                                         for r in led.get("by_user", [])], usd, style="magenta")
-    hours = bar_chart(f"tokens per hour ({s.org}, last 12 h)",
+    hours = bar_chart("tokens per hour (every organization, last 12 h)",
                       [(datetime.fromisoformat(h["hour"]).strftime("%H:00"), h["tokens"])
                        for h in led.get("tokens_per_hour", [])], str, style="green")
     return Group(head, "", models, "", users, "", hours)

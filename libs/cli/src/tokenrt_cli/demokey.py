@@ -1,9 +1,11 @@
 """The demo API key `tokenrt up` gives the router when no key is configured.
 
-The key is generated once per state folder and kept in `<state>/demo-api-key` (mode 0600);
-the router gets only its SHA-256, through a keys file (`<state>/router-keys.yaml`, named
-by TOKENRT_ROUTER_KEYS_FILE). The key itself is never printed or logged: `tokenrt demo`
-(and `TOKENRT_API_KEY=$(cat .tokenrt/demo-api-key) tokenrt chat ...`) read the file.
+It is the stack's bootstrap admin key (a development stack: `up` makes it only when no
+key is configured). It is generated once per state folder and kept in
+`<state>/demo-api-key` (mode 0600); the router gets only its SHA-256, through a keys
+file (`<state>/router-keys.yaml`, named by TOKENRT_ROUTER_KEYS_FILE). The key itself is
+never printed or logged: `tokenrt demo` (and `TOKENRT_API_KEY=$(cat
+.tokenrt/demo-api-key) tokenrt chat ...`) read the file.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def with_demo_key(settings: Settings, state: Path) -> Settings:
     keys_file = state / KEYS_FILE
     # The router's key map keeps SHA-256 hex digests (tokenrt_router.keys.key_hash).
     entry = {"key_sha256": hashlib.sha256(key.encode()).hexdigest(), "org": DEMO_ORG,
-             "project": DEMO_PROJECT, "name": "demo key made by tokenrt up"}
+             "project": DEMO_PROJECT, "name": "demo key made by tokenrt up",
+             # The bootstrap admin of a development stack: `tokenrt demo` creates a key
+             # for a fresh organization per run with it (CreateApiKey).
+             "admin": True}
     _write_private(keys_file, yaml.safe_dump({"keys": [entry]}, sort_keys=False))
     return replace(settings, router_keys_file=str(keys_file))
