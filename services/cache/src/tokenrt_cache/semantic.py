@@ -96,8 +96,11 @@ class Query:
     text: str
 
 
-def query_of(req: cache_pb2.CacheableRequest) -> Query | None:
-    """The bucket and prompt of a request; None when its last message is not user text."""
+def query_of(req: cache_pb2.CacheableRequest, backend: str = "") -> Query | None:
+    """The bucket and prompt of a request; None when its last message is not user text.
+
+    `backend` names an embedding backend (its model): candidates of two backends live in
+    different buckets, so their vectors are never compared. The lexical backend is ''."""
     if not req.messages:
         return None
     last = req.messages[-1]
@@ -109,7 +112,8 @@ def query_of(req: cache_pb2.CacheableRequest) -> Query | None:
     for part in rest.messages[-1].content:
         if part.WhichOneof("part") == "text":
             part.text = ""
-    bucket = hashlib.blake2b(b"semantic\x00" + canonical(rest), digest_size=16).hexdigest()
+    salt = b"semantic\x00" + (backend.encode() + b"\x00" if backend else b"")
+    bucket = hashlib.blake2b(salt + canonical(rest), digest_size=16).hexdigest()
     return Query(bucket, "\n".join(texts))
 
 
@@ -227,14 +231,50 @@ def similarity(a: tuple[int, ...], b: tuple[int, ...], size: int = SKETCH_SIZE) 
     return both / len(union)
 
 
-def pack(sk: tuple[int, ...], guard: bytes) -> bytes:
-    """What a bucket stores per entry: the guard fingerprint, then the sketch."""
-    return guard + struct.pack(f"<{len(sk)}I", *sk)
+def pack(sk: tuple[int, ...], guard: bytes, vector: bytes = b"") -> bytes:
+    """What a bucket stores per entry: the guard fingerprint, then the sketch; with an
+    embedding backend, the sketch's length first and the packed vector after it."""
+    body = struct.pack(f"<{len(sk)}I", *sk)
+    if not vector:
+        return guard + body
+    return guard + struct.pack("<H", len(sk)) + body + vector
 
 
 def unpack(value: bytes) -> tuple[bytes, tuple[int, ...]]:
+    """The guard and sketch of a lexical candidate."""
     guard, rest = value[:GUARD_BYTES], value[GUARD_BYTES:]
     return guard, struct.unpack(f"<{len(rest) // 4}I", rest)
+
+
+def unpack_embedded(value: bytes) -> tuple[bytes, tuple[int, ...], bytes]:
+    """The guard, sketch and packed vector of an embedding backend's candidate."""
+    guard = value[:GUARD_BYTES]
+    (n,) = struct.unpack_from("<H", value, GUARD_BYTES)
+    start = GUARD_BYTES + 2
+    sk = struct.unpack_from(f"<{n}I", value, start)
+    return guard, sk, value[start + 4 * n:]
+
+
+# A candidate's prose must share at least this share of shingles (content words and
+# ordered pairs) with the prompt. Embeddings rate "celsius to fahrenheit" and "fahrenheit
+# to celsius" alike (cosine 0.997 with MiniLM); the word pairs tell them apart (0.4).
+ORDER_FLOOR = 0.6
+
+
+@dataclass(frozen=True)
+class Score:
+    """A candidate's similarity, and whether the guard holds for it."""
+
+    similarity: float
+    guarded: bool
+
+
+def lexical_scores(sk: tuple[int, ...], guard: bytes, values: list[bytes]) -> list[Score]:
+    out = []
+    for value in values:
+        c_guard, c_sketch = unpack(value)
+        out.append(Score(similarity(sk, c_sketch), c_guard == guard))
+    return out
 
 
 @dataclass(frozen=True)
@@ -246,17 +286,15 @@ class Verdict:
     reason: cache_pb2.CacheMissReason.ValueType | None
 
 
-def rank(sk: tuple[int, ...], guard: bytes, candidates: dict[str, bytes],
-         threshold: float) -> Verdict:
+def rank(keys: list[str], scores: list[Score], threshold: float) -> Verdict:
     """The candidates that pass the threshold and the guard, most similar first."""
     passing: list[tuple[float, str]] = []
     rejected = below = 0.0
-    for key, value in candidates.items():
-        c_guard, c_sketch = unpack(value)
-        sim = similarity(sk, c_sketch)
+    for key, score in zip(keys, scores, strict=True):
+        sim = score.similarity
         if sim < threshold:
             below = max(below, sim)
-        elif c_guard != guard:
+        elif not score.guarded:
             rejected = max(rejected, sim)
         else:
             passing.append((sim, key))
@@ -265,6 +303,6 @@ def rank(sk: tuple[int, ...], guard: bytes, candidates: dict[str, bytes],
         return Verdict(tuple(k for _, k in passing), passing[0][0], None)
     if rejected:
         return Verdict((), rejected, cache_pb2.CACHE_MISS_REASON_GUARD_REJECTED)
-    if candidates:
+    if keys:
         return Verdict((), below, cache_pb2.CACHE_MISS_REASON_BELOW_THRESHOLD)
     return Verdict((), 0.0, cache_pb2.CACHE_MISS_REASON_NOT_FOUND)

