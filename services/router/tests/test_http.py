@@ -212,6 +212,71 @@ async def test_error_shapes_401_400_404(keys_router) -> None:  # type: ignore[no
     assert "sim/gpt-4o-mini" in [m.id for m in models.data]
 
 
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+
+
+async def test_tool_calls_round_trip_in_json_and_stream(keys_router) -> None:  # type: ignore[no-untyped-def]
+    c = client(keys_router, (await create_key(keys_router, new_org())).secret)
+    ask = [{"role": "user", "content": "Weather in Paris? " + uuid.uuid4().hex}]
+    done = await c.chat.completions.create(model="sim/gpt-4o-mini", messages=ask,
+                                           tools=WEATHER, tool_choice="required")
+    call = done.choices[0].message.tool_calls[0]
+    assert done.choices[0].finish_reason == "tool_calls" and call.type == "function"
+    assert call.function.name == "get_weather" and call.id
+    json.loads(call.function.arguments)
+    stream = await c.chat.completions.create(model="sim/gpt-4o-mini", messages=ask + [
+        {"role": "user", "content": "again"}], tools=WEATHER, stream=True,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    pieces = [t for ch in [x async for x in stream] if ch.choices
+              for t in ch.choices[0].delta.tool_calls or []]
+    assert pieces[0].id and pieces[0].function.name == "get_weather" and pieces[0].index == 0
+    json.loads("".join(p.function.arguments or "" for p in pieces))
+    # The tool's answer goes back as a tool message tied to the call.
+    follow = await c.chat.completions.create(model="sim/gpt-4o-mini", messages=ask + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "{\"temp_c\": 21}"}],
+        tools=WEATHER)
+    assert follow.choices[0].message.content
+
+
+async def test_client_gone_mid_stream_is_metered_as_cancelled(keys_router, ledger, sim_url) -> None:  # type: ignore[no-untyped-def]
+    org = new_org()
+    key = (await create_key(keys_router, org)).secret
+    rid = uuid.uuid4().hex
+    async with aiohttp.ClientSession() as s:
+        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini", "tps": 20})
+    try:
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(keys_router.http + "/v1/chat/completions", json=chat(
+                "Tell me a long story " + uuid.uuid4().hex, model="sim/gpt-4.1-mini",
+                max_tokens=200, stream=True), headers={"Authorization": f"Bearer {key}",
+                                                       "x-request-id": rid})
+            assert resp.status == 200 and resp.headers["x-request-id"] == rid
+            seen = 0
+            async for line in resp.content:
+                seen += b'"content":"' in line and b'"content":""' not in line
+                if seen >= 3:
+                    break
+            resp.close()
+        e = await event_for(ledger, org, rid)
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+    assert e.status == events_pb2.USAGE_STATUS_CANCELLED, e
+    assert 3 <= e.usage.output_tokens < 200 and e.cost_nusd > 0
+
+
+async def test_absurd_bodies_are_400_not_500(keys_router) -> None:  # type: ignore[no-untyped-def]
+    key = (await create_key(keys_router, new_org())).secret
+    for raw in (b"[" * 100_000, b"\xff\xfe{}", b"null", b'{"model": "x", "messages": "hi"}',
+                json.dumps(chat("x", stream_options={"include_usage": True})).encode()):
+        status, _, body = await http(keys_router, "POST", "/v1/chat/completions", key, raw=raw)
+        assert status == 400 and body["error"]["type"] == "invalid_request_error", (raw[:20], body)
+
+
 @pytest.fixture
 async def budget(stack) -> budget_pb2_grpc.BudgetServiceStub:  # type: ignore[no-untyped-def]
     ch = grpc.aio.insecure_channel(stack.settings.endpoint("budget").address)

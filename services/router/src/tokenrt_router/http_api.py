@@ -126,13 +126,17 @@ class HttpEndpoint:
         caller = await self._caller(request)
         try:
             body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _json(wire.error(400, f"the request body is not valid JSON: {exc}",
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            return _json(wire.error(400, f"the request body is not valid JSON: "
+                                    f"{str(exc)[:200] or 'nested too deeply'}",
                                     "invalid_request_error"))
         try:
             call = wire.parse_chat(body)
         except wire.WireError as e:
             return _json(wire.wire_error(e))
+        except RecursionError:
+            return _json(wire.error(400, "the request body is nested too deeply",
+                                    "invalid_request_error"))
         session = request.headers.get("x-tokenrt-session", "")
         if session:
             call.request.session_id = session[:200]
