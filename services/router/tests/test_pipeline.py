@@ -317,3 +317,46 @@ async def test_list_models(router) -> None:  # type: ignore[no-untyped-def]
                                    metadata=AUTH)
     gone = [m for m in full.models if not m.available]
     assert gone and "provider" in gone[0].unavailable_reason
+
+
+async def test_near_the_end_of_a_budget_the_default_output_is_clamped_to_fit(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    # gpt-4o: 2,500 nUSD per input token, 10,000 per output token; its default max output
+    # (4,096 tokens, ~41M nUSD) does not fit 10.5M nUSD, about 1,000 output tokens do.
+    req = request("clamp me " + uuid.uuid4().hex, forced_model="sim/gpt-4o")
+    req.sampling.ClearField("max_output_tokens")
+    limit = 10_500_000
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, limit)
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert c.budget.decision == T.BUDGET_DECISION_ALLOW and c.cost_nusd <= limit
+    e = await event_of(ledger, c.event_id)
+    assert e.status == events_pb2.USAGE_STATUS_OK and e.cost_nusd == c.cost_nusd
+
+    # The caller's own max output is never lowered: the same budget refuses it.
+    explicit = request("clamp me not " + uuid.uuid4().hex, forced_model="sim/gpt-4o")
+    explicit.sampling.max_output_tokens = 4096
+    await set_limit(budget, router_env, explicit.session_id, T.LIMIT_ACTION_DENY, limit)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(explicit, metadata=AUTH)
+    assert detail_of(info.value).reason == T.ERROR_REASON_BUDGET_EXCEEDED
+
+
+async def test_queue_waits_for_a_rolling_window_then_serves_or_times_out(router, router_env, budget) -> None:  # type: ignore[no-untyped-def]
+    first = request("queue one " + uuid.uuid4().hex)
+    session = first.session_id
+    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+        scope=session_scope(router_env, session), metric=T.LIMIT_METRIC_REQUESTS,
+        period=T.LIMIT_PERIOD_ROLLING, rolling_window_seconds=2, limit=1,
+        action=T.LIMIT_ACTION_QUEUE, name="one a window")), timeout=10)
+    await router.Complete(first, metadata=AUTH)
+
+    waited = request("queue two " + uuid.uuid4().hex, max_queue_wait_ms=5000)
+    waited.session_id = session
+    c = (await router.Complete(waited, metadata=AUTH, timeout=15)).completion
+    assert c.queue_wait_ms > 0 and c.budget.decision == T.BUDGET_DECISION_ALLOW
+
+    impatient = request("queue three " + uuid.uuid4().hex, max_queue_wait_ms=100)
+    impatient.session_id = session
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(impatient, metadata=AUTH, timeout=15)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert detail_of(info.value).reason == T.ERROR_REASON_BUDGET_QUEUE_TIMEOUT

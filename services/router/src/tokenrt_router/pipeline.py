@@ -38,7 +38,7 @@ from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
 from tokenrt_pricing.model import ModelEntry
 from tokenrt_router import select, tasks
 from tokenrt_router.batching import Batcher, ItemFailed
-from tokenrt_router.job import Job, completion, now_ts, usage_event
+from tokenrt_router.job import PROVIDERS, Job, completion, now_ts, usage_event
 from tokenrt_router.offpath import Coalescer
 from tokenrt_router.providers import calls
 from tokenrt_router.providers.base import (
@@ -58,6 +58,10 @@ E = events_pb2
 S = grpc.StatusCode
 DOWN = (S.UNAVAILABLE, S.DEADLINE_EXCEEDED, S.CANCELLED, S.UNKNOWN, S.INTERNAL)
 MAX_DEGRADES = 3
+LATENCY_WEIGHT = 0.2  # of the newest request in the moving average of provider latency
+# Near the end of a budget, a request without its own max output gets a smaller one that
+# fits what is left, but never below this (a shorter answer would rarely be useful).
+MIN_CLAMPED_OUTPUT = 256
 DEFAULT_QUEUE_WAIT_MS = 2000
 SAMPLES_MIN_TOKENS = 1
 PROVIDER_FAILURE = {Failure.RATE_LIMITED: common_pb2.ERROR_REASON_PROVIDER_RATE_LIMITED,
@@ -102,6 +106,8 @@ class Router:
             "usage", self._publish, every, 500, log)
         self.samples: Coalescer[counter_pb2.CalibrationSample] = Coalescer(
             "calibrate", self._calibrate, 20 * every, 500, log)
+        # Measured provider latency per model (ms, moving average), scored by selection.
+        self.latency: dict[str, float] = {}
         # Reservations are on the critical path: merged only while one is in flight.
         self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
             self._reserve_many, 256, orphan=self._release_orphan)
@@ -154,8 +160,11 @@ class Router:
     def unhealthy(self, entries: list[ModelEntry]) -> dict[str, str]:
         out = self.breaker.unhealthy()
         for e in entries:
-            if e.provider not in self.providers:
-                out[e.name] = f"no {e.provider} provider configured (issue 9 adds them)"
+            p = self.providers.get(e.provider)
+            if p is None:
+                out[e.name] = f"no {e.provider} provider configured"
+            elif not _serves(p, self.catalog.resolve(e.name).provider_model_id):
+                out[e.name] = f"no {e.provider} deployment serves {e.name}"
         return out
 
     # -- planning ---------------------------------------------------------------------
@@ -240,7 +249,8 @@ class Router:
             compression_allowed=mode != router_pb2.COMPRESSION_MODE_OFF)
         requested_output = (req.sampling.max_output_tokens
                             if req.sampling.HasField("max_output_tokens") else None)
-        job.candidates = select.rank(entries, needs, self.unhealthy(entries), requested_output)
+        job.candidates = select.rank(entries, needs, self.unhealthy(entries), requested_output,
+                                     self.latency)
         best = job.candidates[0] if job.candidates else None
         if best is None or not best.eligible:
             why = "; ".join(f"{c.entry.name}: {', '.join(c.reasons)}" for c in job.candidates)
@@ -282,6 +292,7 @@ class Router:
                     else DEFAULT_QUEUE_WAIT_MS)
         queued_since = 0
         degrades = 0
+        clamped = False
         while True:
             cand = job.chosen
             assert cand is not None
@@ -326,6 +337,14 @@ class Router:
                 if queued_since:
                     job.queue_wait_ms = (time.monotonic_ns() - queued_since) // 1_000_000
                 return
+            smaller = 0 if clamped or d != T.BUDGET_DECISION_DENY else \
+                self._clamped_output(job, cand, resp)
+            if smaller:  # a shorter answer fits what is left of the budget
+                cand.max_output = smaller
+                cand.estimated_cost_nusd = select.upper_cost(cand.entry, job.input_tokens,
+                                                             smaller)
+                clamped = True
+                continue
             detail = _budget_detail(resp)
             if d == T.BUDGET_DECISION_DEGRADE:
                 nxt = self._cheaper(job) if allow_degrade and degrades < MAX_DEGRADES else None
@@ -343,13 +362,15 @@ class Router:
             if d == T.BUDGET_DECISION_QUEUE:
                 queued_since = queued_since or time.monotonic_ns()
                 waited = (time.monotonic_ns() - queued_since) // 1_000_000
-                if waited < max_wait:
-                    await asyncio.sleep(max(resp.retry_after_ms, 50) / 1000)
+                pause = max(resp.retry_after_ms, 50)
+                if waited + pause <= max_wait:  # capacity is due within the bound
+                    await asyncio.sleep(pause / 1000)
                     continue
                 job.queue_wait_ms = waited
                 raise Refusal(S.RESOURCE_EXHAUSTED, T.ERROR_REASON_BUDGET_QUEUE_TIMEOUT,
-                              f"waited {waited} ms for budget capacity; none came (bound "
-                              f"{max_wait} ms)", detail, E.USAGE_STATUS_THROTTLED)
+                              f"waited {waited} ms for budget capacity; the next is due in "
+                              f"{resp.retry_after_ms} ms, past the bound of {max_wait} ms",
+                              detail, E.USAGE_STATUS_THROTTLED)
             if d == T.BUDGET_DECISION_THROTTLE:
                 raise Refusal(S.RESOURCE_EXHAUSTED, T.ERROR_REASON_BUDGET_THROTTLED,
                               f"budget limit throttles this request; retry after "
@@ -360,6 +381,24 @@ class Router:
                           f"budget exceeded: limit {detail.limit} {detail.unit}, remaining "
                           f"{detail.remaining}; it resets {resets}",
                           detail, E.USAGE_STATUS_DENIED)
+
+    def _clamped_output(self, job: Job, cand: select.Candidate,
+                        resp: budget_pb2.ReserveResponse) -> int:
+        """When the request left the max output to the router: the largest one (at least
+        MIN_CLAMPED_OUTPUT) that fits every limit that refused; 0 when none does."""
+        if job.req.sampling.HasField("max_output_tokens"):
+            return 0
+        out = cand.max_output
+        for lim in resp.limits:
+            if not lim.triggered:
+                continue
+            if lim.metric == T.LIMIT_METRIC_TOKENS:
+                out = min(out, lim.remaining - job.input_tokens)
+            elif lim.metric == T.LIMIT_METRIC_COST:
+                out = select.largest_output(cand.entry, job.input_tokens, out, lim.remaining)
+            else:  # a request count: no answer length makes it fit
+                return 0
+        return out if MIN_CLAMPED_OUTPUT <= out < cand.max_output else 0
 
     async def dry_budget(self, job: Job) -> None:
         """SelectModel: each eligible candidate's budget decision, without holding anything;
@@ -411,7 +450,7 @@ class Router:
                 ranked = select.rank([entry], select.Needs(
                     job.input_tokens, cur.max_output, job.analysis.task if job.analysis else 0,
                     job.analysis.complexity if job.analysis else 0),
-                    self.unhealthy([entry]), cur.max_output)
+                    self.unhealthy([entry]), cur.max_output, self.latency)
                 if ranked[0].eligible:
                     job.candidates.append(ranked[0])
                     return ranked[0]
@@ -555,6 +594,11 @@ class Router:
 
     def finish(self, job: Job, chunks: list[cache_pb2.ChunkBoundary] | None = None) -> None:
         """Hand the off-path work to the coalescers: settlement, store, event, sample."""
+        if job.served is not None and job.provider_ns and not job.hit:
+            ms = job.provider_ns / 1e6
+            before = self.latency.get(job.served.name)
+            self.latency[job.served.name] = ms if before is None else \
+                before + LATENCY_WEIGHT * (ms - before)
         if job.reservation_id:
             if job.charged and job.cost is not None:
                 self.settlements.add(budget_pb2.Settlement(commit=budget_pb2.CommitRequest(
@@ -578,8 +622,7 @@ class Router:
                                   reasoning_tokens=job.usage.reasoning_tokens),
                     cost_nusd=job.cost.total_nusd if job.cost else 0,
                     served_model=job.served.name,
-                    provider=T.PROVIDER_SIMULATOR if job.served.provider == "simulator"
-                    else T.PROVIDER_UNSPECIFIED,
+                    provider=PROVIDERS.get(job.served.provider, T.PROVIDER_UNSPECIFIED),
                     origin_request_id=job.request_id, chunks=chunks or [])))
         self.events.add(usage_event(job))
         if (job.usage_source == T.USAGE_SOURCE_PROVIDER_REPORTED and job.served is not None
@@ -639,7 +682,7 @@ class Router:
         self._served(job, route)
         yield R.StreamCompleteResponse(start=R.CompletionStart(
             request_id=job.request_id, served_model=route.entry.name,
-            provider=T.PROVIDER_SIMULATOR if route.entry.provider == "simulator" else 0,
+            provider=PROVIDERS.get(route.entry.provider, T.PROVIDER_UNSPECIFIED),
             degraded_from_model=job.degraded_from))
         seen: list[replay.Delta] = []
         text: list[str] = []
@@ -749,6 +792,13 @@ def _budget_detail(resp: budget_pb2.ReserveResponse) -> common_pb2.ErrorDetail:
         if lim.HasField("reset_at"):
             detail.reset_at.CopyFrom(lim.reset_at)
     return detail
+
+
+def _serves(provider: Provider, model_id: str) -> bool:
+    """Whether a provider with configured deployments has one for the model (a provider
+    without that notion serves every model of its kind)."""
+    serves = getattr(provider, "serves", None)
+    return serves is None or bool(serves(model_id))
 
 
 def _check(req: router_pb2.CompleteRequest) -> None:

@@ -6,7 +6,7 @@ health of each model; the answer lists every candidate with its components and r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tokenrt.v1 import common_pb2
@@ -23,6 +23,10 @@ TIER_FIT = {
 }
 PRICE_POINTS = (20, 14, 9, 5, 2, 0)
 PREFERENCE_POINTS = 100
+# The fastest model measured gets these points, slower ones a share in proportion; double
+# for code completion, where the editor waits on every keystroke.
+LATENCY_POINTS = 10
+LATENCY_TASKS = (T.TASK_TYPE_CODE_COMPLETION,)
 REASONING_TASKS = (T.TASK_TYPE_REASONING, T.TASK_TYPE_DEBUG)
 
 
@@ -76,9 +80,24 @@ def upper_cost(entry: ModelEntry, input_tokens: int, max_output: int) -> int:
     return cost_of(entry.price, usage).total_nusd
 
 
+def largest_output(entry: ModelEntry, input_tokens: int, up_to: int, max_nusd: int) -> int:
+    """The largest max output (at most `up_to`) whose upper-bound cost stays within
+    `max_nusd`; 0 when even the prompt alone costs more."""
+    lo, hi = 0, up_to
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if upper_cost(entry, input_tokens, mid) <= max_nusd:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def rank(entries: Sequence[ModelEntry], needs: Needs, unhealthy: dict[str, str],
-         requested_output: int | None) -> list[Candidate]:
-    """Every candidate, eligible ones first by score (then cheaper first)."""
+         requested_output: int | None,
+         latency_ms: Mapping[str, float] | None = None) -> list[Candidate]:
+    """Every candidate, eligible ones first by score (then cheaper first). `latency_ms`
+    is each model's measured provider latency (models not measured yet score 0)."""
     cands = [Candidate(e) for e in entries]
     for c in cands:
         e = c.entry
@@ -115,6 +134,7 @@ def rank(entries: Sequence[ModelEntry], needs: Needs, unhealthy: dict[str, str],
         if needs.preferred and e.name.lower() == needs.preferred.lower():
             c.add("preference", PREFERENCE_POINTS, "the caller's preferred model")
         c.add("health", 0, "healthy" if c.healthy else "circuit open")
+    _score_latency(cands, needs, latency_ms or {})
     by_cost = sorted({c.estimated_cost_nusd for c in cands})
     for c in cands:
         i = by_cost.index(c.estimated_cost_nusd)
@@ -122,3 +142,14 @@ def rank(entries: Sequence[ModelEntry], needs: Needs, unhealthy: dict[str, str],
               f"upper bound {c.estimated_cost_nusd} nusd (rank {i + 1} of {len(by_cost)})")
     return sorted(cands, key=lambda c: (not c.eligible, -c.score, c.estimated_cost_nusd,
                                         c.entry.name))
+
+
+def _score_latency(cands: list[Candidate], needs: Needs, latency_ms: Mapping[str, float]) -> None:
+    known = [latency_ms[c.entry.name] for c in cands if latency_ms.get(c.entry.name, 0) > 0]
+    weight = LATENCY_POINTS * (2 if needs.task in LATENCY_TASKS else 1)
+    for c in cands:
+        ms = latency_ms.get(c.entry.name, 0)
+        if ms > 0:
+            c.add("latency", round(weight * min(known) / ms), f"measured {ms:.0f} ms")
+        else:
+            c.add("latency", 0, "not measured yet")
