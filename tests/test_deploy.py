@@ -46,7 +46,7 @@ from kubernetes_validate import utils as k8s_utils
 from referencing import Registry, Resource
 
 from tokenrt_common.server import LIVENESS
-from tokenrt_common.settings import SERVICES, Settings, load_settings
+from tokenrt_common.settings import SECRET_SETTINGS, SERVICES, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -57,8 +57,11 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "tokenrt.json"
 INFRA = ("nats", "postgres", "redis")
 # The image's build targets: the six services and the provider simulator.
 IMAGES = (*SERVICES, "sim")
-# Settings that hold secrets: never in the ConfigMap (the Secret carries them when needed).
-SECRET_SETTINGS = {"router_keys"}
+# Settings the ConfigMap gives another value than the code's default: where things are in a
+# pod and in the cluster. Every other value is the default (a changed default reaches it).
+K8S_VALUES = {"nats_url", "postgres_dsn", "redis_url", "bind_host", "log_format", "state_dir",
+              *(f"{s}_addr" for s in SERVICES), "router_keys_file", "router_sim_base_url",
+              "router_http_addr"}
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
 # Services with a HorizontalPodAutoscaler (the others run a fixed count).
 AUTOSCALED = ("router", "counter", "cache", "compressor")
@@ -777,6 +780,11 @@ def test_configmap_carries_every_setting(production: dict) -> None:
     assert not have - want, f"not settings (or secrets): {sorted(have - want)}"
     settings = settings_of(production)  # the services' own validation accepts every value
     assert settings.bind_host == "0.0.0.0" and settings.log_format == "json"
+    defaults = Settings()
+    stale = {f.name: (getattr(settings, f.name), getattr(defaults, f.name))
+             for f in dataclasses.fields(Settings)
+             if f.name not in K8S_VALUES and getattr(settings, f.name) != getattr(defaults, f.name)}
+    assert not stale, f"ConfigMap values that are not the code's defaults (value, default): {stale}"
     for url in (settings.nats_url, settings.postgres_dsn, settings.redis_url,
                 config["CACHE_REDIS_URL"]):
         assert ".svc" in url, f"{url} is not a cluster service address"
