@@ -5,8 +5,10 @@ context so every event logged while serving it carries it, and set as the contex
 variable that outgoing client calls copy. Each call is counted by method and status
 code. A request body that does not decode (malformed, truncated, invalid UTF-8 in a
 string, nested too deep) is INVALID_ARGUMENT naming the message type, before the handler
-runs. An exception a handler did not turn into a status becomes INTERNAL with the
-request id in the message, and is logged with its traceback; the service goes on.
+runs; so is a value the database refuses as data (SQLSTATE class 22, e.g. a NUL character
+in text) that a handler let through. Any other exception a handler did not turn into a
+status becomes INTERNAL with the request id in the message, and is logged with its
+traceback; the service goes on.
 """
 
 from __future__ import annotations
@@ -126,11 +128,13 @@ class _Call:
                 return False
             if isinstance(exc, grpc.aio.AbortError) or code not in ("OK", "UNKNOWN"):
                 return False
-            if isinstance(exc, BadRequestBody):
+            if isinstance(exc, BadRequestBody) or _data_exception(exc):
                 code = "INVALID_ARGUMENT"
+                message = (str(exc) if isinstance(exc, BadRequestBody) else
+                           f"a value in the request cannot be stored or compared: {exc}")
                 detail = error_detail(common_pb2.ERROR_REASON_INVALID_ARGUMENT)
                 await self._context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"{self._method}: {exc}",
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{self._method}: {message}",
                     trailing_metadata=((DETAIL_KEY, detail.SerializeToString()),))
             code = "INTERNAL"
             self._log.error("rpc.failed", exc_info=exc)
@@ -146,6 +150,12 @@ class _Call:
             # Successful calls are logged only at debug level: they are counted in metrics.
             (self._log.debug if code == "OK" else self._log.info)(
                 "rpc.done", code=code, duration_ms=round(seconds * 1000, 3))
+
+
+def _data_exception(exc: BaseException | None) -> bool:
+    """A database refused a value the request carried (SQLSTATE class 22, "data exception":
+    a NUL character in text, a number or date out of range), which a handler let through."""
+    return str(getattr(exc, "sqlstate", "") or "").startswith("22")
 
 
 def _request_id(metadata: Any) -> str:

@@ -80,8 +80,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         store = await self._store(context)
         try:
             size = convert.page_size(request.page_size)
-            offset = (int(convert.decode_token(request.page_token, 1)[0])
-                      if request.page_token else 0)
+            offset = convert.decode_offset(request.page_token) if request.page_token else 0
             query = UsageQuery(
                 filter=convert.event_filter(request.filter),
                 group_by=_dimensions(request.group_by),
@@ -200,9 +199,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             try:
                 if not q.HasField("start_time") or not q.HasField("end_time"):
                     raise BadRequest(f"{field}.start_time", "start_time and end_time are required")
-                filters.append(convert.scope_filter(q.scope, convert.to_datetime(q.start_time),
-                                                    convert.to_datetime(q.end_time),
-                                                    f"{field}.scope"))
+                filters.append(convert.scope_filter(
+                    q.scope, convert.to_datetime(q.start_time, f"{field}.start_time"),
+                    convert.to_datetime(q.end_time, f"{field}.end_time"), f"{field}.scope"))
             except BadRequest as exc:
                 await invalid(context, exc)
         try:

@@ -47,8 +47,11 @@ class BadRequest(ValueError):
         self.field = field
 
 
-def to_datetime(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+def to_datetime(ts: Timestamp, field: str = "timestamp") -> datetime:
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:  # nanos out of range, year past 9999...
+        raise BadRequest(field, f"{field} is not a valid timestamp: {exc}") from None
 
 
 def to_timestamp(when: datetime) -> Timestamp:
@@ -59,8 +62,10 @@ def to_timestamp(when: datetime) -> Timestamp:
 
 def event_filter(f: ledger_pb2.UsageFilter, field: str = "filter",
                  now: datetime | None = None) -> EventFilter:
-    end = to_datetime(f.end_time) if f.HasField("end_time") else (now or datetime.now(UTC))
-    start = to_datetime(f.start_time) if f.HasField("start_time") else end - DEFAULT_RANGE
+    end = (to_datetime(f.end_time, f"{field}.end_time") if f.HasField("end_time")
+           else (now or datetime.now(UTC)))
+    start = (to_datetime(f.start_time, f"{field}.start_time") if f.HasField("start_time")
+             else end - DEFAULT_RANGE)
     if start >= end:
         raise BadRequest(f"{field}.start_time",
                          f"start_time {start.isoformat()} must be before end_time "
@@ -125,6 +130,15 @@ def decode_token(token: str, count: int, field: str = "page_token") -> list[str]
         raise BadRequest(field, "page_token is not one this service issued; pass "
                          "next_page_token from the previous answer unchanged")
     return parts
+
+
+def decode_offset(token: str, field: str = "page_token") -> int:
+    """The row offset a QueryUsage page token carries."""
+    offset = decode_token(token, 1, field)[0]
+    if not offset.isdigit():
+        raise BadRequest(field, "page_token is not one this service issued; pass "
+                         "next_page_token from the previous answer unchanged")
+    return int(offset)
 
 
 def time_zone(name: str) -> str:
