@@ -14,10 +14,13 @@ import uuid
 import asyncpg
 import grpc
 import pytest
+import structlog
 from aiohttp import ClientSession
 
 from tokenrt.v1 import common_pb2, router_pb2
-from tokenrt_router.keys import FailureGuard, peer_host
+from tokenrt_common.settings import load_settings
+from tokenrt_router.keys import FailureGuard, KeyMap, Keys, KeyStore, peer_host
+from tokenrt_router.refusal import Refusal
 
 from .conftest import (
     ADMIN_KEY,
@@ -223,3 +226,43 @@ def test_no_key_in_the_router_log(keys_router) -> None:  # type: ignore[no-untyp
     """Keys were created, used, refused and revoked above: none of them was logged."""
     text = assert_no_secrets(keys_router.log)
     assert "router.key_created" in text and "router.key_revoked" in text
+
+
+async def test_key_store_outage_keeps_known_keys_and_answers_unavailable_for_others(stack) -> None:  # type: ignore[no-untyped-def]
+    """Real Postgres, a fresh schema: a key known before the outage stays usable once its
+    cache entry expired; an unknown one is UNAVAILABLE (it may be valid), never 401."""
+    schema = "router_t_" + uuid.uuid4().hex[:8]
+    dsn = stack.env["TOKENRT_POSTGRES_DSN"]
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    holder: list[asyncpg.Pool | None] = [pool]
+    log = structlog.get_logger()
+    store = KeyStore(lambda: holder[0], schema, log)
+    now = [0.0]
+    keys = Keys(KeyMap({}), store, load_settings({}), log, clock=lambda: now[0])
+    try:
+        with pytest.raises(Refusal) as info:  # not migrated yet: UNAVAILABLE, not 401
+            await keys.caller("Bearer trk_whatever_key_12345", "ipv4:10.0.0.1:1")
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        await store.migrate(_connected)
+        record, secret = await store.create("o", "p", "", "n", False)
+        assert (await keys.caller(f"Bearer {secret}", "10.0.0.1")).api_key_id == record.api_key_id
+        holder[0] = None  # Postgres gone
+        now[0] = 100.0  # the cache entry expired
+        assert (await keys.caller(f"Bearer {secret}", "10.0.0.1")).org_id == "o"
+        with pytest.raises(Refusal) as info:
+            await keys.caller("Bearer trk_unknown_key_abcdefgh", "10.0.0.1")
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        assert keys.guard.blocked_for("10.0.0.1") == 0 and not keys.guard._failures
+        holder[0] = pool
+        await store.revoke(record.api_key_id)
+        now[0] = 200.0
+        with pytest.raises(Refusal) as info:
+            await keys.caller(f"Bearer {secret}", "10.0.0.1")
+        assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await pool.close()
+
+
+async def _connected() -> None:
+    """What the router waits for before migrating: here the pool exists already."""

@@ -52,13 +52,14 @@ def _json(err: wire.HttpError) -> web.Response:
 class HttpEndpoint:
     def __init__(self, router: Router, keys: Keys, ledger: ledger_pb2_grpc.LedgerServiceStub,
                  log: structlog.stdlib.BoundLogger, metrics: Metrics | None = None,
-                 max_body_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_body_bytes: int = 16 * 1024 * 1024, grace_s: float = 10.0) -> None:
         self.router = router
         self.keys = keys
         self.ledger = ledger
         self.log = log
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.grace_s = grace_s
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body_bytes,
@@ -70,8 +71,10 @@ class HttpEndpoint:
         return app
 
     async def serve(self, host: str, port: int) -> None:
-        """Serve until cancelled, then close the listener and finish open requests."""
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        """Serve until cancelled, then close the listener and give open requests up to
+        TOKENRT_SHUTDOWN_GRACE_SECONDS to finish."""
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=self.grace_s)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -303,5 +306,5 @@ def start(runtime: Runtime, router: Router, keys: Keys) -> None:
                            "to turn the endpoint off)") from None
     ledger = ledger_pb2_grpc.LedgerServiceStub(open_channel(s, "ledger"))
     endpoint = HttpEndpoint(router, keys, ledger, runtime.log, runtime.metrics,
-                            s.grpc_max_message_bytes)
+                            s.grpc_max_message_bytes, s.shutdown_grace_seconds)
     runtime.spawn(endpoint.serve(s.bind_host, port), "router-http")
