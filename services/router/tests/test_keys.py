@@ -129,9 +129,21 @@ async def test_non_admin_keys_cannot_manage_keys_and_org_admins_stay_in_their_or
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "tenant.project_id" in (info.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.RevokeApiKey(router_pb2.RevokeApiKeyRequest(api_key_id="key_nope"),
-                                    metadata=auth(ADMIN_KEY))
+            await stub.RevokeApiKey(router_pb2.RevokeApiKeyRequest(
+                api_key_id="key_0123456789abcdef"), metadata=auth(ADMIN_KEY))
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        # What Postgres text cannot hold is bad input, not an outage.
+        for bad in (router_pb2.CreateApiKeyRequest(tenant=T.Tenant(org_id="a\x00b", project_id="p")),
+                    router_pb2.CreateApiKeyRequest(tenant=T.Tenant(org_id=org, project_id="p"),
+                                                   name="x\x00y")):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.CreateApiKey(bad, metadata=auth(ADMIN_KEY))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for listing in (router_pb2.ListApiKeysRequest(org_id=org, page_token="\x00"),
+                        router_pb2.ListApiKeysRequest(org_id="o\x00")):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListApiKeys(listing, metadata=auth(ADMIN_KEY))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_revocation_is_effective_on_every_replica_within_seconds(keys_router, stack, sim_url, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -20,8 +20,10 @@ from tokenrt_router.refusal import Refusal, invalid
 
 T = common_pb2
 S = grpc.StatusCode
-# Tenant ids: like the budget's scope ids, no whitespace and no '/'.
-TENANT_ID = re.compile(r"[^\s/]{1,200}")
+# Tenant ids: like the budget's scope ids, no whitespace and no '/' (nor control
+# characters, which Postgres text cannot hold).
+TENANT_ID = re.compile(r"[^\s/\x00-\x1f\x7f]{1,200}")
+KEY_ID = re.compile(r"key_[0-9a-f]{1,64}")
 MAX_PAGE = 1000
 
 
@@ -136,8 +138,8 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
             _check_id("tenant.project_id", t.project_id)
             if t.user_id:
                 _check_id("tenant.user_id", t.user_id)
-            if len(request.name) > 200:
-                raise invalid("name", "name must be at most 200 characters")
+            if len(request.name) > 200 or not request.name.isprintable():
+                raise invalid("name", "name must be at most 200 printable characters")
             _may_manage(caller, t.org_id)
             record, secret = await self._keys.store_or_refuse().create(
                 t.org_id, t.project_id, t.user_id, request.name, request.admin)
@@ -151,8 +153,9 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
                            ) -> router_pb2.RevokeApiKeyResponse:
         caller = await self._admin(context)
         async with _refusals(context):
-            if not request.api_key_id:
-                raise invalid("api_key_id", "api_key_id is required")
+            if not KEY_ID.fullmatch(request.api_key_id):
+                raise invalid("api_key_id", "api_key_id must be an id like key_1a2b3c4d5e6f7a8b "
+                              "(tokenrt keys list shows them)")
             store = self._keys.store_or_refuse()
             record = await store.get(request.api_key_id)
             if record is None:
@@ -173,6 +176,11 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
         async with _refusals(context):
             if not request.org_id and not caller.global_admin:
                 raise invalid("org_id", "org_id is required (your own organization)")
+            for name in ("org_id", "project_id"):
+                if getattr(request, name):
+                    _check_id(name, getattr(request, name))
+            if request.page_token and not KEY_ID.fullmatch(request.page_token):
+                raise invalid("page_token", "page_token is not one this call returned")
             if request.org_id:
                 _may_manage(caller, request.org_id)
             if not 0 <= request.page_size <= MAX_PAGE:
