@@ -140,6 +140,26 @@ async def test_malformed_messages_are_invalid_argument_with_the_field(stub) -> N
     assert detail(err).field == "tools[0].parameters_json_schema"
 
 
+async def test_count_messages_batch_answers_each_as_count_messages_would(stub) -> None:
+    good = pb.CountMessagesRequest(model="gpt-4o", messages=JARGON)
+    tools = pb.CountMessagesRequest(model="gpt-4-0613", messages=WEATHER, tools=[WEATHER_TOOL])
+    unknown = pb.CountMessagesRequest(model="gpt-99-turbo", messages=JARGON)
+    bad = pb.CountMessagesRequest(model="gpt-4o", messages=[
+        c.Message(role=c.ROLE_TOOL, content=[c.ContentPart(text="result")])])
+    got = await stub.CountMessagesBatch(pb.CountMessagesBatchRequest(
+        requests=[good, unknown, tools, bad]), timeout=10)
+    assert [r.WhichOneof("result") for r in got.results] == [
+        "response", "error", "response", "error"]
+    assert got.results[0].response == await stub.CountMessages(good, timeout=5)
+    assert got.results[2].response.input_tokens == 105
+    assert got.results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert got.results[1].error.detail.suggestions
+    assert got.results[3].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert got.results[3].error.detail.field == "messages[0].tool_call_id"
+    await expect_error(stub.CountMessagesBatch(pb.CountMessagesBatchRequest(
+        requests=[good] * 1001), timeout=10), grpc.StatusCode.INVALID_ARGUMENT)
+
+
 async def test_count_batch(stub) -> None:
     texts = [t for t in TEXTS if t][:10]
     got = await stub.CountBatch(pb.CountBatchRequest(model="gpt-4o", texts=texts), timeout=10)

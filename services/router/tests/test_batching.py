@@ -86,3 +86,14 @@ def test_an_item_error_reads_like_the_unary_calls_error() -> None:
                                           message="chain: org_id is empty"))
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert err.details() == "chain: org_id is empty"
+
+
+async def test_a_batch_stays_under_its_weight_and_a_heavy_item_goes_alone() -> None:
+    gate = asyncio.Event()
+    send = Echo(gate)
+    b: Batcher[int, int] = Batcher(send, 100, weigh=lambda i: i, max_weight=10)
+    calls = [asyncio.create_task(b.call(i)) for i in (1, 4, 5, 2, 30, 3)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*calls) == [10, 40, 50, 20, 300, 30]
+    assert send.batches == [[1], [4, 5], [2], [30], [3]]

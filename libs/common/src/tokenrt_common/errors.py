@@ -38,3 +38,26 @@ async def abort_with(context: grpc.aio.ServicerContext, code: grpc.StatusCode, m
 async def invalid(context: grpc.aio.ServicerContext, field: str, message: str) -> NoReturn:
     await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                 common_pb2.ERROR_REASON_INVALID_ARGUMENT, message, field=field)
+
+
+class ServiceError(Exception):
+    """A refusal raised where no call context is at hand (one item of a batch, a helper
+    shared by a unary and a batch method): the call's abort or the item's ItemError is
+    made from it, with the same status, message and detail."""
+
+    def __init__(self, code: grpc.StatusCode, reason: common_pb2.ErrorReason.ValueType,
+                 message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.fields = fields
+
+    def detail(self) -> common_pb2.ErrorDetail:
+        return error_detail(self.reason, **self.fields)
+
+    def item(self) -> common_pb2.ItemError:
+        return common_pb2.ItemError(code=self.code.value[0], message=str(self),
+                                    detail=self.detail())
+
+    async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
+        await abort_with(context, self.code, str(self), self.detail())

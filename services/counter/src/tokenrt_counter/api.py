@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import grpc
 
 import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
-from tokenrt_common.errors import abort, invalid
+from tokenrt_common.errors import ServiceError, abort, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_counter import estimator
 from tokenrt_counter.core import Accuracy, MessageError, estimate_accuracy
@@ -30,6 +31,7 @@ MATCHES = {
     Match.FINE_TUNE: counter_pb2.MODEL_MATCH_FINE_TUNE,
 }
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
+MAX_BATCH = 1000  # chats per CountMessagesBatch (each also within the per-request limit)
 
 
 def accuracy_pb(a: Accuracy) -> common_pb2.CountAccuracy:
@@ -70,27 +72,67 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
 
     # ---- helpers ----------------------------------------------------------------
 
-    async def _resolve(self, context: grpc.aio.ServicerContext, name: str,
-                       field: str = "model") -> Resolved:
+    def _resolved(self, name: str, field: str = "model") -> Resolved:
         if not name.strip():
-            await invalid(context, field, f"{field} is empty: name a model, e.g. gpt-4o "
-                          "(`tokenrt models` lists them)")
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               common_pb2.ERROR_REASON_INVALID_ARGUMENT,
+                               f"{field} is empty: name a model, e.g. gpt-4o "
+                               "(`tokenrt models` lists them)", field=field)
         try:
             return self._catalog.resolve(name)
         except ModelNotFound as exc:
-            await abort(context, grpc.StatusCode.NOT_FOUND,
-                        common_pb2.ERROR_REASON_MODEL_NOT_FOUND, str(exc), field=field,
-                        suggestions=exc.suggestions)
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, common_pb2.ERROR_REASON_MODEL_NOT_FOUND,
+                               str(exc), field=field, suggestions=exc.suggestions) from None
+
+    def _check_size(self, size: int, field: str) -> None:
+        if size > self._max_bytes:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               common_pb2.ERROR_REASON_MESSAGE_TOO_LARGE,
+                               f"{field} is {size} bytes, above the counter's limit of "
+                               f"{self._max_bytes} bytes (TOKENRT_COUNTER_MAX_REQUEST_BYTES); "
+                               "split the text and use CountBatch or several calls",
+                               field=field, limit=self._max_bytes, actual=size, unit="bytes")
+
+    async def _resolve(self, context: grpc.aio.ServicerContext, name: str,
+                       field: str = "model") -> Resolved:
+        try:
+            return self._resolved(name, field)
+        except ServiceError as exc:
+            await exc.abort(context)
 
     async def _too_large(self, context: grpc.aio.ServicerContext, size: int,
                          field: str) -> None:
-        if size > self._max_bytes:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                        common_pb2.ERROR_REASON_MESSAGE_TOO_LARGE,
-                        f"{field} is {size} bytes, above the counter's limit of "
-                        f"{self._max_bytes} bytes (TOKENRT_COUNTER_MAX_REQUEST_BYTES); "
-                        "split the text and use CountBatch or several calls",
-                        field=field, limit=self._max_bytes, actual=size, unit="bytes")
+        try:
+            self._check_size(size, field)
+        except ServiceError as exc:
+            await exc.abort(context)
+
+    async def _count_messages(self, request: counter_pb2.CountMessagesRequest
+                              ) -> counter_pb2.CountMessagesResponse:
+        resolved = self._resolved(request.model)
+        self._check_size(request.ByteSize(), "request")  # upb: ~0.03 ms / 200 KB
+        sampling = request.sampling if request.HasField("sampling") else None
+        try:
+            result = await self._runner.messages(resolved.entry, request.messages,
+                                                 request.tools, sampling)
+        except MessageError as exc:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc),
+                               field=exc.field) from None
+        return counter_pb2.CountMessagesResponse(
+            input_tokens=result.total,
+            messages=[counter_pb2.MessageTokens(index=i, tokens=t, image_tokens=img)
+                      for i, (t, img) in enumerate(result.messages)],
+            tools_tokens=result.tools_tokens, overhead_tokens=result.overhead_tokens,
+            accuracy=accuracy_pb(result.accuracy), model=resolved.name,
+            tokenizer=resolved.entry.tokenizer, features=features_pb(result.features))
+
+    async def _count_item(self, request: counter_pb2.CountMessagesRequest
+                          ) -> counter_pb2.CountMessagesResult:
+        try:
+            return counter_pb2.CountMessagesResult(response=await self._count_messages(request))
+        except ServiceError as exc:
+            return counter_pb2.CountMessagesResult(error=exc.item())
 
     # ---- RPCs -------------------------------------------------------------------
 
@@ -111,21 +153,19 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
     async def CountMessages(self, request: counter_pb2.CountMessagesRequest,
                             context: grpc.aio.ServicerContext
                             ) -> counter_pb2.CountMessagesResponse:
-        resolved = await self._resolve(context, request.model)
-        await self._too_large(context, request.ByteSize(), "request")  # upb: ~0.03 ms / 200 KB
-        sampling = request.sampling if request.HasField("sampling") else None
         try:
-            result = await self._runner.messages(resolved.entry, request.messages,
-                                                 request.tools, sampling)
-        except MessageError as exc:
-            await invalid(context, exc.field, str(exc))
-        return counter_pb2.CountMessagesResponse(
-            input_tokens=result.total,
-            messages=[counter_pb2.MessageTokens(index=i, tokens=t, image_tokens=img)
-                      for i, (t, img) in enumerate(result.messages)],
-            tools_tokens=result.tools_tokens, overhead_tokens=result.overhead_tokens,
-            accuracy=accuracy_pb(result.accuracy), model=resolved.name,
-            tokenizer=resolved.entry.tokenizer, features=features_pb(result.features))
+            return await self._count_messages(request)
+        except ServiceError as exc:
+            await exc.abort(context)
+
+    async def CountMessagesBatch(self, request: counter_pb2.CountMessagesBatchRequest,
+                                 context: grpc.aio.ServicerContext
+                                 ) -> counter_pb2.CountMessagesBatchResponse:
+        if len(request.requests) > MAX_BATCH:
+            await invalid(context, "requests", f"requests: at most {MAX_BATCH} per batch, got "
+                          f"{len(request.requests)}")
+        results = await asyncio.gather(*(self._count_item(r) for r in request.requests))
+        return counter_pb2.CountMessagesBatchResponse(results=results)
 
     async def CountBatch(self, request: counter_pb2.CountBatchRequest,
                          context: grpc.aio.ServicerContext) -> counter_pb2.CountBatchResponse:

@@ -25,10 +25,15 @@ Answer = TypeVar("Answer")
 
 class Batcher(Generic[Item, Answer]):
     def __init__(self, send: Callable[[list[Item]], Awaitable[list[Answer]]], max_batch: int,
-                 orphan: Callable[[Answer], None] | None = None) -> None:
+                 orphan: Callable[[Answer], None] | None = None,
+                 weigh: Callable[[Item], int] | None = None, max_weight: int = 0) -> None:
+        """A batch holds at most `max_batch` items and, when `weigh` is given, items
+        weighing at most `max_weight` together (a heavier item goes alone)."""
         self._send = send
         self._max = max_batch
         self._orphan = orphan
+        self._weigh = weigh
+        self._max_weight = max_weight
         self._queue: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -41,7 +46,15 @@ class Batcher(Generic[Item, Answer]):
         return await future
 
     def _next(self) -> None:
-        batch, self._queue = self._queue[:self._max], self._queue[self._max:]
+        n = min(len(self._queue), self._max)
+        if self._weigh is not None and n > 1:
+            total = 0
+            for i, (item, _) in enumerate(self._queue[:n]):
+                total += self._weigh(item)
+                if total > self._max_weight and i > 0:
+                    n = i
+                    break
+        batch, self._queue = self._queue[:n], self._queue[n:]
         self._busy = bool(batch)
         if batch:
             task = asyncio.create_task(self._run(batch), name="batch")

@@ -108,7 +108,12 @@ class Router:
             "calibrate", self._calibrate, 20 * every, 500, log)
         # Measured provider latency per model (ms, moving average), scored by selection.
         self.latency: dict[str, float] = {}
-        # Reservations are on the critical path: merged only while one is in flight.
+        # Counts and reservations are on the critical path: merged only while one is in
+        # flight.
+        self.counts: Batcher[counter_pb2.CountMessagesRequest,
+                             counter_pb2.CountMessagesResult] = Batcher(
+            self._count_many, 256, weigh=lambda r: r.ByteSize(),
+            max_weight=settings.grpc_max_message_bytes // 2)
         self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
             self._reserve_many, 256, orphan=self._release_orphan)
         self._background: set[asyncio.Task[None]] = set()
@@ -117,6 +122,12 @@ class Router:
 
     async def _settle(self, items: list[budget_pb2.Settlement]) -> None:
         await self.deps.budget.SettleBatch(budget_pb2.SettleBatchRequest(settlements=items))
+
+    async def _count_many(self, items: list[counter_pb2.CountMessagesRequest]
+                          ) -> list[counter_pb2.CountMessagesResult]:
+        resp = await self.deps.counter.CountMessagesBatch(
+            counter_pb2.CountMessagesBatchRequest(requests=items))
+        return list(resp.results)
 
     async def _reserve_many(self, items: list[budget_pb2.ReserveRequest]
                             ) -> list[budget_pb2.ReserveResult]:
@@ -198,12 +209,14 @@ class Router:
     async def _count(self, job: Job) -> None:
         req = job.req
         try:
-            resp = await self.deps.counter.CountMessages(counter_pb2.CountMessagesRequest(
+            result = await self.counts.call(counter_pb2.CountMessagesRequest(
                 model=job.anchor, messages=req.messages, tools=req.tools,
                 sampling=req.sampling))
-            job.count = resp
-            job.input_tokens = resp.input_tokens
-        except grpc.aio.AioRpcError as exc:
+            if result.WhichOneof("result") != "response":
+                raise ItemFailed(result.error)
+            job.count = result.response
+            job.input_tokens = result.response.input_tokens
+        except (grpc.aio.AioRpcError, ItemFailed) as exc:
             if exc.code() in (S.INVALID_ARGUMENT, S.NOT_FOUND):
                 raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
                               exc.details() or "the counter refused the messages") from None

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from tokenrt.v1 import common_pb2 as tokenrt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenrt/v1/counter.proto\x12\ntokenrt.v1\x1a\x17tokenrt/v1/common.proto\"\xbc\x01\n\x0eScriptFeatures\x12\x13\n\x0blatin_chars\x18\x01 \x01(\x03\x12\x11\n\tcjk_chars\x18\x02 \x01(\x03\x12\x12\n\ncode_chars\x18\x03 \x01(\x03\x12\x13\n\x0b\x64igit_chars\x18\x04 \x01(\x03\x12\x18\n\x10whitespace_chars\x18\x05 \x01(\x03\x12\x13\n\x0bother_chars\x18\x06 \x01(\x03\x12\x15\n\rmessage_count\x18\x07 \x01(\x05\x12\x13\n\x0bimage_count\x18\x08 \x01(\x05\"N\n\x10\x43ountTextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x12\n\x08raw_utf8\x18\x03 \x01(\x0cH\x00\x42\x07\n\x05input\"r\n\x11\x43ountTextResponse\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12+\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x0b\x32\x19.tokenrt.v1.CountAccuracy\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\ttokenizer\x18\x04 \x01(\t\"\x9b\x01\n\x14\x43ountMessagesRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.tokenrt.v1.Message\x12\x1f\n\x05tools\x18\x03 \x03(\x0b\x32\x10.tokenrt.v1.Tool\x12,\n\x08sampling\x18\x04 \x01(\x0b\x32\x1a.tokenrt.v1.SamplingParams\"D\n\rMessageTokens\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x14\n\x0cimage_tokens\x18\x03 \x01(\x03\"\x86\x02\n\x15\x43ountMessagesResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12+\n\x08messages\x18\x02 \x03(\x0b\x32\x19.tokenrt.v1.MessageTokens\x12\x14\n\x0ctools_tokens\x18\x03 \x01(\x03\x12\x17\n\x0foverhead_tokens\x18\x04 \x01(\x03\x12+\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x0b\x32\x19.tokenrt.v1.CountAccuracy\x12\r\n\x05model\x18\x06 \x01(\t\x12\x11\n\ttokenizer\x18\x07 \x01(\t\x12,\n\x08\x66\x65\x61tures\x18\x08 \x01(\x0b\x32\x1a.tokenrt.v1.ScriptFeatures\"1\n\x11\x43ountBatchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"\x89\x01\n\x12\x43ountBatchResponse\x12\x0e\n\x06tokens\x18\x01 \x03(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12+\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x0b\x32\x19.tokenrt.v1.CountAccuracy\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\ttokenizer\x18\x05 \x01(\t\"$\n\x13ResolveModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"c\n\x14ResolveModelResponse\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.tokenrt.v1.ModelInfo\x12%\n\x05match\x18\x02 \x01(\x0e\x32\x16.tokenrt.v1.ModelMatch\"\x96\x01\n\x12ListCatalogRequest\x12&\n\x08provider\x18\x01 \x01(\x0e\x32\x14.tokenrt.v1.Provider\x12\x15\n\rname_contains\x18\x02 \x01(\t\x12\x1a\n\x12include_deprecated\x18\x03 \x01(\x08\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"n\n\x13ListCatalogResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.tokenrt.v1.ModelInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\"u\n\x13\x45stimateCostRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.tokenrt.v1.Usage\x12-\n\x0c\x62illing_mode\x18\x03 \x01(\x0e\x32\x17.tokenrt.v1.BillingMode\"\xc4\x01\n\x14\x45stimateCostResponse\x12\x11\n\tcost_nusd\x18\x01 \x01(\x03\x12,\n\tbreakdown\x18\x02 \x01(\x0b\x32\x19.tokenrt.v1.CostBreakdown\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rprice_version\x18\x04 \x01(\t\x12\x1c\n\x14long_context_applied\x18\x05 \x01(\x08\x12\'\n\x06prices\x18\x06 \x01(\x0b\x32\x17.tokenrt.v1.TokenPrices\"\xa1\x01\n\x11\x43\x61librationSample\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1c\n\x14\x63ounted_input_tokens\x18\x02 \x01(\x03\x12\x1d\n\x15reported_input_tokens\x18\x03 \x01(\x03\x12,\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x1a.tokenrt.v1.ScriptFeatures\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"B\n\x10\x43\x61librateRequest\x12.\n\x07samples\x18\x01 \x03(\x0b\x32\x1d.tokenrt.v1.CalibrationSample\"J\n\x10\x43\x61librationState\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x16\n\x0e\x65rror_bound_bp\x18\x03 \x01(\x05\"e\n\x11\x43\x61librateResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x10\n\x08rejected\x18\x02 \x01(\x05\x12,\n\x06models\x18\x03 \x03(\x0b\x32\x1c.tokenrt.v1.CalibrationState*\x8c\x01\n\nModelMatch\x12\x1b\n\x17MODEL_MATCH_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_MATCH_EXACT\x10\x01\x12\x15\n\x11MODEL_MATCH_ALIAS\x10\x02\x12\x18\n\x14MODEL_MATCH_SNAPSHOT\x10\x03\x12\x19\n\x15MODEL_MATCH_FINE_TUNE\x10\x04*^\n\x0b\x42illingMode\x12\x1c\n\x18\x42ILLING_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42ILLING_MODE_STANDARD\x10\x01\x12\x16\n\x12\x42ILLING_MODE_BATCH\x10\x02\x32\xbd\x04\n\x0e\x43ounterService\x12H\n\tCountText\x12\x1c.tokenrt.v1.CountTextRequest\x1a\x1d.tokenrt.v1.CountTextResponse\x12T\n\rCountMessages\x12 .tokenrt.v1.CountMessagesRequest\x1a!.tokenrt.v1.CountMessagesResponse\x12K\n\nCountBatch\x12\x1d.tokenrt.v1.CountBatchRequest\x1a\x1e.tokenrt.v1.CountBatchResponse\x12Q\n\x0cResolveModel\x12\x1f.tokenrt.v1.ResolveModelRequest\x1a .tokenrt.v1.ResolveModelResponse\x12N\n\x0bListCatalog\x12\x1e.tokenrt.v1.ListCatalogRequest\x1a\x1f.tokenrt.v1.ListCatalogResponse\x12Q\n\x0c\x45stimateCost\x12\x1f.tokenrt.v1.EstimateCostRequest\x1a .tokenrt.v1.EstimateCostResponse\x12H\n\tCalibrate\x12\x1c.tokenrt.v1.CalibrateRequest\x1a\x1d.tokenrt.v1.CalibrateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenrt/v1/counter.proto\x12\ntokenrt.v1\x1a\x17tokenrt/v1/common.proto\"\xbc\x01\n\x0eScriptFeatures\x12\x13\n\x0blatin_chars\x18\x01 \x01(\x03\x12\x11\n\tcjk_chars\x18\x02 \x01(\x03\x12\x12\n\ncode_chars\x18\x03 \x01(\x03\x12\x13\n\x0b\x64igit_chars\x18\x04 \x01(\x03\x12\x18\n\x10whitespace_chars\x18\x05 \x01(\x03\x12\x13\n\x0bother_chars\x18\x06 \x01(\x03\x12\x15\n\rmessage_count\x18\x07 \x01(\x05\x12\x13\n\x0bimage_count\x18\x08 \x01(\x05\"N\n\x10\x43ountTextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x12\n\x08raw_utf8\x18\x03 \x01(\x0cH\x00\x42\x07\n\x05input\"r\n\x11\x43ountTextResponse\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12+\n\x08\x61\x63\x63uracy\x18\x02 \x01(\x0b\x32\x19.tokenrt.v1.CountAccuracy\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\ttokenizer\x18\x04 \x01(\t\"\x9b\x01\n\x14\x43ountMessagesRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.tokenrt.v1.Message\x12\x1f\n\x05tools\x18\x03 \x03(\x0b\x32\x10.tokenrt.v1.Tool\x12,\n\x08sampling\x18\x04 \x01(\x0b\x32\x1a.tokenrt.v1.SamplingParams\"D\n\rMessageTokens\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x14\n\x0cimage_tokens\x18\x03 \x01(\x03\"\x86\x02\n\x15\x43ountMessagesResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12+\n\x08messages\x18\x02 \x03(\x0b\x32\x19.tokenrt.v1.MessageTokens\x12\x14\n\x0ctools_tokens\x18\x03 \x01(\x03\x12\x17\n\x0foverhead_tokens\x18\x04 \x01(\x03\x12+\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x0b\x32\x19.tokenrt.v1.CountAccuracy\x12\r\n\x05model\x18\x06 \x01(\t\x12\x11\n\ttokenizer\x18\x07 \x01(\t\x12,\n\x08\x66\x65\x61tures\x18\x08 \x01(\x0b\x32\x1a.tokenrt.v1.ScriptFeatures\"1\n\x11\x43ountBatchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"O\n\x19\x43ountMessagesBatchRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .tokenrt.v1.CountMessagesRequest\"~\n\x13\x43ountMessagesResult\x12\x35\n\x08response\x18\x01 \x01(\x0b\x32!.tokenrt.v1.CountMessagesResponseH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.tokenrt.v1.ItemErrorH\x00\x42\x08\n\x06result\"N\n\x1a\x43ountMessagesBatchResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.tokenrt.v1.CountMessagesResult\"\x89\x01\n\x12\x43ountBatchResponse\x12\x0e\n\x06tokens\x18\x01 \x03(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12+\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x0b\x32\x19.tokenrt.v1.CountAccuracy\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\ttokenizer\x18\x05 \x01(\t\"$\n\x13ResolveModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"c\n\x14ResolveModelResponse\x12$\n\x05model\x18\x01 \x01(\x0b\x32\x15.tokenrt.v1.ModelInfo\x12%\n\x05match\x18\x02 \x01(\x0e\x32\x16.tokenrt.v1.ModelMatch\"\x96\x01\n\x12ListCatalogRequest\x12&\n\x08provider\x18\x01 \x01(\x0e\x32\x14.tokenrt.v1.Provider\x12\x15\n\rname_contains\x18\x02 \x01(\t\x12\x1a\n\x12include_deprecated\x18\x03 \x01(\x08\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"n\n\x13ListCatalogResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.tokenrt.v1.ModelInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\"u\n\x13\x45stimateCostRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.tokenrt.v1.Usage\x12-\n\x0c\x62illing_mode\x18\x03 \x01(\x0e\x32\x17.tokenrt.v1.BillingMode\"\xc4\x01\n\x14\x45stimateCostResponse\x12\x11\n\tcost_nusd\x18\x01 \x01(\x03\x12,\n\tbreakdown\x18\x02 \x01(\x0b\x32\x19.tokenrt.v1.CostBreakdown\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rprice_version\x18\x04 \x01(\t\x12\x1c\n\x14long_context_applied\x18\x05 \x01(\x08\x12\'\n\x06prices\x18\x06 \x01(\x0b\x32\x17.tokenrt.v1.TokenPrices\"\xa1\x01\n\x11\x43\x61librationSample\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1c\n\x14\x63ounted_input_tokens\x18\x02 \x01(\x03\x12\x1d\n\x15reported_input_tokens\x18\x03 \x01(\x03\x12,\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x1a.tokenrt.v1.ScriptFeatures\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"B\n\x10\x43\x61librateRequest\x12.\n\x07samples\x18\x01 \x03(\x0b\x32\x1d.tokenrt.v1.CalibrationSample\"J\n\x10\x43\x61librationState\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x16\n\x0e\x65rror_bound_bp\x18\x03 \x01(\x05\"e\n\x11\x43\x61librateResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x10\n\x08rejected\x18\x02 \x01(\x05\x12,\n\x06models\x18\x03 \x03(\x0b\x32\x1c.tokenrt.v1.CalibrationState*\x8c\x01\n\nModelMatch\x12\x1b\n\x17MODEL_MATCH_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_MATCH_EXACT\x10\x01\x12\x15\n\x11MODEL_MATCH_ALIAS\x10\x02\x12\x18\n\x14MODEL_MATCH_SNAPSHOT\x10\x03\x12\x19\n\x15MODEL_MATCH_FINE_TUNE\x10\x04*^\n\x0b\x42illingMode\x12\x1c\n\x18\x42ILLING_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42ILLING_MODE_STANDARD\x10\x01\x12\x16\n\x12\x42ILLING_MODE_BATCH\x10\x02\x32\xa2\x05\n\x0e\x43ounterService\x12H\n\tCountText\x12\x1c.tokenrt.v1.CountTextRequest\x1a\x1d.tokenrt.v1.CountTextResponse\x12T\n\rCountMessages\x12 .tokenrt.v1.CountMessagesRequest\x1a!.tokenrt.v1.CountMessagesResponse\x12K\n\nCountBatch\x12\x1d.tokenrt.v1.CountBatchRequest\x1a\x1e.tokenrt.v1.CountBatchResponse\x12\x63\n\x12\x43ountMessagesBatch\x12%.tokenrt.v1.CountMessagesBatchRequest\x1a&.tokenrt.v1.CountMessagesBatchResponse\x12Q\n\x0cResolveModel\x12\x1f.tokenrt.v1.ResolveModelRequest\x1a .tokenrt.v1.ResolveModelResponse\x12N\n\x0bListCatalog\x12\x1e.tokenrt.v1.ListCatalogRequest\x1a\x1f.tokenrt.v1.ListCatalogResponse\x12Q\n\x0c\x45stimateCost\x12\x1f.tokenrt.v1.EstimateCostRequest\x1a .tokenrt.v1.EstimateCostResponse\x12H\n\tCalibrate\x12\x1c.tokenrt.v1.CalibrateRequest\x1a\x1d.tokenrt.v1.CalibrateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenrt.v1.counter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELMATCH']._serialized_start=2270
-  _globals['_MODELMATCH']._serialized_end=2410
-  _globals['_BILLINGMODE']._serialized_start=2412
-  _globals['_BILLINGMODE']._serialized_end=2506
+  _globals['_MODELMATCH']._serialized_start=2559
+  _globals['_MODELMATCH']._serialized_end=2699
+  _globals['_BILLINGMODE']._serialized_start=2701
+  _globals['_BILLINGMODE']._serialized_end=2795
   _globals['_SCRIPTFEATURES']._serialized_start=66
   _globals['_SCRIPTFEATURES']._serialized_end=254
   _globals['_COUNTTEXTREQUEST']._serialized_start=256
@@ -50,28 +50,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COUNTMESSAGESRESPONSE']._serialized_end=943
   _globals['_COUNTBATCHREQUEST']._serialized_start=945
   _globals['_COUNTBATCHREQUEST']._serialized_end=994
-  _globals['_COUNTBATCHRESPONSE']._serialized_start=997
-  _globals['_COUNTBATCHRESPONSE']._serialized_end=1134
-  _globals['_RESOLVEMODELREQUEST']._serialized_start=1136
-  _globals['_RESOLVEMODELREQUEST']._serialized_end=1172
-  _globals['_RESOLVEMODELRESPONSE']._serialized_start=1174
-  _globals['_RESOLVEMODELRESPONSE']._serialized_end=1273
-  _globals['_LISTCATALOGREQUEST']._serialized_start=1276
-  _globals['_LISTCATALOGREQUEST']._serialized_end=1426
-  _globals['_LISTCATALOGRESPONSE']._serialized_start=1428
-  _globals['_LISTCATALOGRESPONSE']._serialized_end=1538
-  _globals['_ESTIMATECOSTREQUEST']._serialized_start=1540
-  _globals['_ESTIMATECOSTREQUEST']._serialized_end=1657
-  _globals['_ESTIMATECOSTRESPONSE']._serialized_start=1660
-  _globals['_ESTIMATECOSTRESPONSE']._serialized_end=1856
-  _globals['_CALIBRATIONSAMPLE']._serialized_start=1859
-  _globals['_CALIBRATIONSAMPLE']._serialized_end=2020
-  _globals['_CALIBRATEREQUEST']._serialized_start=2022
-  _globals['_CALIBRATEREQUEST']._serialized_end=2088
-  _globals['_CALIBRATIONSTATE']._serialized_start=2090
-  _globals['_CALIBRATIONSTATE']._serialized_end=2164
-  _globals['_CALIBRATERESPONSE']._serialized_start=2166
-  _globals['_CALIBRATERESPONSE']._serialized_end=2267
-  _globals['_COUNTERSERVICE']._serialized_start=2509
-  _globals['_COUNTERSERVICE']._serialized_end=3082
+  _globals['_COUNTMESSAGESBATCHREQUEST']._serialized_start=996
+  _globals['_COUNTMESSAGESBATCHREQUEST']._serialized_end=1075
+  _globals['_COUNTMESSAGESRESULT']._serialized_start=1077
+  _globals['_COUNTMESSAGESRESULT']._serialized_end=1203
+  _globals['_COUNTMESSAGESBATCHRESPONSE']._serialized_start=1205
+  _globals['_COUNTMESSAGESBATCHRESPONSE']._serialized_end=1283
+  _globals['_COUNTBATCHRESPONSE']._serialized_start=1286
+  _globals['_COUNTBATCHRESPONSE']._serialized_end=1423
+  _globals['_RESOLVEMODELREQUEST']._serialized_start=1425
+  _globals['_RESOLVEMODELREQUEST']._serialized_end=1461
+  _globals['_RESOLVEMODELRESPONSE']._serialized_start=1463
+  _globals['_RESOLVEMODELRESPONSE']._serialized_end=1562
+  _globals['_LISTCATALOGREQUEST']._serialized_start=1565
+  _globals['_LISTCATALOGREQUEST']._serialized_end=1715
+  _globals['_LISTCATALOGRESPONSE']._serialized_start=1717
+  _globals['_LISTCATALOGRESPONSE']._serialized_end=1827
+  _globals['_ESTIMATECOSTREQUEST']._serialized_start=1829
+  _globals['_ESTIMATECOSTREQUEST']._serialized_end=1946
+  _globals['_ESTIMATECOSTRESPONSE']._serialized_start=1949
+  _globals['_ESTIMATECOSTRESPONSE']._serialized_end=2145
+  _globals['_CALIBRATIONSAMPLE']._serialized_start=2148
+  _globals['_CALIBRATIONSAMPLE']._serialized_end=2309
+  _globals['_CALIBRATEREQUEST']._serialized_start=2311
+  _globals['_CALIBRATEREQUEST']._serialized_end=2377
+  _globals['_CALIBRATIONSTATE']._serialized_start=2379
+  _globals['_CALIBRATIONSTATE']._serialized_end=2453
+  _globals['_CALIBRATERESPONSE']._serialized_start=2455
+  _globals['_CALIBRATERESPONSE']._serialized_end=2556
+  _globals['_COUNTERSERVICE']._serialized_start=2798
+  _globals['_COUNTERSERVICE']._serialized_end=3472
 # @@protoc_insertion_point(module_scope)

@@ -122,6 +122,26 @@ class CountBatchRequest(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class CountMessagesBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[CountMessagesRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[CountMessagesRequest, _Mapping]]] = ...) -> None: ...
+
+class CountMessagesResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: CountMessagesResponse
+    error: _common_pb2.ItemError
+    def __init__(self, response: _Optional[_Union[CountMessagesResponse, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ...) -> None: ...
+
+class CountMessagesBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CountMessagesResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CountMessagesResult, _Mapping]]] = ...) -> None: ...
+
 class CountBatchResponse(_message.Message):
     __slots__ = ("tokens", "total_tokens", "accuracy", "model", "tokenizer")
     TOKENS_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class CounterServiceStub:
                 request_serializer=tokenrt_dot_v1_dot_counter__pb2.CountBatchRequest.SerializeToString,
                 response_deserializer=tokenrt_dot_v1_dot_counter__pb2.CountBatchResponse.FromString,
                 _registered_method=True)
+        self.CountMessagesBatch = channel.unary_unary(
+                '/tokenrt.v1.CounterService/CountMessagesBatch',
+                request_serializer=tokenrt_dot_v1_dot_counter__pb2.CountMessagesBatchRequest.SerializeToString,
+                response_deserializer=tokenrt_dot_v1_dot_counter__pb2.CountMessagesBatchResponse.FromString,
+                _registered_method=True)
         self.ResolveModel = channel.unary_unary(
                 '/tokenrt.v1.CounterService/ResolveModel',
                 request_serializer=tokenrt_dot_v1_dot_counter__pb2.ResolveModelRequest.SerializeToString,
@@ -108,6 +113,15 @@ class CounterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountMessagesBatch(self, request, context):
+        """Counts many chat requests in one call, each as CountMessages would; an item that
+        CountMessages would refuse gets an ItemError and the others are still counted (the
+        router merges the counts of concurrent requests into one call under load).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResolveModel(self, request, context):
         """Resolves a model name (alias, dated snapshot, fine-tune such as
         `ft:gpt-4o-mini:org::id`, `sim/<model>`) to its catalog entry.
@@ -156,6 +170,11 @@ def add_CounterServiceServicer_to_server(servicer, server):
                     servicer.CountBatch,
                     request_deserializer=tokenrt_dot_v1_dot_counter__pb2.CountBatchRequest.FromString,
                     response_serializer=tokenrt_dot_v1_dot_counter__pb2.CountBatchResponse.SerializeToString,
+            ),
+            'CountMessagesBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountMessagesBatch,
+                    request_deserializer=tokenrt_dot_v1_dot_counter__pb2.CountMessagesBatchRequest.FromString,
+                    response_serializer=tokenrt_dot_v1_dot_counter__pb2.CountMessagesBatchResponse.SerializeToString,
             ),
             'ResolveModel': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveModel,
@@ -265,6 +284,33 @@ class CounterService:
             '/tokenrt.v1.CounterService/CountBatch',
             tokenrt_dot_v1_dot_counter__pb2.CountBatchRequest.SerializeToString,
             tokenrt_dot_v1_dot_counter__pb2.CountBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountMessagesBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenrt.v1.CounterService/CountMessagesBatch',
+            tokenrt_dot_v1_dot_counter__pb2.CountMessagesBatchRequest.SerializeToString,
+            tokenrt_dot_v1_dot_counter__pb2.CountMessagesBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
