@@ -33,6 +33,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenrt.v1 import cache_pb2, cache_pb2_grpc
 from tokenrt.v1 import common_pb2 as c
 from tokenrt_cache import core, semantic
+from tokenrt_cache.embeddings import embedded_scores, pack_vector
+from tokenrt_cache.minilm import MiniLM
 from tokenrt_common.settings import load_settings
 from tokenrt_testkit.stack import stack_env
 
@@ -126,25 +128,36 @@ def _flood_process(address: str, payload: bytes, seconds: float, concurrency: in
     out.put(asyncio.run(_flood(address, payload, seconds, concurrency)))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(address: str, req: cache_pb2.CacheableRequest, clients: int,
-               concurrency: int, seconds: float) -> dict[str, float]:
-    """Lookups answered per second, and the share that were hits (a lookup that waits
-    past the lookup timeout behind others answers a miss, UNAVAILABLE)."""
+               concurrency: int, seconds: float, server_pid: int) -> dict[str, float]:
+    """Lookups answered per second, the share that were hits (a lookup that waits past
+    the lookup timeout behind others answers a miss, UNAVAILABLE), and the cache process's
+    CPU per lookup (less sensitive to the machine's load than wall time)."""
     payload = lookup_request(req).SerializeToString()
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[tuple[int, int]] = ctx.Queue()
     procs = [ctx.Process(target=_flood_process, args=(address, payload, seconds, concurrency, out))
              for _ in range(clients)]
+    cpu0 = cpu_seconds(server_pid)
     for p in procs:
         p.start()
     results = [out.get(timeout=seconds + 60) for _ in procs]
+    cpu = cpu_seconds(server_pid) - cpu0
     for p in procs:
         p.join()
     total, hits = sum(r[0] for r in results), sum(r[1] for r in results)
-    return {"per_s": round(total / seconds), "hit_share": round(hits / max(total, 1), 4)}
+    return {"per_s": round(total / seconds), "hit_share": round(hits / max(total, 1), 4),
+            "server_cpu_us_per_lookup": round(cpu / max(total, 1) * 1e6, 1)}
 
 
-async def _health_flood(address: str, seconds: float, concurrency: int) -> dict[str, float]:
+async def _health_flood(address: str, seconds: float, concurrency: int,
+                        server_pid: int) -> dict[str, float]:
     """The framework's floor on the same machine at the same moment: an empty health check
     through the same server (latency one at a time, then calls/s with many in flight)."""
     async with grpc.aio.insecure_channel(address) as channel:
@@ -164,8 +177,11 @@ async def _health_flood(address: str, seconds: float, concurrency: int) -> dict[
                 await stub.Check(message, timeout=5)
                 done += 1
 
+        cpu0 = cpu_seconds(server_pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"p50_ms": round(statistics.median(times), 3), "per_s": round(done / seconds)}
+        cpu = cpu_seconds(server_pid) - cpu0
+    return {"p50_ms": round(statistics.median(times), 3), "per_s": round(done / seconds),
+            "server_cpu_us_per_call": round(cpu / max(done, 1) * 1e6, 1)}
 
 
 def in_process(req: cache_pb2.CacheableRequest, n: int = 2000) -> dict[str, float]:
@@ -183,15 +199,35 @@ def in_process(req: cache_pb2.CacheableRequest, n: int = 2000) -> dict[str, floa
             "request_bytes": len(wire)}
 
 
-def labelled_set(threshold: float) -> dict[str, object]:
+def _guard_without_words(text: str) -> tuple[object, ...]:
+    g = semantic.guard_of(text)
+    return (g.code, g.identifiers, g.numbers, g.paths, g.languages, g.negations, g.operators)
+
+
+def labelled_set(backend: str, threshold: float, content_words: bool = True) -> dict[str, object]:
+    """Precision, recall and false-hit rate of one backend on the labelled IDE prompts, with
+    the guard the service applies (content_words=False: the guard without its content-word
+    set, to show what that part of the guard holds back)."""
     rows = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
+    model = MiniLM() if backend == "local" else None
     tp = fp = fn = tn = 0
     by_kind: dict[str, list[int]] = {}
     for r in rows:
         a, b = r["a"], r["b"]
-        same_guard = semantic.guard_of(a).fingerprint() == semantic.guard_of(b).fingerprint()
-        hit = same_guard and semantic.similarity(semantic.sketch(a),
-                                                 semantic.sketch(b)) >= threshold
+        if content_words:
+            same_guard = (semantic.guard_of(a).fingerprint() ==
+                          semantic.guard_of(b).fingerprint())
+        else:
+            same_guard = _guard_without_words(a) == _guard_without_words(b)
+        sa, sb = semantic.sketch(a), semantic.sketch(b)
+        hit = False
+        if same_guard and model is None:
+            hit = semantic.similarity(sa, sb) >= threshold
+        elif same_guard and model is not None:
+            va, vb = (model.embed(semantic.split_code(t)[1]) for t in (a, b))
+            ga = semantic.guard_of(a).fingerprint()
+            score = embedded_scores(va, sa, ga, [semantic.pack(sb, ga, pack_vector(vb))])[0]
+            hit = score.guarded and score.similarity >= threshold
         kind = by_kind.setdefault(f"{'dup' if r['same'] else 'trap'}:{r['kind']}", [0, 0])
         kind[0] += int(hit == r["same"])
         kind[1] += 1
@@ -200,10 +236,11 @@ def labelled_set(threshold: float) -> dict[str, object]:
         else:
             fp, tn = fp + hit, tn + (not hit)
     return {
-        "backend": "lexical", "threshold": threshold, "pairs": len(rows),
-        "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
-        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
+        "backend": backend, "threshold": threshold, "content_word_guard": content_words,
+        "pairs": len(rows), "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0, "found": f"{tp}/{tp + fn}",
         "false_hit_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+        "false_hits": f"{fp}/{fp + tn}",
         "correct_by_kind": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_kind.items())},
     }
 
@@ -231,17 +268,28 @@ def main() -> None:
                 stored = stub.Store(cache_pb2.StoreRequest(tenant=TENANT, request=req,
                                                            response=answer), timeout=5)
                 assert stored.stored, stored
+            load_before = os.getloadavg()
+
+            def flood(clients: int, in_flight: int) -> dict[str, float]:
+                return throughput(address, req, clients, in_flight, args.seconds, proc.pid)
+
             figures: dict[str, object] = {
                 "request_tokens_o200k": tokens,
                 "in_process": in_process(req),
-                "health_check_baseline": asyncio.run(_health_flood(address, args.seconds, 64)),
+                "health_check_baseline": asyncio.run(
+                    _health_flood(address, args.seconds, 64, proc.pid)),
                 "lookup_latency_concurrency_1": asyncio.run(latency(address, req, args.calls)),
-                "lookups_1_client_8_in_flight": throughput(address, req, 1, 8, args.seconds),
-                "lookups_1_client_64_in_flight": throughput(address, req, 1, 64, args.seconds),
-                "lookups_2_clients_32_in_flight": throughput(address, req, 2, 32, args.seconds),
-                "semantic_labelled_set": labelled_set(settings.cache_similarity_threshold),
+                "lookups_1_client_8_in_flight": flood(1, 8),
+                "lookups_1_client_64_in_flight": flood(1, 64),
+                "lookups_2_clients_32_in_flight": flood(2, 32),
+                "semantic_labelled_set": [
+                    labelled_set("lexical", settings.cache_similarity_threshold),
+                    labelled_set("local", settings.cache_embedding_threshold),
+                    labelled_set("local", settings.cache_embedding_threshold, False),
+                ],
                 "cpu_count": os.cpu_count(),
             }
+            figures["load_average_before_after"] = [load_before, os.getloadavg()]
         finally:
             proc.terminate()
             proc.wait(15)
@@ -263,7 +311,8 @@ def main() -> None:
     for name in ("lookups_1_client_8_in_flight", "lookups_1_client_64_in_flight",
                  "lookups_2_clients_32_in_flight"):
         print(f"{name}: {figures[name]}   (target >= 5000 /s)")
-    print(f"semantic labelled set: {json.dumps(figures['semantic_labelled_set'])}")
+    for row in figures["semantic_labelled_set"]:  # type: ignore[attr-defined]
+        print(f"semantic labelled set: {json.dumps(row)}")
     print(f"cpus: {figures['cpu_count']}, load average: {os.getloadavg()}")
 
 

@@ -200,6 +200,9 @@ class Settings:
     cache_embedding_key_env: str = "OPENAI_API_KEY"
     # File whose first line is the provider's API key; when set it wins over the variable.
     cache_embedding_key_file: str = ""
+    # How often a replica writes its lookup counters (hits, misses, savings) to Redis, in
+    # ms: lookups only read, and Stats may lag other replicas by this much.
+    cache_stats_flush_ms: int = 200
 
     # --- compressor settings (issue 7) ---
     # Lifetime of a session's snapshot (sent prefix, seen messages, summaries) in Redis.
@@ -537,7 +540,7 @@ def _validate_cache(s: Settings) -> None:
     _between(s, "cache_similarity_threshold", 0, 1)
     _one_of(s, "cache_embedding_backend", ("lexical", "local", "provider"))
     _between(s, "cache_embedding_threshold", 0, 1)
-    _positive(s, "cache_embedding_timeout_ms")
+    _positive(s, "cache_embedding_timeout_ms", "cache_stats_flush_ms")
     _non_negative(s, "cache_embedding_dimensions")
     _matches(s, "cache_embedding_url", r"(https?://\S+)?", "must be empty or an http(s) URL")
     if s.cache_embedding_backend == "provider" and not s.cache_embedding_url:

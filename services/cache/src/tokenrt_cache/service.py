@@ -134,6 +134,7 @@ class CacheService:
         self._configs: dict[tuple[str, str], tuple[float, TenantConfig]] = {}
         self._down_since_log = 0.0
         self._down_count = 0
+        self._flush_interval = settings.cache_stats_flush_ms / 1000
         self._embed_timeout = settings.cache_embedding_timeout_ms / 1000
         self._embed_down_log = 0.0
         self._local = LocalModel() if _local_model_installed() else None
@@ -218,11 +219,22 @@ class CacheService:
         return Signature(query.bucket, sketch, guard, vector)
 
     async def run_background(self) -> None:
-        """Owned by the server: runs until shutdown, then closes what the service opened."""
+        """Owned by the server: writes the lookup counters every flush interval until
+        shutdown, then a last time, and closes what the service opened."""
         try:
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(self._flush_interval)
+                await self._flush("stats_flush")
         finally:
+            await self._flush("stats_flush")
             await self.close()
+
+    async def _flush(self, op: str) -> None:
+        try:
+            async with asyncio.timeout(self._admin_timeout):
+                await self._store.flush()
+        except REDIS_DOWN as exc:  # kept for the next flush
+            self._redis_down(op, exc)
 
     async def close(self) -> None:
         """Stop the embedding backends (worker thread, HTTP sessions)."""
@@ -231,13 +243,24 @@ class CacheService:
         for endpoint in self._providers.values():
             await endpoint.close()
 
-    def _hit(self, entry: Entry, kind: int, similarity: float) -> cache_pb2.LookupResponse:
-        return cache_pb2.LookupResponse(
-            hit=True, kind=kind, similarity=similarity,
-            response=cache_pb2.CachedResponse.FromString(entry.response),
-            saved_tokens=entry.saved_tokens, saved_cost_nusd=entry.saved_cost_nusd,
-            key=entry.key, stored_at=_ts(entry.stored_at_ms),
-            expires_at=_ts(entry.expires_at_ms))
+    def _hit(self, ns: str, entry: Entry, kind: int,
+             similarity: float) -> cache_pb2.LookupResponse:
+        semantic_hit = kind == common_pb2.CACHE_KIND_SEMANTIC
+        self._store.tally.add(ns, hits=1, exact_hits=int(not semantic_hit),
+                              semantic_hits=int(semantic_hit), saved_tokens=entry.saved_tokens,
+                              saved_cost_nusd=entry.saved_cost_nusd)
+        hit = cache_pb2.LookupResponse(hit=True, kind=kind, similarity=similarity,
+                                       saved_tokens=entry.saved_tokens,
+                                       saved_cost_nusd=entry.saved_cost_nusd, key=entry.key)
+        hit.response.MergeFromString(entry.response)  # parsed in place, not copied
+        hit.stored_at.FromMilliseconds(entry.stored_at_ms)
+        hit.expires_at.FromMilliseconds(entry.expires_at_ms)
+        return hit
+
+    def _miss(self, ns: str, key: str, reason: cache_pb2.CacheMissReason.ValueType,
+              similarity: float = 0.0) -> cache_pb2.LookupResponse:
+        self._store.tally.add(ns, misses=1)
+        return cache_pb2.LookupResponse(key=key, similarity=similarity, miss_reason=reason)
 
     # ---- lookup ----------------------------------------------------------------------
 
@@ -273,10 +296,9 @@ class CacheService:
                 return cache_pb2.LookupResponse(
                     miss_reason=cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
             if found.entry is not None:
-                return self._hit(found.entry, common_pb2.CACHE_KIND_EXACT, 0.0)
+                return self._hit(ns, found.entry, common_pb2.CACHE_KIND_EXACT, 0.0)
             if signing is None:
-                return cache_pb2.LookupResponse(
-                    key=key, miss_reason=cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
+                return self._miss(ns, key, cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
             return await self._semantic(ns, key, signing, found.candidates,
                                         cfg.similarity_threshold)
         finally:
@@ -295,19 +317,21 @@ class CacheService:
         else:
             keys = list(candidates)
             verdict = semantic.rank(keys, sig.scores([candidates[k] for k in keys]), threshold)
-        try:
-            async with asyncio.timeout(self._lookup_timeout):
-                entry = await self._store.semantic_hit(ns, verdict.keys)  # counts a miss too
-        except REDIS_DOWN as exc:
-            self._redis_down("lookup", exc)
-            return cache_pb2.LookupResponse(miss_reason=cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
+        entry = None
+        if verdict.keys:
+            try:
+                async with asyncio.timeout(self._lookup_timeout):
+                    entry = await self._store.semantic_hit(ns, verdict.keys)
+            except REDIS_DOWN as exc:
+                self._redis_down("lookup", exc)
+                return cache_pb2.LookupResponse(
+                    miss_reason=cache_pb2.CACHE_MISS_REASON_UNAVAILABLE)
         if entry is not None:
-            hit = self._hit(entry, common_pb2.CACHE_KIND_SEMANTIC, verdict.similarity)
+            hit = self._hit(ns, entry, common_pb2.CACHE_KIND_SEMANTIC, verdict.similarity)
             hit.key = key  # the exact key of this request, for a Store after all
             return hit
-        return cache_pb2.LookupResponse(
-            key=key, similarity=verdict.similarity,
-            miss_reason=verdict.reason or cache_pb2.CACHE_MISS_REASON_NOT_FOUND)
+        return self._miss(ns, key, verdict.reason or cache_pb2.CACHE_MISS_REASON_NOT_FOUND,
+                          verdict.similarity)
 
     # ---- store -----------------------------------------------------------------------
 
@@ -448,6 +472,7 @@ class CacheService:
         tenant = core.tenant_of(r.tenant, need_project=False) if scoped else None
 
         async def run() -> list[cache_pb2.TenantCacheStats]:
+            await self._store.flush()  # this replica's counters; others' follow in a flush
             names = (await self._namespaces_under(tenant) if tenant
                      else await self._store.namespaces())
             now = _now_ms()

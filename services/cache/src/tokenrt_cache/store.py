@@ -18,6 +18,10 @@ hash tag `{NS}`, so each Lua script touches one slot):
 
 Every call is bounded by the caller's asyncio timeout; `Unavailable` means Redis is not
 connected yet.
+
+A lookup reads only (one HMGET, plus the bucket's candidates in the same round trip for a
+semantic lookup): its hit / miss counters are added up in memory and written by `flush`,
+one pipeline every few hundred milliseconds for every namespace (`Tally`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from redis.commands.core import AsyncScript
 
 from tokenrt_common.connect import Infra
 
-SCRIPTS = ("lookup", "semantic_hit", "store", "invalidate", "stats", "skip")
+SCRIPTS = ("semantic_hit", "store", "invalidate", "stats", "skip")
+ENTRY_FIELDS = ("r", "tok", "cost", "at", "exp")
+# Pending counters kept for namespaces while Redis is down, at most (then dropped).
+MAX_PENDING_NAMESPACES = 100_000
 INVALIDATE_BATCH = 500
 
 
@@ -63,6 +70,30 @@ class NamespaceStats:
     entries: int
 
 
+class Tally:
+    """Lookup counters not yet written to Redis, per namespace."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, dict[str, int]] = {}
+
+    def add(self, ns: str, **counts: int) -> None:
+        mine = self.pending.get(ns)
+        if mine is None:
+            if len(self.pending) >= MAX_PENDING_NAMESPACES:
+                return
+            mine = self.pending[ns] = {}
+        for name, n in counts.items():
+            mine[name] = mine.get(name, 0) + n
+
+    def take(self) -> dict[str, dict[str, int]]:
+        taken, self.pending = self.pending, {}
+        return taken
+
+    def give_back(self, taken: dict[str, dict[str, int]]) -> None:
+        for ns, counts in taken.items():
+            self.add(ns, **counts)
+
+
 def _entry(key: str, v: list[Any]) -> Entry:
     return Entry(key, bytes(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]))
 
@@ -81,6 +112,7 @@ class CacheStore:
         self._sources = _load_scripts()
         self._scripts: dict[str, AsyncScript] = {}
         self._client: aioredis.Redis | None = None
+        self.tally = Tally()
 
     def _script(self, name: str) -> AsyncScript:
         client = self._infra.redis
@@ -105,13 +137,39 @@ class CacheStore:
 
     # ---- entries -----------------------------------------------------------------
 
+    def _key(self, ns: str, *parts: str) -> str:
+        return ":".join((f"{self._prefix}:{{{ns}}}", *parts))
+
     async def lookup(self, ns: str, key: str, bucket: str) -> Found:
-        reply = await self._run("lookup", ns, key, bucket)
-        if int(reply[0]) == 1:
-            return Found(_entry(key, reply[1:]), {})
-        flat = reply[1] if len(reply) > 1 else []
-        candidates = {bytes(flat[i]).decode(): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return Found(None, candidates)
+        """The entry of `key`, or (with a bucket) the bucket's semantic candidates. Reads
+        only; the caller counts the outcome with `tally`."""
+        client = self._redis()
+        if not bucket:
+            v = await client.hmget(self._key(ns, "e", key), ENTRY_FIELDS)
+            return Found(_entry(key, v) if v[0] is not None else None, {})
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(self._key(ns, "e", key), ENTRY_FIELDS)
+        pipe.hgetall(self._key(ns, "sem", bucket))
+        v, found = await pipe.execute()
+        if v[0] is not None:
+            return Found(_entry(key, v), {})
+        return Found(None, {bytes(k).decode(): bytes(c) for k, c in found.items()})
+
+    async def flush(self) -> None:
+        """Write the pending lookup counters (one pipeline); on failure they stay pending."""
+        taken = self.tally.take()
+        if not taken:
+            return
+        try:
+            pipe = self._redis().pipeline(transaction=False)
+            for ns, counts in taken.items():
+                for name, n in counts.items():
+                    pipe.hincrby(self._key(ns, "stats"), name, n)
+            pipe.sadd(self._registry, *taken)
+            await pipe.execute()
+        except BaseException:
+            self.tally.give_back(taken)
+            raise
 
     async def semantic_hit(self, ns: str, keys: tuple[str, ...]) -> Entry | None:
         reply = await self._run("semantic_hit", ns, *keys)

@@ -30,17 +30,3 @@ local function prune(now, limit)
   for _, d in ipairs(old) do remove(d) end
   return #old
 end
-
-local function hit(v, kind)
-  local s = k('stats')
-  redis.call('HINCRBY', s, 'hits', 1)
-  redis.call('HINCRBY', s, kind, 1)
-  redis.call('HINCRBY', s, 'saved_tokens', v[2])
-  redis.call('HINCRBY', s, 'saved_cost_nusd', v[3])
-  redis.call('SADD', registry, ns)
-end
-
-local function miss()
-  redis.call('HINCRBY', k('stats'), 'misses', 1)
-  redis.call('SADD', registry, ns)
-end
