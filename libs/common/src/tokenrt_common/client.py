@@ -2,11 +2,13 @@
 
 Every outgoing call without a deadline gets the configured one, and carries the request
 id of the call being served (or a new one), so one request can be followed across
-services in the logs.
+services in the logs. With TOKENRT_TLS_MODE=tls or mtls the channel is TLS (mtls: it
+presents this process's certificate).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,20 +24,50 @@ def open_channel(settings: Settings, service: str) -> grpc.aio.Channel:
 
 def open_channel_to(address: str, settings: Settings) -> grpc.aio.Channel:
     limit = settings.grpc_max_message_bytes
-    return grpc.aio.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            # Spread calls over every address the name resolves to (a headless Service
-            # resolves to all its ready pods).
-            ("grpc.lb_policy_name", "round_robin"),
-        ],
-        interceptors=_interceptors(settings.rpc_timeout_seconds),
-    )
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Spread calls over every address the name resolves to (a headless Service
+        # resolves to all its ready pods).
+        ("grpc.lb_policy_name", "round_robin"),
+    ]
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options,
+                                         interceptors=_interceptors(settings.rpc_timeout_seconds))
+    return grpc.aio.secure_channel(address, credentials, options=options + tls_options(settings),
+                                   interceptors=_interceptors(settings.rpc_timeout_seconds))
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a channel to a tokenrt service, or None for plaintext: the CA
+    that signs the services, and (with "mtls") this process's own certificate and key."""
+    if settings.tls_mode == "off":
+        return None
+    ca = Path(settings.tls_ca_file).read_bytes()
+    if settings.tls_mode != "mtls":
+        return grpc.ssl_channel_credentials(root_certificates=ca)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=Path(settings.tls_key_file).read_bytes(),
+        certificate_chain=Path(settings.tls_cert_file).read_bytes())
+
+
+def tls_options(settings: Settings) -> list[tuple[str, Any]]:
+    """Channel options TLS needs: the name to check the server certificate against."""
+    if settings.tls_mode == "off" or not settings.tls_server_name:
+        return []
+    return [("grpc.ssl_target_name_override", settings.tls_server_name)]
+
+
+def open_sync_channel(address: str, settings: Settings) -> grpc.Channel:
+    """A blocking channel (probes, tests, scripts) with the same plaintext or TLS choice."""
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, credentials, options=tls_options(settings))
 
 
 def _with_defaults(details: grpc.aio.ClientCallDetails, timeout: float) -> Any:

@@ -4,7 +4,8 @@
 service's servicers with the standard health service, server reflection, Prometheus
 metrics on an HTTP port and the call interceptor (request id, metrics, error mapping),
 reports SERVING only while the service's dependencies answer, and drains in-flight calls
-on SIGTERM or SIGINT.
+on SIGTERM or SIGINT. With TOKENRT_TLS_MODE=tls or mtls it serves TLS only (mTLS: a client
+certificate signed by TOKENRT_TLS_CA_FILE is required).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -144,7 +146,9 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
     await health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
 
     try:
-        bound = server.add_insecure_port(listen)
+        credentials = server_credentials(settings)
+        bound = (server.add_secure_port(listen, credentials) if credentials
+                 else server.add_insecure_port(listen))
     except RuntimeError:  # taken between the check above and now
         bound = 0
     if not bound:
@@ -158,7 +162,7 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     readiness = asyncio.create_task(_watch_readiness(runtime, health, names, stop))
     log.info("service.started", address=listen, metrics_port=endpoint.metrics_port,
-             needs=sorted(spec.needs))
+             needs=sorted(spec.needs), tls=settings.tls_mode)
 
     await stop.wait()
     log.info("service.draining", grace_s=settings.shutdown_grace_seconds)
@@ -172,6 +176,23 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         log.warning("service.close_failed", error=type(exc).__name__)
     metrics.stop_http()
     log.info("service.stopped")
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """The server's TLS credentials, or None for plaintext (TOKENRT_TLS_MODE=off).
+
+    With "mtls" a client must present a certificate signed by the CA: the TLS handshake
+    fails without one, before any RPC is read."""
+    if settings.tls_mode == "off":
+        return None
+    try:
+        ca, cert, key = (Path(p).read_bytes() for p in (
+            settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file))
+    except OSError as exc:
+        raise StartupError(f"cannot read TLS files: {exc.filename}: {exc.strerror}") from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca,
+        require_client_auth=settings.tls_mode == "mtls")
 
 
 def _check_port_free(host: str, port: int) -> None:

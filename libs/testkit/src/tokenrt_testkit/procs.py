@@ -14,6 +14,7 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tokenrt_common.client import open_sync_channel
 from tokenrt_common.settings import load_settings
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -51,12 +52,13 @@ def start_service(name: str, env: dict[str, str], log: Path, *, health: str = ""
     `health=""` is readiness (its dependencies answer); `health="liveness"` only says the
     process serves, for a test that starts it with a dependency down.
     """
-    address = load_settings(env).endpoint(name).address
+    settings = load_settings(env)
+    address = settings.endpoint(name).address
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", f"tokenrt_{name}"], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with open_sync_channel(address, settings) as channel:  # TLS when env turns it on
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
