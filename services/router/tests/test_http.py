@@ -301,6 +301,13 @@ async def test_budget_refusals_are_429_with_retry_after(keys_router, budget, act
     with pytest.raises(openai.RateLimitError):
         await client(keys_router, key).chat.completions.create(
             model="sim/gpt-4o-mini", messages=[{"role": "user", "content": "again"}], stream=True)
+    # The key sees that limit on its own budget view; another tenant does not.
+    status, _, mine = await http(keys_router, "GET", "/v1/budget", key)
+    assert status == 200 and [(x["scope"], x["org_id"], x["limit"]) for x in mine["limits"]] == \
+        [("org", org, 1)]
+    other = (await create_key(keys_router, new_org())).secret
+    status, _, theirs = await http(keys_router, "GET", "/v1/budget", other)
+    assert status == 200 and theirs["limits"] == []
 
 
 async def test_provider_failure_is_502_and_a_broken_stream_ends_with_an_error(keys_router, sim_url) -> None:  # type: ignore[no-untyped-def]

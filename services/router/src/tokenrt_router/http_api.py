@@ -5,6 +5,8 @@ gRPC API on `TOKENRT_ROUTER_HTTP_ADDR` (it listens on TOKENRT_BIND_HOST and that
   gRPC Complete / StreamComplete in-process.
 * `GET /v1/models`, `GET /v1/models/{model}`: the models this router serves.
 * `GET /v1/usage`: the key's own tenant's usage from the ledger (tokenrt extension).
+* `GET /v1/budget`: the limits that apply to the key (its org, project and, for a
+  user-bound key, user) with their current state (tokenrt extension).
 
 Every call needs `Authorization: Bearer <key>`. Errors are OpenAI's error object. The
 request id is `x-request-id` (taken from the request when it sends one, else made).
@@ -25,7 +27,7 @@ import structlog
 from aiohttp import web
 from google.protobuf import timestamp_pb2
 
-from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+from tokenrt.v1 import budget_pb2, common_pb2, ledger_pb2, ledger_pb2_grpc
 from tokenrt_common.client import open_channel
 from tokenrt_common.context import new_request_id, request_id, rpc_method
 from tokenrt_common.metrics import Metrics
@@ -68,6 +70,7 @@ class HttpEndpoint:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/models/{model:.+}", self.model)
         app.router.add_get("/v1/usage", self.usage)
+        app.router.add_get("/v1/budget", self.budget)
         return app
 
     async def serve(self, host: str, port: int) -> None:
@@ -245,6 +248,45 @@ class HttpEndpoint:
             "object": "usage", "org_id": caller.org_id, "project_id": caller.project_id,
             "user_id": user, "since": since.isoformat(), "total": _totals(resp.total),
             "rows": [_row(r) for r in resp.rows]})
+
+
+    # -- /v1/budget -------------------------------------------------------------------
+
+    async def budget(self, request: web.Request) -> web.Response:
+        """The state of the limits on the key's own scopes; nothing names another."""
+        c = await self._caller(request)
+        scopes = [T.Scope(kind=T.SCOPE_KIND_ORG, org_id=c.org_id),
+                  T.Scope(kind=T.SCOPE_KIND_PROJECT, org_id=c.org_id, project_id=c.project_id)]
+        if c.user_id:
+            scopes.append(T.Scope(kind=T.SCOPE_KIND_USER, org_id=c.org_id,
+                                  project_id=c.project_id, user_id=c.user_id))
+        try:
+            answers = await asyncio.gather(*(self.router.deps.budget.Status(
+                budget_pb2.StatusRequest(scope=sc), timeout=5) for sc in scopes))
+        except grpc.aio.AioRpcError as exc:
+            raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                          f"the budget service did not answer ({exc.code().name}); retry "
+                          "shortly", T.ErrorDetail(retry_after_ms=1000)) from None
+        return web.json_response({
+            "object": "budget", "org_id": c.org_id, "project_id": c.project_id,
+            "user_id": c.user_id,
+            "limits": [_limit(lim) for a in answers for lim in a.limits]})
+
+
+def _limit(lim: common_pb2.LimitState) -> dict[str, Any]:
+    def name(enum: Any, value: int, prefix: str) -> str:
+        return str(enum.Name(value)).removeprefix(prefix).lower()
+
+    sc = lim.scope
+    return {"limit_id": lim.limit_id, "scope": name(T.ScopeKind, sc.kind, "SCOPE_KIND_"),
+            "org_id": sc.org_id, "project_id": sc.project_id, "user_id": sc.user_id,
+            "metric": name(T.LimitMetric, lim.metric, "LIMIT_METRIC_"),
+            "period": name(T.LimitPeriod, lim.period, "LIMIT_PERIOD_"),
+            "action": name(T.LimitAction, lim.action, "LIMIT_ACTION_"),
+            "level": name(T.BudgetLevel, lim.level, "BUDGET_LEVEL_"),
+            "limit": lim.limit, "used": lim.used, "reserved": lim.reserved,
+            "remaining": lim.remaining, "utilization_bp": lim.utilization_bp,
+            "reset_at": lim.reset_at.ToJsonString() if lim.HasField("reset_at") else None}
 
 
 def _totals(t: ledger_pb2.UsageTotals) -> dict[str, Any]:
