@@ -310,6 +310,22 @@ async def test_budget_refusals_are_429_with_retry_after(keys_router, budget, act
     assert status == 200 and theirs["limits"] == []
 
 
+async def test_a_limit_on_one_key_binds_that_key_only(keys_router, budget) -> None:  # type: ignore[no-untyped-def]
+    org = new_org()
+    capped, free = await create_key(keys_router, org), await create_key(keys_router, org)
+    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+        scope=T.Scope(kind=T.SCOPE_KIND_API_KEY, org_id=org,
+                      api_key_id=capped.api_key.api_key_id),
+        metric=T.LIMIT_METRIC_COST, period=T.LIMIT_PERIOD_DAY, limit=1,
+        action=T.LIMIT_ACTION_DENY, name="h2-key")), timeout=10)
+    body = chat("per key " + uuid.uuid4().hex)
+    status, _, refused = await http(keys_router, "POST", "/v1/chat/completions", capped.secret,
+                                    body)
+    assert status == 429 and refused["error"]["code"] == "budget_exceeded"
+    status, _, _ = await http(keys_router, "POST", "/v1/chat/completions", free.secret, body)
+    assert status == 200
+
+
 async def test_provider_failure_is_502_and_a_broken_stream_ends_with_an_error(keys_router, sim_url) -> None:  # type: ignore[no-untyped-def]
     key = (await create_key(keys_router, new_org())).secret
     async with aiohttp.ClientSession() as s:

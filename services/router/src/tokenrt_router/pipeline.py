@@ -295,6 +295,9 @@ class Router:
             scopes.append(T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=c.org_id,
                                   project_id=c.project_id, user_id=job.user_id,
                                   session_id=job.req.session_id))
+        # Limits on the API key itself (`tokenrt budget set --scope api_key:ORG/KEY_ID`).
+        scopes.append(T.Scope(kind=T.SCOPE_KIND_API_KEY, org_id=c.org_id,
+                              api_key_id=c.api_key_id))
         return T.ScopeChain(scopes=scopes)
 
     async def _reserve(self, job: Job) -> None:
