@@ -95,3 +95,8 @@ bench-compressor: setup
 .PHONY: bench-router
 bench-router: setup
 	TIKTOKEN_CACHE_DIR=$${TIKTOKEN_CACHE_DIR:-$(CURDIR)/../shared/tiktoken} $(BIN)/python bench/router/bench.py
+
+# --- chaos (issue 11): the fault suite with longer phases at a higher rate (`make test` runs it short) ---
+.PHONY: chaos
+chaos: setup
+	CHAOS_LONG=1 $(BIN)/pytest -q tests/chaos -rxX

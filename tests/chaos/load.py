@@ -101,6 +101,12 @@ class LoadGenerator:
             if tasks:
                 await asyncio.gather(*tasks)
 
+    async def once(self, tenant: Tenant, n: int) -> Outcome:
+        """One request of the load, on a channel of its own."""
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            await self._one(router_pb2_grpc.RouterServiceStub(channel), tenant, n)
+        return self.outcomes[-1]
+
     def _request(self, tenant: Tenant, n: int) -> router_pb2.CompleteRequest:
         if n % 10 == 9:
             text = f"chaos {self.user}: what does a usage ledger promise?"

@@ -134,6 +134,14 @@ class ChaosStack:
                                             self.root / "logs" / f"{name}-{n}.log", timeout=120)
         return time.monotonic() - t0
 
+    def extra_router(self, folder: Path, **overrides: str) -> ServiceProcess:
+        """Another router on the same stack, on ports of its own, with its own outbox."""
+        env = with_fresh_ports(self.env, "router")
+        env.update(TOKENRT_ROUTER_HTTP_ADDR=f"127.0.0.1:{free_ports(1)[0]}",
+                   TOKENRT_USAGE_OUTBOX_PATH=str(folder / "outbox.sqlite3"), **overrides)
+        return start_service("router", env, folder / f"router-{time.monotonic_ns()}.log",
+                             timeout=120)
+
     def sigkill(self, name: str) -> None:
         proc = self.services[name].process
         proc.kill()
