@@ -316,10 +316,11 @@ def test_entrypoint_starts_the_module_of_each_build_target(tmp_path: Path) -> No
     subprocess.run([sys.executable, "-c", probe, *modules], check=True, timeout=120)
 
 
-def run_healthcheck(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_healthcheck(tmp_path: Path, env: dict[str, str],
+                    *args: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "tokenrt-healthcheck"
     script.write_text(heredoc("/usr/local/bin/tokenrt-healthcheck"))
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
                           timeout=30, env={"PATH": os.environ.get("PATH", ""), **env})
 
 
@@ -346,8 +347,11 @@ def test_healthcheck_script_reports_serving_status(tmp_path: Path) -> None:
     server.start()
     try:
         servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         not_serving = run_healthcheck(tmp_path, env)
         assert not_serving.returncode != 0 and "NOT_SERVING" in not_serving.stderr
+        # An argument names the health entry (the TLS component's liveness probe).
+        assert run_healthcheck(tmp_path, env, LIVENESS).returncode == 0
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         assert run_healthcheck(tmp_path, env).returncode == 0
     finally:
@@ -364,6 +368,37 @@ def start_image(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def log_tail(tmp_path: Path) -> str:
     return (tmp_path / "log").read_text(errors="replace")[-2000:]
+
+
+def test_healthcheck_script_speaks_mutual_tls(tmp_path: Path) -> None:
+    """With TOKENRT_TLS_MODE=mtls the check dials the loopback over TLS with the process's own
+    certificate and checks the server's against the service's name (as the TLS component's
+    probes need): a certificate that names only `cache` passes; plaintext does not."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from tokenrt_testkit.pki import Authority
+
+    authority = Authority(tmp_path / "pki")
+    leaf = authority.issue("cache", hosts=("cache",))
+    port = free_port()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials(
+        [(leaf.key.read_bytes(), leaf.cert.read_bytes())],
+        root_certificates=authority.ca.cert.read_bytes(), require_client_auth=True)
+    server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    server.start()
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        env = {"SERVICE_NAME": "cache", "TOKENRT_CACHE_ADDR": f"cache:{port}"}
+        tls = run_healthcheck(tmp_path, {**env, **authority.env(leaf)})
+        assert tls.returncode == 0, tls.stderr
+        plain = run_healthcheck(tmp_path, env)
+        assert plain.returncode != 0 and "UNAVAILABLE" in plain.stderr
+    finally:
+        server.stop(None)
 
 
 def wait_healthy(tmp_path: Path, env: dict[str, str], proc: subprocess.Popen[bytes]) -> None:
@@ -627,10 +662,12 @@ def transform(k: dict[str, Any], objects: list[dict[str, Any]]) -> None:
     assert set(k) <= allowed, f"the renderer does not know {set(k) - allowed}"
     for patch in k.get("patches", []):
         target = patch["target"]
+        assert set(target) == {"kind", "name"}, "the renderer knows kind and name targets only"
         hits = [o for o in objects if o["kind"] == target["kind"]
-                and o["metadata"]["name"] == target["name"]]
-        assert len(hits) == 1, f"patch target {target} matches {len(hits)} objects"
-        json_patch(hits[0], yaml.safe_load(patch["patch"]))
+                and re.fullmatch(target["name"], o["metadata"]["name"])]  # a name is a regex
+        assert hits, f"patch target {target} matches nothing"
+        for hit in hits:
+            json_patch(hit, yaml.safe_load(patch["patch"]))
     for obj in objects:
         if "namespace" in k and obj["kind"] not in CLUSTER_SCOPED:
             obj["metadata"]["namespace"] = k["namespace"]
@@ -666,18 +703,24 @@ def kustomize(folder: Path) -> list[dict[str, Any]]:
     return objects
 
 
-OVERLAYS = ("demo", "production")
+# The committed overlays, and production with the TLS component (made in the test's copy).
+OVERLAYS = ("demo", "production", "production-tls")
 
 
 @pytest.fixture(scope="module")
 def k8s_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """deploy/k8s with the production overlay's Secret sources made from their examples (the
-    real ones are never committed)."""
+    real ones are never committed), and an overlay that adds the TLS component to it."""
     tree = tmp_path_factory.mktemp("k8s") / "k8s"
     shutil.copytree(K8S, tree)
     production = tree / "overlays" / "production"
     for example in production.glob("*.example"):
         shutil.copy(example, production / example.name.removesuffix(".example"))
+    tls = tree / "overlays" / "production-tls"
+    tls.mkdir()
+    (tls / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../production"], "components": ["../../components/tls"]}))
     return tree
 
 
@@ -863,7 +906,8 @@ def test_k8s_deployment(service: str, production: dict) -> None:
 def test_router_reads_its_keys_file_from_the_secret(rendered: dict, tmp_path: Path) -> None:
     from tokenrt_router.keys import KeyMap
 
-    for overlay, objects in rendered.items():
+    for overlay in ("demo", "production"):
+        objects = rendered[overlay]
         settings = settings_of(objects)
         keys_file = Path(settings.router_keys_file)
         spec = objects[("Deployment", "router")]["spec"]["template"]["spec"]
@@ -948,6 +992,34 @@ def test_simulator_component(rendered: dict) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_tls_component(rendered: dict, tmp_path: Path) -> None:
+    objects, production = rendered["production-tls"], rendered["production"]
+    config = config_of(objects)
+    files = {"TOKENRT_TLS_CA_FILE": "ca.crt", "TOKENRT_TLS_CERT_FILE": "tls.crt",
+             "TOKENRT_TLS_KEY_FILE": "tls.key"}  # the Secret layout cert-manager writes
+    for service in SERVICES:
+        deployment = objects[("Deployment", service)]
+        container = container_of(deployment)
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        (mount,) = [m for m in container["volumeMounts"]
+                    if volumes[m["name"]].get("secret", {}).get("secretName") == "tokenrt-tls"]
+        assert mount["readOnly"] is True
+        for key, name in files.items():
+            assert config[key] == f"{mount['mountPath']}/{name}"
+        # Native gRPC probes do not speak TLS: the image's health check, on the same entries.
+        assert container["readinessProbe"]["exec"]["command"] == ["tokenrt-healthcheck"]
+        assert container["livenessProbe"]["exec"]["command"] == ["tokenrt-healthcheck", LIVENESS]
+        assert container["readinessProbe"]["timeoutSeconds"] < \
+            container["readinessProbe"]["periodSeconds"]
+        # Nothing else changes.
+        assert container["ports"] == container_of(production[("Deployment", service)])["ports"]
+    # With the files in place the settings load, in mutual TLS.
+    for name in files.values():
+        (tmp_path / name).write_text("PEM")
+    env = {**tokenrt_env(config), **{k: str(tmp_path / n) for k, n in files.items()}}
+    assert load_settings(env).tls_mode == "mtls"
+
+
 # --- NetworkPolicies, evaluated --------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -1023,7 +1095,7 @@ def infra_of(url: str) -> tuple[Pod, int]:
     return Pod(host.split(".")[1], {"app": "any"}), int(parts.port or 0)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", ("demo", "production"))
 def test_network_policies_allow_exactly_the_calls_the_code_makes(overlay: str,
                                                                  rendered: dict) -> None:
     objects = rendered[overlay]
