@@ -29,7 +29,7 @@ def request(user: str = "hello", **sampling: object) -> cache_pb2.CacheableReque
 
 
 def key(req: cache_pb2.CacheableRequest, ns: str = "acme/web") -> str:
-    return core.key_of(ns, core.canonical(req))
+    return core.key_of(ns, core.request_digest(req))
 
 
 @st.composite

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -234,16 +235,51 @@ def canonical(req: cache_pb2.CacheableRequest) -> bytes:
     return b"".join(out)
 
 
-def key_of(ns: str, canonical_form: bytes) -> str:
-    """The exact key: SHA-256 (first 128 bits) over the namespace and the canonical request.
+def request_digest(req: cache_pb2.CacheableRequest) -> bytes:
+    """SHA-256 of the canonical form (validates the request)."""
+    return hashlib.sha256(canonical(req)).digest()
+
+
+def key_of(ns: str, digest: bytes) -> str:
+    """The exact key: SHA-256 (first 128 bits) over the namespace and the request's digest
+    (SHA-256 of its canonical form).
 
     A cryptographic hash, so no one can craft a request that collides with another's.
     """
     h = hashlib.sha256(b"tokenrt-cache\x00")
     h.update(ns.encode("utf-8", "surrogatepass"))
     h.update(b"\x00")
-    h.update(canonical_form)
+    h.update(digest)
     return h.hexdigest()[:32]
+
+
+class DigestMemo:
+    """Request digests of recently seen requests, by the request's serialized bytes: a
+    repeated request (every hit is one) skips the canonical form (~50 µs of CPU for 2k
+    tokens). Equal bytes are an equal request that was valid before, so a memo hit is
+    always the right digest. Bounded by entries and by the bytes it keeps."""
+
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def digest(self, req: cache_pb2.CacheableRequest) -> bytes:
+        """`request_digest(req)`, from memory when these exact bytes were seen."""
+        raw = req.SerializeToString()
+        found = self._items.get(raw)
+        if found is not None:
+            self._items.move_to_end(raw)
+            return found
+        digest = request_digest(req)  # raises RequestError: nothing is kept
+        if len(raw) <= self._max_bytes // 16:
+            self._items[raw] = digest
+            self._bytes += len(raw)
+            while len(self._items) > self._max_entries or self._bytes > self._max_bytes:
+                old, _digest = self._items.popitem(last=False)
+                self._bytes -= len(old)
+        return digest
 
 
 def valid_key(key: str) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -40,11 +42,26 @@ MAX_BATCH = 1000
 # Items of one StoreBatch stored at the same time (each holds a Redis connection).
 BATCH_PARALLEL = 16
 UNAVAILABLE_LOG_SECONDS = 5.0
+T = TypeVar("T")
 REDIS_DOWN = (TimeoutError, RedisError, Unavailable, OSError)
 EMBEDDING_DOWN = (TimeoutError, EmbeddingError)
 LEXICAL = cache_pb2.EMBEDDING_BACKEND_LEXICAL
 LOCAL = cache_pb2.EMBEDDING_BACKEND_LOCAL_MODEL
 PROVIDER = cache_pb2.EMBEDDING_BACKEND_PROVIDER
+
+
+def _shielded(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """`work` run to its end even when the caller stops waiting (its outcome is then
+    dropped): redis-py closes a connection whose command was cancelled mid-reply, and
+    reconnecting under load costs more than the command."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_drop_outcome)
+    return asyncio.shield(task)
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so an abandoned failure is not reported as unhandled
 
 
 def _local_model_installed() -> bool:
@@ -94,6 +111,13 @@ class CacheMetrics:
                                registry=registry)
         self.stores = Counter("tokenrt_cache_stores", "Cache stores by outcome (stored or the "
                               "skip reason)", ["outcome"], registry=registry)
+        self._lookup_children: dict[str, Any] = {}
+
+    def _lookup_child(self, outcome: str) -> Any:
+        child = self._lookup_children.get(outcome)
+        if child is None:
+            child = self._lookup_children[outcome] = self.lookups.labels(outcome)
+        return child
 
     def lookup(self, r: cache_pb2.LookupResponse) -> cache_pb2.LookupResponse:
         if r.hit:
@@ -101,7 +125,7 @@ class CacheMetrics:
         else:
             outcome = cache_pb2.CacheMissReason.Name(r.miss_reason).removeprefix(
                 "CACHE_MISS_REASON_").lower()
-        self.lookups.labels(outcome).inc()
+        self._lookup_child(outcome).inc()
         return r
 
     def store(self, r: cache_pb2.StoreResponse) -> cache_pb2.StoreResponse:
@@ -135,6 +159,7 @@ class CacheService:
         self._down_since_log = 0.0
         self._down_count = 0
         self._flush_interval = settings.cache_stats_flush_ms / 1000
+        self._digests = core.DigestMemo()
         self._embed_timeout = settings.cache_embedding_timeout_ms / 1000
         self._embed_down_log = 0.0
         self._local = LocalModel() if _local_model_installed() else None
@@ -270,7 +295,7 @@ class CacheService:
     async def _lookup(self, r: cache_pb2.LookupRequest) -> cache_pb2.LookupResponse:
         tenant = core.tenant_of(r.tenant, need_project=True)
         core.check_policy(r.policy)
-        canonical = core.canonical(r.request)
+        digest = self._digests.digest(r.request)
         gate = core.lookup_gate(r.policy, r.request.sampling)
         key = ""
         # The prompt's signature (an embedding may take milliseconds) is made while Redis
@@ -281,7 +306,7 @@ class CacheService:
                 async with asyncio.timeout(self._lookup_timeout):
                     cfg = await self.config(tenant)
                     ns = core.namespace(tenant, cfg.per_user)
-                    key = core.key_of(ns, canonical)
+                    key = core.key_of(ns, digest)
                     if gate is not None:
                         return cache_pb2.LookupResponse(key=key, miss_reason=gate)
                     query = None
@@ -290,7 +315,10 @@ class CacheService:
                         query = self._query(r.request, embedder)
                         if query is not None:
                             signing = asyncio.create_task(self._signature(query, embedder))
-                    found = await self._store.lookup(ns, key, query.bucket if query else "")
+                    # Shielded: a lookup past the timeout answers a miss, but its Redis
+                    # command ends normally (a cancelled one costs the connection).
+                    found = await _shielded(
+                        self._store.lookup(ns, key, query.bucket if query else ""))
             except REDIS_DOWN as exc:
                 self._redis_down("lookup", exc)
                 return cache_pb2.LookupResponse(
@@ -321,7 +349,7 @@ class CacheService:
         if verdict.keys:
             try:
                 async with asyncio.timeout(self._lookup_timeout):
-                    entry = await self._store.semantic_hit(ns, verdict.keys)
+                    entry = await _shielded(self._store.semantic_hit(ns, verdict.keys))
             except REDIS_DOWN as exc:
                 self._redis_down("lookup", exc)
                 return cache_pb2.LookupResponse(
@@ -343,8 +371,8 @@ class CacheService:
         core.check_policy(r.policy, f"{field}policy")
         core.check_response(r.response, f"{field}response")
         has_request = r.HasField("request") and len(r.request.messages) > 0
-        canonical = core.canonical(r.request) if has_request else None
-        if canonical is None:
+        digest = self._digests.digest(r.request) if has_request else None
+        if digest is None:
             if not r.key:
                 raise RequestError(f"{field}key", f"{field}key or {field}request is required")
             if not core.valid_key(r.key):
@@ -352,18 +380,18 @@ class CacheService:
                                    "(32 lower-case hex digits)")
         try:
             async with asyncio.timeout(self._store_timeout) as deadline:
-                return await self._store_checked(r, tenant, canonical, has_request, deadline)
+                return await self._store_checked(r, tenant, digest, has_request, deadline)
         except REDIS_DOWN as exc:
             self._redis_down("store", exc)
             return cache_pb2.StoreResponse(skip_reason=cache_pb2.CACHE_SKIP_REASON_UNAVAILABLE,
                                            key=r.key)
 
     async def _store_checked(self, r: cache_pb2.StoreRequest, tenant: Tenant,
-                             canonical: bytes | None, has_request: bool,
+                             digest: bytes | None, has_request: bool,
                              deadline: asyncio.Timeout) -> cache_pb2.StoreResponse:
         cfg = await self.config(tenant)
         ns = core.namespace(tenant, cfg.per_user)
-        key = core.key_of(ns, canonical) if canonical is not None else r.key
+        key = core.key_of(ns, digest) if digest is not None else r.key
         body = r.response.SerializeToString()
         sampling = r.request.sampling if has_request else None
         skip = core.store_gate(r.policy, sampling, r.response, len(body), cfg)
