@@ -124,8 +124,9 @@ def render_html(r: dict[str, Any]) -> str:
              ("denied / degraded", f"{t['denied_requests']} / {t['degraded_requests']}")]
     card_html = "".join(f'<div class="card"><span class="muted">{escape(k)}</span>'
                         f"<b>{escape(v)}</b></div>" for k, v in cards)
-    # Inside <script>, "</" would end the element: escape it (JSON allows "\/").
-    data = json.dumps(r).replace("</", "<\\/")
+    # Inside <script>, markup must not appear: JSON may write <, > and & as \u escapes.
+    data = (json.dumps(r).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
     sections = [
         ("Spend per project", "chart-project",
          _table(("project", "requests", "tokens", "spend"),
