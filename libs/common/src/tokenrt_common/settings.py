@@ -216,6 +216,18 @@ class Settings:
     compressor_warm_prefix_min_tokens: int = 1024
     # Largest summary SUMMARIZE inserts, in tokens (also at most a tenth of the target).
     compressor_summary_max_tokens: int = 1024
+    # Cheap model SUMMARIZE asks the router for (CompressionOptions.summary_model wins).
+    compressor_summary_model: str = "sim/gpt-4.1-nano"
+    # Environment variable holding the router API key the compressor's summary calls use
+    # (read at start, never logged); no key = the free extractive summariser only.
+    compressor_summary_key_env: str = "COMPRESSOR_ROUTER_API_KEY"
+    # File whose first line is that API key; when set it wins over the variable.
+    compressor_summary_key_file: str = ""
+    # Longest wait for one summary call through the router, in seconds.
+    compressor_summary_timeout_seconds: float = 20.0
+    # Largest transcript a summary call sends, in tokens (estimated at 3 characters a
+    # token; longer spans are cut message by message, each keeping its beginning).
+    compressor_summary_input_max_tokens: int = 24000
 
     # --- router settings (issue 8) ---
     # Static API keys until key management (issue 9): a YAML file listing
@@ -550,8 +562,15 @@ def _validate_cache(s: Settings) -> None:
 
 def _validate_compressor(s: Settings) -> None:
     _positive(s, "compressor_session_ttl_seconds", "compressor_workers",
-              "compressor_count_cache_bytes", "compressor_summary_max_tokens")
+              "compressor_count_cache_bytes", "compressor_summary_max_tokens",
+              "compressor_summary_timeout_seconds", "compressor_summary_input_max_tokens")
     _non_negative(s, "compressor_warm_prefix_min_tokens")
+    _matches(s, "compressor_summary_model", r"\S+", "must name a model, e.g. sim/gpt-4.1-nano")
+    _matches(s, "compressor_summary_key_env", r"([A-Za-z_][A-Za-z0-9_]*)?",
+             "is not an environment variable name")
+    if s.compressor_summary_key_file and not Path(s.compressor_summary_key_file).is_file():
+        raise SettingsError(f"{_env_name('compressor_summary_key_file')}: "
+                            f"{s.compressor_summary_key_file!r} is not a readable file")
 
 
 def _validate_router(s: Settings) -> None:

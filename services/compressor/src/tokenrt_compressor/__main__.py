@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import tokenrt_pricing
-from tokenrt.v1 import compressor_pb2_grpc
+from tokenrt.v1 import compressor_pb2_grpc, router_pb2_grpc
+from tokenrt_common.client import open_channel
 from tokenrt_common.server import Runtime, Servicer, ServiceSpec, StartupError, run, servicer
+from tokenrt_common.settings import Settings
 from tokenrt_compressor.api import CompressorApi
+from tokenrt_compressor.routed import RouterSummarizer, Summaries
 from tokenrt_compressor.store import SessionStore
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter
 from tokenrt_counter.tokenizers import Tokenizers
+
+
+def summary_key(s: Settings) -> str:
+    """The router API key of the compressor's summary calls: the file's first line, else
+    the named environment variable; "" when neither is set. Never logged."""
+    if s.compressor_summary_key_file:
+        try:
+            lines = Path(s.compressor_summary_key_file).read_text().split()
+        except OSError as exc:
+            raise StartupError("cannot read TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE "
+                               f"({type(exc).__name__})") from None
+        return lines[0] if lines else ""
+    name = s.compressor_summary_key_env
+    return os.environ.get(name, "").strip() if name else ""
 
 
 def build(runtime: Runtime) -> list[Servicer]:
@@ -34,8 +53,16 @@ def build(runtime: Runtime) -> list[Servicer]:
     pool = ThreadPoolExecutor(max_workers=s.compressor_workers, thread_name_prefix="compress")
     store = SessionStore(runtime.infra, s.compressor_session_ttl_seconds,
                          s.dependency_timeout_seconds)
-    runtime.log.info("compressor.ready", models=len(catalog), version=catalog.version)
-    return [servicer(CompressorApi(runtime, catalog, counter, store, pool), compressor_pb2_grpc)]
+    key = summary_key(s)
+    router = RouterSummarizer(
+        router_pb2_grpc.RouterServiceStub(open_channel(s, "router")), key,
+        s.compressor_summary_timeout_seconds, s.compressor_summary_input_max_tokens
+    ) if key else None
+    summaries = Summaries(store, router, s.compressor_summary_model, runtime.log)
+    runtime.log.info("compressor.ready", models=len(catalog), version=catalog.version,
+                     summaries=f"router:{s.compressor_summary_model}" if key else "extractive")
+    return [servicer(CompressorApi(runtime, catalog, counter, store, pool, summaries),
+                     compressor_pb2_grpc)]
 
 
 SPEC = ServiceSpec(name="compressor", needs=frozenset({"redis"}), build=build)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
 import grpc
-import xxhash
 
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
 from tokenrt_common.errors import abort_with, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_compressor import core
 from tokenrt_compressor.counting import CounterMeter
-from tokenrt_compressor.graph import digest
+from tokenrt_compressor.routed import Request, Summaries
 from tokenrt_compressor.store import SessionStore, Unavailable, session_id
-from tokenrt_compressor.summary import Extractive, Summary
 from tokenrt_counter.api import accuracy_pb
 from tokenrt_counter.core import Counter, MessageError
 from tokenrt_pricing import Catalog, ModelNotFound, Resolved
@@ -56,7 +53,7 @@ def report_costs(resolved: Resolved, result: core.Result) -> tuple[int, int]:
 
 class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
     def __init__(self, runtime: Runtime, catalog: Catalog, counter: Counter,
-                 store: SessionStore, pool: ThreadPoolExecutor) -> None:
+                 store: SessionStore, pool: ThreadPoolExecutor, summaries: Summaries) -> None:
         s = runtime.settings
         self._log = runtime.log
         self._catalog = catalog
@@ -64,7 +61,11 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
         self._store = store
         self._pool = pool
         self._max_bytes = s.counter_max_request_bytes
-        self._timeout = s.dependency_timeout_seconds
+        self._summaries = summaries
+        # How long a worker thread waits for one summary: the router call and two Redis
+        # calls, each bounded by its own timeout, plus slack.
+        self._summary_wait = (s.compressor_summary_timeout_seconds
+                              + 2 * s.dependency_timeout_seconds + 5)
         self._options = core.Options(summary_max_tokens=s.compressor_summary_max_tokens,
                                      warm_prefix_min_tokens=s.compressor_warm_prefix_min_tokens)
 
@@ -108,8 +109,10 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
                 await self._unavailable(context, exc)
         loop = asyncio.get_running_loop()
         meter = CounterMeter(self._counter, resolved.entry)
-        summarize = self._summarizer(loop, meter, sid, resolved.name)
         o = request.options
+        summarize = self._summaries.for_request(
+            loop, meter.text, Request(sid, request.tenant, request.session_id, resolved.name, o),
+            self._summary_wait)
         options = core.Options(o.allow_whitespace_collapse, o.allow_comment_removal,
                                self._options.summary_max_tokens,
                                self._options.warm_prefix_min_tokens)
@@ -150,38 +153,6 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
                     common_pb2.ErrorDetail(reason=S.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
                                            retry_after_ms=1000))
 
-    def _summarizer(self, loop: asyncio.AbstractEventLoop, meter: CounterMeter, sid: str,
-                    model: str) -> core.SummarizeFn:
-        """The offline extractive summariser, cached per session and span in Redis. It runs
-        in a worker thread; the Redis calls go back to the event loop."""
-        extractive = Extractive(meter.text)
-        timeout = 2 * self._timeout + 1
-
-        async def cached(span: Sequence[common_pb2.Message], max_tokens: int) -> Summary:
-            key = xxhash.xxh3_128_hexdigest(
-                "|".join([model, str(max_tokens), *(digest(m) for m in span)]).encode())
-            if sid:
-                try:
-                    hit = await self._store.summary(sid, key)
-                    if hit is not None:
-                        return hit
-                except Unavailable:
-                    pass
-            # Called from a worker thread that waits: count in another thread, not here.
-            summary = await asyncio.to_thread(extractive.summarize_now, span, max_tokens)
-            if sid:
-                try:
-                    await self._store.put_summary(sid, key, summary)
-                except Unavailable:
-                    pass
-            return summary
-
-        def summarize(span: Sequence[common_pb2.Message], max_tokens: int) -> Summary:
-            return asyncio.run_coroutine_threadsafe(cached(span, max_tokens), loop).result(
-                timeout)
-
-        return summarize
-
     def _report(self, resolved: Resolved, request: compressor_pb2.CompressRequest,
                 result: core.Result, accuracy: common_pb2.CountAccuracy
                 ) -> compressor_pb2.CompressionReport:
@@ -206,6 +177,7 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
             unchanged_tokens=result.unchanged_tokens,
             summary_usage=common_pb2.Usage(
                 input_tokens=summary.input_tokens if summary else 0,
+                cached_input_tokens=summary.cached_input_tokens if summary else 0,
                 output_tokens=summary.output_tokens if summary else 0),
             summary_cost_nusd=summary.cost_nusd if summary else 0,
             accuracy=accuracy)

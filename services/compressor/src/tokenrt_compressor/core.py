@@ -407,14 +407,14 @@ def _summarize(run: _Run, summarize: SummarizeFn | None) -> str:
     slot = Slot(tuple(i for s in span for i in s.indexes), [message], run.meter.tokens(message),
                 False, original_tokens=sum(s.original_tokens for s in span))
     run.summary = summary
+    how = summary.model + (f"; {summary.note}" if summary.note else "")
     if not summary.text or slot.tokens > run.target - run.total():
-        return "least important units dropped; the summary did not fit the target"
+        return f"least important units dropped; the summary did not fit the target ({how})"
     position = run.slots.index(span[0])
     run.slots.insert(position, slot)
     run.actions.append(Action("summarized", slot.indexes, slot.original_tokens, slot.tokens,
-                              f"{len(span_messages)} messages summarised ({summary.model})",
-                              slot=slot))
+                              f"{len(span_messages)} messages summarised ({how})", slot=slot))
     for s in span:
         s.indexes = ()  # reported by the summary action, not as drops
     return (f"{len(span_messages)} least important messages replaced by a {slot.tokens}-token "
-            "summary")
+            f"summary ({how})")

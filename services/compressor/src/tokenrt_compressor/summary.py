@@ -3,8 +3,8 @@
 `Summarizer` is what the compressor needs: a text of at most `max_tokens` tokens standing
 for a span of messages. The offline default, `Extractive`, is deterministic and free: it
 lists who said what (first line of each message), the files and symbols the span showed,
-and stops when the budget is spent. A summariser calling a cheap model through the router
-belongs with the router (issue 8) and plugs in here; none exists yet.
+and stops when the budget is spent. `routed.RouterSummarizer` asks a cheap model through
+the router and falls back to this one.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ LINE_CHARS = 160
 @dataclass(frozen=True)
 class Summary:
     text: str
-    # What producing it cost (zero for the extractive summariser).
+    # What producing it cost (zero for the extractive summariser and for a cached one).
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_nusd: int = 0
+    cached_input_tokens: int = 0
+    # How it was made, when that is worth saying: "from the session cache", or why the
+    # extractive summariser stood in for the model.
+    note: str = ""
 
 
 class Summarizer(Protocol):

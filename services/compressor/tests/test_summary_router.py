@@ -1,0 +1,185 @@
+"""SUMMARIZE through the router: a compressor process of ours, wired to the session stack's
+router and simulator, with an API key of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from compressor_chats import ide_conversation
+
+from tokenrt.v1 import (
+    common_pb2,
+    compressor_pb2,
+    compressor_pb2_grpc,
+    events_pb2,
+    ledger_pb2,
+    ledger_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
+from tokenrt_compressor.counting import CounterMeter
+from tokenrt_testkit.procs import ServiceProcess, start_service
+from tokenrt_testkit.stack import free_ports, with_fresh_ports
+
+S = common_pb2
+ORG = "cmp-sum-" + uuid.uuid4().hex[:8]  # the compressor key's tenant
+CALLER = S.Tenant(org_id="acme-" + uuid.uuid4().hex[:6], project_id="web", user_id="ann")
+SUMMARIZED = compressor_pb2.COMPRESSION_ACTION_KIND_SUMMARIZED
+# sim/gpt-4.1-nano, nano-USD per token: input, cached input, output.
+NANO_PRICES = (100, 25, 400)
+DEAD_KEY = "trk_nobody_listens_there_" + uuid.uuid4().hex
+
+
+def _create_key(stack) -> str:  # type: ignore[no-untyped-def]
+    """An API key of a fresh organization, made with the stack's bootstrap admin key."""
+    admin = (stack.state_dir / "demo-api-key").read_text().strip()
+    with grpc.insecure_channel(stack.env["TOKENRT_ROUTER_ADDR"]) as ch:
+        reply = router_pb2_grpc.RouterServiceStub(ch).CreateApiKey(
+            router_pb2.CreateApiKeyRequest(tenant=S.Tenant(org_id=ORG, project_id="summaries"),
+                                           name="compressor"),
+            metadata=(("authorization", f"Bearer {admin}"),), timeout=30)
+    return reply.secret
+
+
+def _compressor(stack, tmp: Path, **overrides: str) -> ServiceProcess:  # type: ignore[no-untyped-def]
+    env = {**with_fresh_ports(stack.env, "compressor"), **overrides}
+    return start_service("compressor", env, tmp / "compressor.log")
+
+
+@dataclass
+class Compressors:
+    routed: ServiceProcess  # summary calls to the stack's router with `key`
+    key: str
+    down: ServiceProcess  # a key, but nothing listens at its router address
+
+
+@pytest.fixture(scope="module")
+def compressors(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compressors]:  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("summary-router")
+    key = _create_key(stack)
+    for name, secret in (("key", key), ("dead-key", DEAD_KEY)):
+        (tmp / name).write_text(secret + "\n")
+        (tmp / name).chmod(0o600)
+    (tmp / "down").mkdir()
+    with ThreadPoolExecutor(2) as pool:  # two starts overlap: each loads every tokenizer
+        routed = pool.submit(_compressor, stack, tmp,
+                             TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE=str(tmp / "key"))
+        down = pool.submit(_compressor, stack, tmp / "down",
+                           TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE=str(tmp / "dead-key"),
+                           TOKENRT_ROUTER_ADDR=f"127.0.0.1:{free_ports(1)[0]}")
+        procs = Compressors(routed.result(), key, down.result())
+    yield procs
+    procs.routed.stop()
+    procs.down.stop()
+
+
+def sim_requests(stack) -> int:  # type: ignore[no-untyped-def]
+    base = stack.env["TOKENRT_ROUTER_SIM_BASE_URL"].removesuffix("/v1")
+    with urllib.request.urlopen(base + "/sim/stats", timeout=5) as r:
+        return int(json.load(r)["requests"])
+
+
+async def compress(address: str, chat: list[S.Message], target: int, session: str,
+                   **options: object) -> compressor_pb2.CompressResponse:
+    async with grpc.aio.insecure_channel(address) as ch:
+        return await compressor_pb2_grpc.CompressorServiceStub(ch).Compress(
+            compressor_pb2.CompressRequest(
+                model="gpt-4o", messages=chat, target_tokens=target, session_id=session,
+                tenant=CALLER, strategy=S.COMPRESSION_STRATEGY_SUMMARIZE,
+                options=S.CompressionOptions(**options)), timeout=60)  # type: ignore[arg-type]
+
+
+def summary_action(answer: compressor_pb2.CompressResponse) -> compressor_pb2.CompressionAction:
+    found = [a for a in answer.report.actions if a.kind == SUMMARIZED]
+    assert len(found) == 1, answer.report
+    return found[0]
+
+
+async def ledger_events(stack, n: int) -> list[events_pb2.UsageEvent]:  # type: ignore[no-untyped-def]
+    async with grpc.aio.insecure_channel(stack.env["TOKENRT_LEDGER_ADDR"]) as ch:
+        stub = ledger_pb2_grpc.LedgerServiceStub(ch)
+        for _ in range(100):
+            r = await stub.ListEvents(ledger_pb2.ListEventsRequest(
+                filter=ledger_pb2.UsageFilter(org_id=ORG), page_size=50), timeout=5)
+            if len(r.events) >= n:
+                return list(r.events)
+            await asyncio.sleep(0.2)
+    return list(r.events)
+
+
+async def test_router_summary_costs_once_then_comes_from_the_session_cache(
+        stack, compressors: Compressors, meter: CounterMeter) -> None:  # type: ignore[no-untyped-def]
+    proc, key = compressors.routed, compressors.key
+    chat, _ = ide_conversation(random.Random(21), files=5, turns=10, lines=20, asked=1)
+    target = meter.total(chat, []) // 2
+    before = sim_requests(stack)
+    first = await compress(proc.address, chat, target, "s-routed", allow_summarize=True)
+    assert sim_requests(stack) == before + 1
+    r = first.report
+    action = summary_action(first)
+    assert "sim/gpt-4.1-nano" in action.note and "extractive" not in r.reason
+    summary = first.messages[action.output_index].content[0].text
+    assert summary.startswith("[Summary of") and "[tokenrt simulator" in summary
+    assert r.compressed_tokens == meter.total(list(first.messages), []) <= target
+    u = r.summary_usage
+    assert u.input_tokens > 0 and u.output_tokens > 0
+    inp, cached, out = NANO_PRICES
+    assert r.summary_cost_nusd == ((u.input_tokens - u.cached_input_tokens) * inp
+                                   + u.cached_input_tokens * cached + u.output_tokens * out)
+
+    again = await compress(proc.address, chat, target, "s-routed", allow_summarize=True)
+    assert sim_requests(stack) == before + 1  # no second router call
+    assert list(again.messages) == list(first.messages)
+    assert "from the session cache" in summary_action(again).note
+    assert again.report.summary_cost_nusd == 0 and again.report.summary_usage.input_tokens == 0
+
+    # The call is in the ledger under the compressor key's tenant, tagged with the caller,
+    # and the router compressed nothing (compression OFF: no loop back to a compressor).
+    (event,) = [e for e in await ledger_events(stack, 1)
+                if e.tags["tokenrt.summary_for.session"] == "s-routed"]
+    assert event.served_model == "sim/gpt-4.1-nano" and event.cost_nusd == r.summary_cost_nusd
+    assert event.tags["tokenrt.summary_for.org"] == CALLER.org_id
+    assert not event.compression_applied
+    assert key not in proc.log.read_text()
+
+
+async def test_summary_options_and_router_refusals(compressors: Compressors,
+                                                   meter: CounterMeter) -> None:
+    proc = compressors.routed
+    chat, _ = ide_conversation(random.Random(22), files=5, turns=10, lines=20, asked=1)
+    target = meter.total(chat, []) // 2
+    off = await compress(proc.address, chat, target, "s-off")
+    assert "extractive; options.allow_summarize is off" in summary_action(off).note
+    assert off.report.summary_cost_nusd == 0
+    refused = await compress(proc.address, chat, target, "s-refused", allow_summarize=True,
+                             summary_model="sim/no-such-model")
+    note = summary_action(refused).note
+    assert "extractive fallback: router NOT_FOUND" in note and "no-such-model" in note
+    assert refused.report.summary_cost_nusd == 0
+    assert refused.report.compressed_tokens == meter.total(list(refused.messages), []) <= target
+
+
+async def test_router_down_falls_back_to_extractive(compressors: Compressors,
+                                                    meter: CounterMeter) -> None:
+    proc = compressors.down
+    chat, _ = ide_conversation(random.Random(23), files=5, turns=10, lines=20, asked=1)
+    target = meter.total(chat, []) // 2
+    for session in ("s-down-1", "s-down-1", "s-down-2"):
+        answer = await compress(proc.address, chat, target, session, allow_summarize=True)
+        action = summary_action(answer)
+        assert "extractive fallback: router UNAVAILABLE" in action.note, action.note
+        assert "from the session cache" not in action.note  # a fallback is not cached
+        assert answer.report.summary_cost_nusd == 0
+        assert answer.report.compressed_tokens <= target
+    assert "not retried" in action.note  # the cool-down spares the dead router
+    assert DEAD_KEY not in proc.log.read_text()
