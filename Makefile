@@ -100,3 +100,8 @@ bench-router: setup
 .PHONY: chaos
 chaos: setup
 	CHAOS_LONG=1 $(BIN)/pytest -q tests/chaos -rxX
+
+# --- fuzz (issue 11): the bad-input suite with 25x the examples and fresh randomness ---
+.PHONY: fuzz
+fuzz: setup
+	TOKENRT_FUZZ_EXAMPLES=300 $(BIN)/pytest -q tests/fuzz
