@@ -578,9 +578,14 @@ def test_compose_publishes_the_router_grpc_and_http_endpoints(compose: dict[str,
     # The simulator the router calls is the compose service, on the port it listens on.
     sim = urlsplit(settings.router_sim_base_url)
     assert sim.hostname == "sim" and str(sim.port) == services["sim"]["environment"]["SIM_PORT"]
-    # The router's API keys come from the host (with a development default) and load.
+    # The router's API keys come from the host (with a development default) and load, and the
+    # key the compressor's summaries use is one of them.
     from tokenrt_router.keys import KeyMap
-    assert len(KeyMap.from_settings(settings)) >= 1
+    keys = KeyMap.from_settings(settings)
+    compressor = compose_settings(compose, "compressor")
+    env = services["compressor"]["environment"]
+    summary_key = interpolate(env[compressor.compressor_summary_key_env])
+    assert keys.authenticate(f"Bearer {summary_key}") is not None
 
 
 def test_compose_infrastructure(compose: dict[str, Any]) -> None:
@@ -650,6 +655,9 @@ def generated_secrets(folder: Path, k: dict[str, Any]) -> list[dict[str, Any]]:
                     data[key.strip()] = base64.b64encode(value.encode()).decode()
         for file in gen.get("files", []):
             data[Path(file).name] = base64.b64encode((folder / file).read_bytes()).decode()
+        for literal in gen.get("literals", []):
+            key, _, value = literal.partition("=")
+            data[key] = base64.b64encode(value.encode()).decode()
         out.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": gen["name"]},
                     "type": "Opaque", "data": data})
     return out
@@ -922,16 +930,21 @@ def test_router_reads_its_keys_file_from_the_secret(rendered: dict, tmp_path: Pa
         path = tmp_path / f"{overlay}-{keys_file.name}"
         path.write_text(content)
         keys = KeyMap.from_settings(dataclasses.replace(settings, router_keys_file=str(path)))
-        assert len(keys) == 1
+        assert len(keys) >= 1
         if overlay == "demo":
             assert keys.authenticate("Bearer tokenrt-demo-key") is not None
+            # The compressor's summary key (from the Secret tokenrt-secrets) is a router key.
+            secret = secret_plain(objects[("Secret", "tokenrt-secrets")])["data"]
+            summary_key = secret[settings.compressor_summary_key_env].decode()
+            assert keys.authenticate(f"Bearer {summary_key}") is not None
         else:  # production lists hashes only, never a key in clear
             assert "key:" not in content.replace("key_sha256:", "")
 
 
 def test_provider_keys_are_in_the_secret_not_the_configmap(production: dict) -> None:
     secret = production[("Secret", "tokenrt-secrets")]
-    assert set(PROVIDER_KEYS) <= set(secret["data"])
+    settings = settings_of(production)
+    assert {*PROVIDER_KEYS, settings.compressor_summary_key_env} <= set(secret["data"])
     for key in config_of(production):
         assert not re.search(r"API_KEY|PASSWORD|SECRET|TOKEN$", key), f"{key} in the ConfigMap"
 
