@@ -3,11 +3,10 @@ seconds, limited failed attempts per peer; real router processes on the session 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
-import subprocess
-import sys
 import time
 import uuid
 
@@ -19,6 +18,7 @@ from aiohttp import ClientSession
 
 from tokenrt.v1 import common_pb2, router_pb2
 from tokenrt_common.settings import load_settings
+from tokenrt_router.cli import register
 from tokenrt_router.keys import FailureGuard, KeyMap, Keys, KeyStore, peer_host
 from tokenrt_router.refusal import Refusal
 
@@ -201,37 +201,46 @@ async def test_failed_authentications_are_rate_limited_per_peer_on_grpc_and_http
         await asyncio.to_thread(r.stop)
 
 
-CLI = ("import sys, argparse\nfrom tokenrt_router.cli import register\n"
-       "p = argparse.ArgumentParser(); register(p.add_subparsers(dest='c'))\n"
-       "a = p.parse_args(); sys.exit(a.func(a))\n")
+def keys_cli(r: RouterProc, capsys, monkeypatch, *args: str,  # type: ignore[no-untyped-def]
+             key: str = ADMIN_KEY) -> tuple[int, str, str]:
+    """`tokenrt keys ...` in this process (its real code path, against the real router)."""
+    for k, v in r.env.items():
+        if k.startswith("TOKENRT_"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("TOKENRT_API_KEY", key)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    parsed = parser.parse_args(["keys", *args])
+    code = parsed.func(parsed)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def keys_cli(r: RouterProc, *args: str, key: str = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
-    env = dict(r.env, TOKENRT_API_KEY=key)
-    return subprocess.run([sys.executable, "-c", CLI, "keys", *args], env=env, text=True,
-                          capture_output=True, timeout=60)
-
-
-def test_keys_cli_create_list_revoke(keys_router) -> None:  # type: ignore[no-untyped-def]
+def test_keys_cli_create_list_revoke(keys_router, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     org = "h2-" + uuid.uuid4().hex[:8]
-    made = keys_cli(keys_router, "create", "--org", org, "--project", "web", "--user", "bo",
-                    "--name", "laptop", "--json")
-    assert made.returncode == 0, made.stderr
-    created = json.loads(made.stdout)
+
+    def run(*args: str, key: str = ADMIN_KEY) -> tuple[int, str, str]:
+        return keys_cli(keys_router, capsys, monkeypatch, *args, key=key)
+
+    code, out, err = run("create", "--org", org, "--project", "web", "--user", "bo",
+                         "--name", "laptop", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    key_id = created["api_key"]["api_key_id"]
     assert created["secret"].startswith("trk_") and created["api_key"]["tenant"]["user_id"] == "bo"
     assert asyncio.run(list_models(keys_router, created["secret"])) == grpc.StatusCode.OK
-    listed = keys_cli(keys_router, "list", "--org", org)
-    assert listed.returncode == 0 and created["api_key"]["api_key_id"] in listed.stdout
-    assert created["secret"] not in listed.stdout and "laptop" in listed.stdout
-    gone = keys_cli(keys_router, "revoke", created["api_key"]["api_key_id"])
-    assert gone.returncode == 0, gone.stderr
+    code, out, _ = run("list", "--org", org)
+    assert code == 0 and key_id in out and "laptop" in out and created["secret"] not in out
+    code, out, err = run("revoke", key_id)
+    assert code == 0 and key_id in out, err
     assert asyncio.run(list_models(keys_router, created["secret"])) == \
         grpc.StatusCode.UNAUTHENTICATED
-    assert created["api_key"]["api_key_id"] not in keys_cli(keys_router, "list", "--org", org).stdout
-    assert created["api_key"]["api_key_id"] in keys_cli(keys_router, "list", "--org", org,
-                                                        "--all").stdout
-    refused = keys_cli(keys_router, "list", "--org", org, key=created["secret"])
-    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    assert key_id not in run("list", "--org", org)[1]
+    assert key_id in run("list", "--org", org, "--all")[1]
+    code, _, err = run("list", "--org", org, key=created["secret"])
+    assert code == 1 and "UNAUTHENTICATED" in err
+    code, out, err = run("create", "--org", org, "--project", "web")  # plain: the key alone
+    assert code == 0 and out.strip().startswith("trk_") and "cannot be shown again" in err
 
 
 def test_no_key_in_the_router_log(keys_router) -> None:  # type: ignore[no-untyped-def]
