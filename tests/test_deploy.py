@@ -86,17 +86,23 @@ def needs(service: str) -> frozenset[str]:
 
 @functools.cache
 def calls() -> frozenset[tuple[str, str]]:
-    """(caller, callee) for every `open_channel(settings, "<service>")` in a service's own code
-    (its command-line client, cli.py, runs elsewhere)."""
+    """(caller, callee) for every `open_channel(settings, "<service>")` or
+    `settings.endpoint("<service>")` of another service in a service's own code (its
+    command-line client, cli.py, runs elsewhere)."""
     found: set[tuple[str, str]] = set()
     for caller in SERVICES:
         for path in (ROOT / "services" / caller / "src").rglob("*.py"):
             if path.name == "cli.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "open_channel"
-                        and len(node.args) == 2 and isinstance(node.args[1], ast.Constant)):
-                    found.add((caller, str(node.args[1].value)))
+                if not isinstance(node, ast.Call):
+                    continue
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                args = {"open_channel": node.args[1:2], "endpoint": node.args[:1]}.get(name, [])
+                for arg in args:
+                    if isinstance(arg, ast.Constant) and arg.value in SERVICES:
+                        if arg.value != caller:
+                            found.add((caller, str(arg.value)))
     return frozenset(found)
 
 
