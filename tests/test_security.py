@@ -31,7 +31,13 @@ sys.path.insert(0, str(Path(__file__).parent / "fuzz"))  # fuzz_procs (importlib
 from fuzz_procs import KeyedRouter, Sim, start_keyed_router, start_sim  # noqa: E402
 
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc  # noqa: E402
-from tokenrt_common.settings import REDACTED, SERVICES, load_settings, redacted  # noqa: E402
+from tokenrt_common.settings import (  # noqa: E402
+    REDACTED,
+    SERVICES,
+    SettingsError,
+    load_settings,
+    redacted,
+)
 from tokenrt_testkit.stack import Stack  # noqa: E402
 
 MARKER = f"SECRETMARK{uuid.uuid4().hex[:10]}"
@@ -165,6 +171,16 @@ def test_settings_dumps_redact_secrets() -> None:
     assert shown_map["router_keys"] == REDACTED
     assert shown_map["postgres_dsn"] == f"postgresql://app:{REDACTED}@db:5432/tokenrt"
     assert shown_map["redis_url"] == f"redis://:{REDACTED}@cache:6379/0"
+    dsn_param = redacted(load_settings(
+        {"TOKENRT_POSTGRES_DSN": f"postgresql://db:5432/t?sslmode=require&password={MARKER}"}))
+    assert dsn_param["postgres_dsn"] == f"postgresql://db:5432/t?sslmode=require&password={REDACTED}"
+    # A malformed URL is named in the error, without its password.
+    with pytest.raises(SettingsError) as err:
+        load_settings({"TOKENRT_POSTGRES_DSN": f"mysql://app:{MARKER}@db:5432/tokenrt"})
+    assert MARKER not in str(err.value) and "mysql://app:" in str(err.value)
+    with pytest.raises(SettingsError) as err:
+        load_settings({"TOKENRT_REDIS_URL": f"redis://:{MARKER}@cache:port/0"})
+    assert MARKER not in str(err.value) and "is malformed" in str(err.value)
     # to_env is what child processes are started with: it must keep the real values.
     assert load_settings(settings.to_env()) == settings
     assert settings.to_env()["TOKENRT_ROUTER_KEYS"].startswith(ROUTER_KEY)

@@ -430,14 +430,15 @@ def _env_name(key: str) -> str:
 def _validate(s: Settings) -> None:
     for key, schemes in _URL_SCHEMES.items():
         url = getattr(s, key)
+        shown = _masked_url(url)  # an error message must not carry the password
         try:
             parts = urlsplit(url)
             _ = parts.port  # raises ValueError on a malformed port
         except ValueError as exc:
-            raise SettingsError(f"{_env_name(key)}: {url!r} is malformed: {exc}") from None
+            raise SettingsError(f"{_env_name(key)}: {shown!r} is malformed: {exc}") from None
         if parts.scheme not in schemes or not parts.hostname:
             want = " or ".join(f"{scheme}://host:port" for scheme in schemes)
-            raise SettingsError(f"{_env_name(key)}: {url!r} is not a URL of the form {want}")
+            raise SettingsError(f"{_env_name(key)}: {shown!r} is not a URL of the form {want}")
 
     taken: dict[tuple[str, int], str] = {}
     for service in SERVICES:
@@ -634,12 +635,23 @@ def redact(key: str, value: object) -> str:
     text = str(value)
     if key in SECRET_SETTINGS:
         return REDACTED if text else ""
-    if "://" in text and "@" in text:
-        parts = urlsplit(text)
-        if parts.password is not None:
-            netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-            return parts._replace(netloc=netloc).geturl()
-    return text
+    return _masked_url(text)
+
+
+def _masked_url(text: str) -> str:
+    """`text` with the password of a `scheme://user:password@host` URL, and any
+    `password=`/`token=` query parameter, masked."""
+    if "://" not in text:
+        return text
+    text = _SECRET_PARAM.sub(rf"\1={REDACTED}", text)
+    scheme, _, rest = text.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return text
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
+
+
+_SECRET_PARAM = re.compile(r"\b(password|passwd|pass|token|secret|sslpassword)=[^&#]*", re.I)
 
 
 def redacted(settings: Settings) -> dict[str, str]:
