@@ -272,6 +272,7 @@ async def test_client_gone_mid_stream_is_metered_as_cancelled(keys_router, ledge
 async def test_absurd_bodies_are_400_not_500(keys_router) -> None:  # type: ignore[no-untyped-def]
     key = (await create_key(keys_router, new_org())).secret
     for raw in (b"[" * 100_000, b"\xff\xfe{}", b"null", b'{"model": "x", "messages": "hi"}',
+                b'{"model": "sim/gpt-4o", "messages": [{"role": "user", "content": "\\ud800"}]}',
                 json.dumps(chat("x", stream_options={"include_usage": True})).encode()):
         status, _, body = await http(keys_router, "POST", "/v1/chat/completions", key, raw=raw)
         assert status == 400 and body["error"]["type"] == "invalid_request_error", (raw[:20], body)

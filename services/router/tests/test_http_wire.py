@@ -61,6 +61,9 @@ def test_a_full_request_translates_field_by_field() -> None:
     ({"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": float("nan")},
      "top_p"),
     ({"model": "", "messages": []}, "model"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 2**70}, "seed"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2**40},
+     "max_tokens"),
 ])
 def test_bad_fields_are_named(body: dict, param: str) -> None:
     with pytest.raises(wire.WireError) as info:

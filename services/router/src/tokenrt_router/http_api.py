@@ -143,6 +143,9 @@ class HttpEndpoint:
         except RecursionError:
             return _json(wire.error(400, "the request body is nested too deeply",
                                     "invalid_request_error"))
+        except (ValueError, TypeError) as exc:  # a value protobuf refuses (range, text)
+            return _json(wire.error(400, f"a request field holds a value out of range: "
+                                    f"{str(exc)[:200]}", "invalid_request_error"))
         session = request.headers.get("x-tokenrt-session", "")
         if session:
             call.request.session_id = session[:200]

@@ -224,8 +224,8 @@ def _sampling(body: dict[str, Any], s: common_pb2.SamplingParams) -> None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = _opt(body, key, int)
         if value is not None:
-            if value <= 0:
-                raise WireError(key, f"{key} must be a positive integer")
+            if not 0 < value < 2**31:
+                raise WireError(key, f"{key} must be a positive integer below 2^31")
             s.max_output_tokens = value
             break
     stop = body.get("stop")
@@ -237,6 +237,8 @@ def _sampling(body: dict[str, Any], s: common_pb2.SamplingParams) -> None:
         raise WireError("stop", "stop must be a string or an array of at most 4 strings")
     seed = _opt(body, "seed", int)
     if seed is not None:
+        if not -(2**63) <= seed < 2**63:
+            raise WireError("seed", "seed must fit in 64 bits")
         s.seed = seed
     parallel = _opt(body, "parallel_tool_calls", bool)
     if parallel is not None:
