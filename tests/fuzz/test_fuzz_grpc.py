@@ -31,10 +31,12 @@ from fuzz_messages import (
     struct_path,
 )
 from fuzz_procs import KeyedRouter
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tokenrt.v1 import budget_pb2, common_pb2, ledger_pb2, router_pb2
 from tokenrt_common.settings import SERVICES
 from tokenrt_testkit.stack import Stack
 
@@ -199,3 +201,43 @@ def test_oversized_repeated_and_strings_stay_bounded(targets: dict[str, Target],
     body = element * (4_000_000 // len(element))
     target = targets[rpc.service]
     check(target, rpc, body, target.call(rpc, body))
+
+
+def _bad_timestamp() -> ledger_pb2.GetReportRequest:
+    request = ledger_pb2.GetReportRequest()
+    request.filter.end_time.nanos = -(2**31)
+    return request
+
+
+# What the fuzzer found, as fixed examples: (method, request, code, words of the message).
+FOUND = [
+    ("/tokenrt.v1.BudgetService/RemoveLimit", budget_pb2.RemoveLimitRequest(limit_id="\x00"),
+     grpc.StatusCode.INVALID_ARGUMENT, "0x00"),
+    ("/tokenrt.v1.LedgerService/GetEvent", ledger_pb2.GetEventRequest(event_id="a\x00b"),
+     grpc.StatusCode.INVALID_ARGUMENT, "0x00"),
+    ("/tokenrt.v1.LedgerService/GetReport", _bad_timestamp(),
+     grpc.StatusCode.INVALID_ARGUMENT, "filter.end_time is not a valid timestamp"),
+    ("/tokenrt.v1.LedgerService/QueryUsage", ledger_pb2.QueryUsageRequest(page_token=":"),
+     grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one this service issued"),
+    ("/tokenrt.v1.LedgerService/QueryUsage", ledger_pb2.QueryUsageRequest(
+        order_by=ledger_pb2.USAGE_ORDER_TOKENS_DESC), grpc.StatusCode.OK, ""),
+    ("/tokenrt.v1.LedgerService/QueryUsage", ledger_pb2.QueryUsageRequest(
+        order_by=ledger_pb2.USAGE_ORDER_TOKENS_DESC,
+        group_by=[ledger_pb2.USAGE_DIMENSION_MODEL]), grpc.StatusCode.OK, ""),
+    ("/tokenrt.v1.RouterService/Complete", router_pb2.CompleteRequest(
+        messages=[common_pb2.Message()] * 1_000_000),
+     grpc.StatusCode.INVALID_ARGUMENT, "at most 100000 messages"),
+]
+
+
+@pytest.mark.parametrize("path,request_,code,words", FOUND,
+                         ids=[f"{p.rsplit('/', 1)[1]}-{i}" for i, (p, *_) in enumerate(FOUND)])
+def test_what_the_fuzzer_found(targets: dict[str, Target], path: str, request_: Message,
+                               code: grpc.StatusCode, words: str) -> None:
+    rpc = next(r for r in RPCS if r.path == path)
+    err = targets[rpc.service].call(rpc, request_.SerializeToString())
+    if code == grpc.StatusCode.OK:
+        assert err is None, f"{path}: {err and err.code()} {err and err.details()}"
+        return
+    assert err is not None and err.code() == code, f"{path}: {err and err.code()}"
+    assert words in err.details(), err.details()

@@ -253,7 +253,9 @@ class LedgerStore:
         for d in q.group_by:
             select.append(d)
             group.append(d)
-        order = {"cost": "cost_nusd DESC", "tokens": "(input_tokens + output_tokens) DESC",
+        # An expression in ORDER BY cannot name output columns: "tokens" sums the inputs.
+        order = {"cost": "cost_nusd DESC",
+                 "tokens": "coalesce(sum(input_tokens) + sum(output_tokens), 0) DESC",
                  "requests": "requests DESC"}.get(q.order, "")
         order_by = ", ".join(x for x in (order, *group) if x) or "1"
         page_sql = (f"SELECT {', '.join([*select, sums])} FROM ({src}) x "

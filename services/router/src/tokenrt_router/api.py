@@ -205,7 +205,15 @@ def new_job(caller: Caller, req: router_pb2.CompleteRequest, rid: str, stream: b
                       f"for {req.user_id!r}", T.ErrorDetail(field="user_id"))
     if req.user_id:
         _check_id("user_id", req.user_id)
+    if len(req.messages) > MAX_MESSAGES:
+        raise invalid("messages", f"at most {MAX_MESSAGES} messages in one request, got "
+                      f"{len(req.messages)}")
     return Job(rid, caller, req, stream, caller.user_id or req.user_id)
+
+
+# More messages than any context window holds; refusing them first bounds the work one
+# request can cause (a million empty messages fit in a 4 MB request).
+MAX_MESSAGES = 100_000
 
 
 def _check_id(field: str, value: str) -> None:
