@@ -29,6 +29,7 @@ from tokenrt_ledger.core import parse_duration
 
 T = common_pb2
 MAX_LIMIT_PAGES = 20
+STATUS_CONCURRENCY = 16  # Status calls in flight at once (one per organization)
 TOP_N = 10
 CALL_TIMEOUT = 30.0
 
@@ -120,8 +121,13 @@ async def budget_part(stub: budget_pb2_grpc.BudgetServiceStub, org: str,
         scopes = [T.Scope(kind=T.SCOPE_KIND_PROJECT, org_id=org, project_id=project)]
     else:
         scopes = [T.Scope(kind=T.SCOPE_KIND_ORG, org_id=o) for o in sorted(orgs)]
-    answers = await asyncio.gather(*(stub.Status(budget_pb2.StatusRequest(
-        scope=s, include_descendants=True), timeout=CALL_TIMEOUT) for s in scopes))
+    gate = asyncio.Semaphore(STATUS_CONCURRENCY)
+
+    async def status(scope: common_pb2.Scope) -> budget_pb2.StatusResponse:
+        async with gate:
+            return await stub.Status(budget_pb2.StatusRequest(
+                scope=scope, include_descendants=True), timeout=CALL_TIMEOUT)
+    answers = await asyncio.gather(*(status(s) for s in scopes))
     states = [limit_dict(s, names.get(s.limit_id, "")) for a in answers for s in a.limits]
     if project:  # the project's limits and those below it, never its org's
         states = [s for s in states if s["scope"] != f"org:{org}"]

@@ -224,9 +224,11 @@ async def wait_serving(stack: Stack, limit_seconds: float) -> None:
     states: dict[str, str] = {}
     while pending:
         for name, entry in pending.items():
+            # A child of ours is asked through its Popen only: is_ours would reap it and
+            # take its exit code away.
             child = stack.children.get(name)
             code = child.poll() if child else None
-            if code is not None or not is_ours(entry.process):
+            if code is not None or (child is None and not is_ours(entry.process)):
                 how = f" with code {code}" if code is not None else ""
                 raise StackError(f"{name} exited{how} during start-up; last lines of "
                                  f"{entry.process.log}:\n{tail(entry.process.log)}")
