@@ -85,6 +85,22 @@ def test_span_of_a_total_limit_is_everything() -> None:
     assert s.period_start is None and s.period_end is None
 
 
+def test_a_reset_within_the_span_starts_the_sum_at_the_reset() -> None:
+    end = datetime(2026, 4, 1, tzinfo=UTC)
+    state = _state(K.LIMIT_PERIOD_MONTH, UTC0.replace(day=1, hour=0), end)
+    lim = B.Limit(period=K.LIMIT_PERIOD_MONTH)
+    lim.last_reset_at.FromDatetime(datetime(2026, 3, 10, tzinfo=UTC))
+    s = reconcile.span(lim, state, UTC0)
+    assert (s.start, s.end) == (datetime(2026, 3, 10, tzinfo=UTC), end)
+    assert s.period_start == datetime(2026, 3, 1, tzinfo=UTC)  # the period itself unchanged
+    lim.last_reset_at.FromDatetime(datetime(2026, 2, 10, tzinfo=UTC))  # an earlier period's
+    assert reconcile.span(lim, state, UTC0).start == datetime(2026, 3, 1, tzinfo=UTC)
+    total = B.Limit(period=K.LIMIT_PERIOD_TOTAL)
+    total.last_reset_at.FromDatetime(datetime(2026, 3, 10, tzinfo=UTC))
+    assert reconcile.span(total, _state(K.LIMIT_PERIOD_TOTAL, None, None), UTC0).start == \
+        datetime(2026, 3, 10, tzinfo=UTC)
+
+
 def test_tolerance_and_amounts() -> None:
     assert reconcile.within_tolerance(0, 1000, 0)
     assert not reconcile.within_tolerance(1, 1000, 0)
@@ -275,6 +291,31 @@ async def test_reconcile_reports_the_exact_drift_of_a_missing_event(
         assert done.returncode == 0, done.stdout + done.stderr
         assert "0 of 3 limits drifted" in done.stdout
         assert not any(x.endswith("  DRIFT") for x in done.stdout.splitlines())
+
+        # A Reset of the org's limit zeroes its counter; the ledger then sums only the usage
+        # after the reset (it used to report all the earlier usage as negative drift).
+        await budget.Reset(B.ResetRequest(scope=chain.scopes[0]), timeout=5)
+        after = await budget.Reserve(B.ReserveRequest(
+            chain=chain, estimated_tokens=500, estimated_cost_nusd=10_000), timeout=5)
+        reserved_at = datetime.now(UTC)
+        await budget.Commit(B.CommitRequest(reservation_id=after.reservation_id,
+                                            actual_tokens=300, actual_cost_nusd=7_000,
+                                            chain=chain), timeout=5)
+        e = make_event(org_id=org, project_id="web", user_id="alice", session_id="s1",
+                       input_tokens=200, output_tokens=100, cost_nusd=7_000)
+        e.budget_reservation_id = after.reservation_id
+        e.budget_reserved_at.FromDatetime(reserved_at)
+        publisher = module_ledger.publisher()
+        await publisher.start()
+        assert await publisher.wait_ready(within=10)
+        await publisher.publish(e)
+        await publisher.close()
+        await _wait_ingested(ledger, org, 6)
+        reply = await ledger.Reconcile(ledger_pb2.ReconcileRequest(scope=chain.scopes[0]),
+                                       timeout=10)
+        [org_row] = [r for r in reply.rows if r.scope.kind == K.SCOPE_KIND_ORG]
+        assert org_row.budget_used == org_row.ledger_used == 300 and org_row.drift == 0
+        assert reply.drifted_limits == 0
 
 
 async def test_reconcile_rejects_bad_input(pair: Pair) -> None:

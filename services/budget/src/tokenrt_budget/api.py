@@ -136,6 +136,8 @@ def limit_out(lim: Limit) -> budget_pb2.Limit:
         m.created_at.FromDatetime(lim.created_at)
     if lim.updated_at:
         m.updated_at.FromDatetime(lim.updated_at)
+    if lim.reset_at:
+        m.last_reset_at.FromDatetime(lim.reset_at)
     return m
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -60,8 +60,17 @@ def span(limit: budget_pb2.Limit, state: common_pb2.LimitState, now: datetime) -
 
     Calendar periods: [period_start, reset_at) as the budget reported them. Rolling
     windows: the whole buckets the budget still counts (its `period_start` is its clock
-    minus the window). TOTAL: everything up to now.
+    minus the window). TOTAL: everything up to now. A limit Reset within the span starts
+    the sum at the reset, as the budget's own counter did.
     """
+    whole = _span(limit, state, now)
+    if not limit.HasField("last_reset_at"):
+        return whole
+    reset = convert.to_datetime(limit.last_reset_at)
+    return replace(whole, start=max(whole.start, reset))
+
+
+def _span(limit: budget_pb2.Limit, state: common_pb2.LimitState, now: datetime) -> Span:
     if limit.period == K.LIMIT_PERIOD_TOTAL or not state.HasField("period_start"):
         return Span(EPOCH, now + OPEN_END, None, None)
     start = convert.to_datetime(state.period_start)

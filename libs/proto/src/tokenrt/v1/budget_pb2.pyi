@@ -34,7 +34,7 @@ SETTLEMENT_OUTCOME_RELEASED: SettlementOutcome
 SETTLEMENT_OUTCOME_ALREADY_SETTLED: SettlementOutcome
 
 class Limit(_message.Message):
-    __slots__ = ("limit_id", "scope", "metric", "period", "rolling_window_seconds", "time_zone", "limit", "warning_threshold_bp", "critical_threshold_bp", "action", "fail_mode", "name", "created_at", "updated_at")
+    __slots__ = ("limit_id", "scope", "metric", "period", "rolling_window_seconds", "time_zone", "limit", "warning_threshold_bp", "critical_threshold_bp", "action", "fail_mode", "name", "created_at", "updated_at", "last_reset_at")
     LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Limit(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESET_AT_FIELD_NUMBER: _ClassVar[int]
     limit_id: str
     scope: _common_pb2.Scope
     metric: _common_pb2.LimitMetric
@@ -63,7 +64,8 @@ class Limit(_message.Message):
     name: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, limit_id: _Optional[str] = ..., scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., metric: _Optional[_Union[_common_pb2.LimitMetric, str]] = ..., period: _Optional[_Union[_common_pb2.LimitPeriod, str]] = ..., rolling_window_seconds: _Optional[int] = ..., time_zone: _Optional[str] = ..., limit: _Optional[int] = ..., warning_threshold_bp: _Optional[int] = ..., critical_threshold_bp: _Optional[int] = ..., action: _Optional[_Union[_common_pb2.LimitAction, str]] = ..., fail_mode: _Optional[_Union[FailMode, str]] = ..., name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    last_reset_at: _timestamp_pb2.Timestamp
+    def __init__(self, limit_id: _Optional[str] = ..., scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., metric: _Optional[_Union[_common_pb2.LimitMetric, str]] = ..., period: _Optional[_Union[_common_pb2.LimitPeriod, str]] = ..., rolling_window_seconds: _Optional[int] = ..., time_zone: _Optional[str] = ..., limit: _Optional[int] = ..., warning_threshold_bp: _Optional[int] = ..., critical_threshold_bp: _Optional[int] = ..., action: _Optional[_Union[_common_pb2.LimitAction, str]] = ..., fail_mode: _Optional[_Union[FailMode, str]] = ..., name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_reset_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
     __slots__ = ("chain", "estimated_tokens", "estimated_cost_nusd", "requests", "ttl_seconds", "idempotency_key", "request_id", "model", "degraded", "dry_run")
