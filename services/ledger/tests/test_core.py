@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tokenrt.v1 import ledger_pb2
+from tokenrt_ledger.convert import event_filter
 from tokenrt_ledger.core import (
     EVENT_COLUMNS,
     Rejected,
@@ -93,3 +95,11 @@ def test_migrations_are_packaged_in_order() -> None:
     found = migrations()
     assert [m.version for m in found] == sorted(m.version for m in found)
     assert found[0].version == 1 and "usage_events" in found[0].sql
+
+
+def test_a_query_without_an_end_covers_the_current_minute() -> None:
+    now = datetime(2026, 3, 4, 12, 34, 56, tzinfo=UTC)
+    f = event_filter(ledger_pb2.UsageFilter(), now=now)
+    assert f.end == datetime(2026, 3, 4, 12, 35, tzinfo=UTC)  # the usage of :34 shows
+    on_the_minute = datetime(2026, 3, 4, 12, 35, tzinfo=UTC)
+    assert event_filter(ledger_pb2.UsageFilter(), now=on_the_minute).end == on_the_minute

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tokenrt.v1 import common_pb2, events_pb2, ledger_pb2
-from tokenrt_ledger.core import basis_points, div_round
+from tokenrt_ledger.core import basis_points, ceil_to, div_round
 from tokenrt_ledger.store import EventFilter
 
 DEFAULT_RANGE = timedelta(hours=24)
@@ -62,8 +62,11 @@ def to_timestamp(when: datetime) -> Timestamp:
 
 def event_filter(f: ledger_pb2.UsageFilter, field: str = "filter",
                  now: datetime | None = None) -> EventFilter:
+    # Rollups have minute resolution and ranges are cut at whole minutes: without an end
+    # the range runs to the end of the current minute, so the usage of the last seconds
+    # shows (an explicit end_time is rounded down, as documented).
     end = (to_datetime(f.end_time, f"{field}.end_time") if f.HasField("end_time")
-           else (now or datetime.now(UTC)))
+           else ceil_to(now or datetime.now(UTC), "minute"))
     start = (to_datetime(f.start_time, f"{field}.start_time") if f.HasField("start_time")
              else end - DEFAULT_RANGE)
     if start >= end:
