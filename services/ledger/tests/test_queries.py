@@ -106,10 +106,27 @@ async def test_top_spenders_pages_and_report(loaded) -> None:  # type: ignore[no
     assert sum(r.totals.cost_nusd for r in report.by_model) == report.total.cost_nusd
     assert {r.provider for r in report.by_provider} == {e.provider for e in events}
     assert len(report.by_user) == 3 and len(report.by_session) == 3
-    assert report.by_session[0].session_id == rows[0].session_id
+    per_session: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    for e in events:
+        per_session[(e.org_id, e.project_id, e.user_id, e.session_id)] += e.cost_nusd
+    top = report.by_session[0]
+    assert (top.org_id, top.project_id, top.user_id, top.session_id) == max(
+        per_session, key=lambda k: per_session[k])
+    assert top.totals.cost_nusd == max(per_session.values())
     assert sum(r.totals.requests for r in report.series) == N
     assert len(report.series) == len({_t(e).replace(minute=0, second=0, microsecond=0)
                                       for e in events})
+
+    # Projects are named within their org: each row says which, and two orgs' projects of
+    # the same name stay apart.
+    per_project: dict[tuple[str, str], int] = defaultdict(int)
+    for e in events:
+        per_project[(e.org_id, e.project_id)] += e.cost_nusd
+    whole = await stub.GetReport(ledger_pb2.GetReportRequest(filter=_filter(), top_n=1000),
+                                 timeout=10)
+    assert {(r.org_id, r.project_id): r.totals.cost_nusd for r in whole.by_project} == \
+        dict(per_project)
+    assert all(r.org_id and r.project_id for r in whole.by_user)
 
 
 async def test_events_by_id_page_and_export(loaded) -> None:  # type: ignore[no-untyped-def]

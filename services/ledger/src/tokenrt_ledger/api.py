@@ -112,11 +112,14 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         top = min(request.top_n or 10, convert.MAX_PAGE)
         grain = convert.GRAIN.get(request.series_granularity) or "hour"
 
-        def by(dim: str) -> UsageQuery:
-            return UsageQuery(filter=f, group_by=(dim,), order="cost", limit=top)
+        def by(*dims: str) -> UsageQuery:
+            return UsageQuery(filter=f, group_by=dims, order="cost", limit=top)
 
-        queries = [by("project_id"), by("model"), by("provider"), by("user_id"),
-                   by("session_id"),
+        # Projects, users and sessions are named within their org (and project): a row
+        # carries the names above it, so two orgs' "web" projects stay apart.
+        queries = [by("org_id", "project_id"), by("model"), by("provider"),
+                   by("org_id", "project_id", "user_id"),
+                   by("org_id", "project_id", "user_id", "session_id"),
                    UsageQuery(filter=f, grain=grain, time_zone=tz, limit=convert.MAX_PAGE * 10)]
         try:
             answers = await asyncio.gather(*(store.query_usage(q) for q in queries))
