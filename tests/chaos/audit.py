@@ -111,11 +111,17 @@ def classify(outcomes: list[Outcome], deadline_s: float) -> Audit:
     return a
 
 
-async def _events(stub: ledger_pb2_grpc.LedgerServiceStub, tenant: Tenant,
-                  user: str) -> list[events_pb2.UsageEvent]:
+def _phase_filter(tenant: Tenant, user: str) -> ledger_pb2.UsageFilter:
+    """The phase's usage of one tenant (the suite runs well within these hours)."""
     f = ledger_pb2.UsageFilter(org_id=tenant.org, user_id=user)
     f.start_time.FromDatetime(datetime.now(UTC) - timedelta(hours=2))
     f.end_time.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
+    return f
+
+
+async def _events(stub: ledger_pb2_grpc.LedgerServiceStub, tenant: Tenant,
+                  user: str) -> list[events_pb2.UsageEvent]:
+    f = _phase_filter(tenant, user)
     out: list[events_pb2.UsageEvent] = []
     token = ""
     while True:
@@ -129,10 +135,8 @@ async def _events(stub: ledger_pb2_grpc.LedgerServiceStub, tenant: Tenant,
 
 async def _rollup_requests(stub: ledger_pb2_grpc.LedgerServiceStub, tenant: Tenant,
                            user: str) -> int:
-    f = ledger_pb2.UsageFilter(org_id=tenant.org, user_id=user)
-    f.start_time.FromDatetime(datetime.now(UTC) - timedelta(hours=2))
-    f.end_time.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
-    reply = await stub.QueryUsage(ledger_pb2.QueryUsageRequest(filter=f), timeout=10)
+    reply = await stub.QueryUsage(ledger_pb2.QueryUsageRequest(
+        filter=_phase_filter(tenant, user)), timeout=10)
     return sum(r.totals.requests for r in reply.rows)
 
 
@@ -149,6 +153,12 @@ async def _hard_state(stub: budget_pb2_grpc.BudgetServiceStub, scope: common_pb2
                       limit_id: str) -> common_pb2.LimitState | None:
     reply = await stub.Status(budget_pb2.StatusRequest(scope=scope), timeout=10)
     return next((s for s in reply.limits if s.limit_id == limit_id), None)
+
+
+async def limit_state(budget_addr: str, scope: common_pb2.Scope,
+                      limit_id: str) -> common_pb2.LimitState | None:
+    async with grpc.aio.insecure_channel(budget_addr) as ch:
+        return await _hard_state(budget_pb2_grpc.BudgetServiceStub(ch), scope, limit_id)
 
 
 async def _retrying(until: float, call: Any, *args: Any) -> Any:

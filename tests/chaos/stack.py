@@ -27,6 +27,21 @@ from tokenrt_testkit.procs import ServiceProcess, start_service, stop_process
 from tokenrt_testkit.stack import free_ports, stack_env, with_fresh_ports
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
+# Run in a process of its own: as root, pg_ctl runs as another user, which needs a fork()
+# (not vfork); in this process gRPC's fork handlers then meet the load's threads in gRPC and
+# the child can crash (seen: a segmentation fault and "pg_ctl failed").
+POSTGRES_HELPER = """
+import json, sys
+from pathlib import Path
+from tokenrt_cli import embedded
+from tokenrt_cli.procs import ProcessRecord
+args = json.loads(sys.argv[1])
+if args["do"] == "start":
+    rec = embedded.start_postgres("127.0.0.1", args["port"], "postgres", Path(args["state"]))
+    print(json.dumps(rec.to_json()))
+else:
+    print(json.dumps(embedded.stop_postgres(ProcessRecord.from_json(args["record"]))))
+"""
 # Start order: the ledger before the budget (which rebuilds from it), the router last.
 START_ORDER = ("counter", "cache", "compressor", "ledger", "budget", "router")
 INFRA = ("nats", "postgres", "redis")
@@ -62,6 +77,14 @@ def _wait_port(port: int, limit: float = 30) -> None:
     raise AssertionError(f"nothing answers on 127.0.0.1:{port} after {limit:.0f} s")
 
 
+def _postgres(args: dict[str, Any]) -> Any:
+    done = subprocess.run([sys.executable, "-c", POSTGRES_HELPER, json.dumps(args)],
+                          capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        raise AssertionError(f"embedded Postgres {args['do']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @dataclass
 class ChaosStack:
     """Everything the fault suite runs; `up()`, faults, `down()`."""
@@ -94,7 +117,7 @@ class ChaosStack:
             TOKENRT_ROUTER_SIM_BASE_URL=self.sim_url + "/v1",
             TOKENRT_ROUTER_HTTP_ADDR=f"127.0.0.1:{http_port}",
             # A timed-out provider is given up on well inside the callers' deadline.
-            TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS="1.5",
+            TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS="3",
             TOKENRT_ROUTER_PROVIDER_RETRIES="1",
             TOKENRT_ROUTER_MAX_RETRY_AFTER_SECONDS="1",
             TOKENRT_BUDGET_REBUILD_SOURCE="ledger",
@@ -147,6 +170,15 @@ class ChaosStack:
         proc.kill()
         proc.wait(10)
 
+    def repair(self) -> None:
+        """After a phase that could not finish: start what it left stopped."""
+        for kind in INFRA:
+            if kind not in self.infra:
+                self.start_infra(kind)
+        for name in self.exited():
+            self.start(name)
+        self.sim_fault(None)
+
     def exited(self) -> list[str]:
         return [n for n, p in self.services.items() if p.process.poll() is not None]
 
@@ -185,13 +217,14 @@ class ChaosStack:
         elif kind == "redis":
             self.infra[kind] = embedded.start_valkey("127.0.0.1", port, state, None, None)
         else:
-            self.infra[kind] = embedded.start_postgres("127.0.0.1", port, "postgres", state)
+            self.infra[kind] = ProcessRecord.from_json(
+                _postgres({"do": "start", "port": port, "state": str(state)}))
         _wait_port(port)
 
     def stop_infra(self, kind: str) -> None:
         record = self.infra.pop(kind)
         if kind == "postgres":
-            embedded.stop_postgres(record)
+            _postgres({"do": "stop", "record": record.to_json()})
         else:
             stop_all([record], grace=10)
 
@@ -209,10 +242,28 @@ class ChaosStack:
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.sim_url + "/health", timeout=1):
-                    return
+                    break
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError("the simulator did not start; see " + str(log))
+        else:
+            raise AssertionError("the simulator did not start; see " + str(log))
+        # Its first answer loads the tokenizer (seconds on a busy machine): not a fault.
+        warm = urllib.request.Request(
+            self.sim_url + "/v1/chat/completions", method="POST",
+            data=json.dumps({"model": "gpt-4o-mini", "max_tokens": 4,
+                             "messages": [{"role": "user", "content": "warm up"}]}).encode(),
+            headers={"content-type": "application/json"})
+        with urllib.request.urlopen(warm, timeout=60) as reply:
+            assert reply.status == 200
+
+    def sim_pace(self, model: str, latency_ms: int) -> None:
+        """Answers for `model` take `latency_ms` (until sim_fault(None))."""
+        req = urllib.request.Request(
+            self.sim_url + "/sim/pace", method="POST",
+            data=json.dumps({"model": model, "latency_ms": latency_ms}).encode(),
+            headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as reply:
+            assert reply.status == 200
 
     def sim_fault(self, fault: str | None) -> None:
         """Every model fails with `fault` until called again with None."""

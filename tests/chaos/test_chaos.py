@@ -28,7 +28,7 @@ from tokenrt_usage import Publisher
 from tokenrt_usage.events import new_event_id
 from tokenrt_usage.testing import make_event
 
-from .audit import Audit, classify, reconcile, set_limits
+from .audit import Audit, classify, limit_state, reconcile, set_limits, user_scope
 from .load import LoadGenerator, Outcome
 from .stack import TENANTS, ChaosStack
 
@@ -46,7 +46,7 @@ class Timing:
 
 SHORT = Timing(rate=12, before_s=2, fault_s=2, after_s=3, deadline_s=10, catchup_s=30,
                serving_limit_s=45)
-LONG = Timing(rate=25, before_s=8, fault_s=8, after_s=12, deadline_s=10, catchup_s=90,
+LONG = Timing(rate=20, before_s=8, fault_s=8, after_s=12, deadline_s=10, catchup_s=90,
               serving_limit_s=90)
 TIMING = LONG if os.environ.get("CHAOS_LONG") else SHORT
 
@@ -68,7 +68,20 @@ CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
 }
 
 # (phase, check) -> why it breaks, with the evidence; the fix belongs to another owner.
-KNOWN: dict[tuple[str, str], str] = {}
+# These break only when a fault happens to land in a window of a few milliseconds, so they
+# are not strict here; the tests at the end of this module hold each window open and are.
+KNOWN: dict[tuple[str, str], str] = {
+    ("kill-router", "lost"): (
+        "router: answered requests whose usage event was still waiting for the off-path "
+        "flush are lost by the SIGKILL (3 of 918 in a `make chaos` run at 25 req/s); strict: "
+        "test_an_answered_request_survives_a_router_sigkill_right_after"),
+    ("kill-budget", "budget_matches_ledger"): (
+        "router: settlements that meet the dead budget are dropped after ~1.4 s of retries; "
+        "strict: test_a_settlement_made_while_the_budget_restarts_is_charged"),
+    ("restart-redis", "budget_matches_ledger"): (
+        "budget: a rebuild from the ledger misses committed usage whose events are still on "
+        "their way; strict: test_usage_in_flight_when_redis_restarts_is_counted_after_the_rebuild"),
+}
 
 
 def _params() -> list[Any]:
@@ -76,7 +89,7 @@ def _params() -> list[Any]:
     for phase in PHASES:
         for check in CHECKS:
             reason = KNOWN.get((phase, check))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
             out.append(pytest.param(phase, check, marks=marks, id=f"{phase}-{check}"))
     return out
 
@@ -135,6 +148,7 @@ def test_fault(chaos_stack: ChaosStack, phase: str, check: str) -> None:
             results[phase] = run_phase(chaos_stack, phase, TIMING)
         except Exception as exc:
             results[phase] = {"error": f"{type(exc).__name__}: {exc}"}
+            chaos_stack.repair()  # so that the next phase starts from a whole stack
     result = results[phase]
     assert "error" not in result, f"{phase} could not run: {result['error']}"
     examples = {k: v for k, v in result["examples"].items()}
@@ -191,11 +205,12 @@ WIDE_FLUSH = {"TOKENRT_ROUTER_FLUSH_MS": "1000",  # the largest allowed; default
               "TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS": "5"}
 
 
-def _complete_once(address: str, tenant: Any, user: str) -> Outcome:
-    """One answered Complete (a few tries: a loaded machine may time the provider out)."""
+def _complete_once(address: str, tenant: Any, user: str, first: int = 0) -> Outcome:
+    """One answered Complete (a few tries: a loaded machine may time the provider out);
+    request ids from `first` on."""
     load = LoadGenerator(address, (tenant,), user, rate=1.0, deadline_s=20)
     tried: list[tuple[str, str]] = []
-    for n in range(5):
+    for n in range(first, first + 5):
         out = asyncio.run(load.once(tenant, n))
         if out.ok:
             return out
@@ -251,3 +266,63 @@ def test_a_settlement_made_while_the_budget_restarts_is_charged(
         router.stop()
     assert audit.lost == 0
     assert audit.budget_drift == 0 and audit.hard_budget_reserved == 0, audit.examples
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "budget: Redis came back empty and the counters were rebuilt from the ledger's SumUsage "
+    "while a committed request's event was still in the router's outbox (NATS down); the "
+    "rebuild is never repeated, so the budget stays below what the ledger records once the "
+    "event arrives (budget_drift < 0) and a hard limit can be spent past its amount by it. "
+    "Not fixed: a later catch-up must not count twice what a late commit already charged"))
+def test_usage_in_flight_when_redis_restarts_is_counted_after_the_rebuild(
+        chaos_stack: ChaosStack, tmp_path: Path) -> None:
+    hard = next(t for t in TENANTS if t.hard)
+    user = "u-rebuild-window"
+    limit_ids = asyncio.run(set_limits(chaos_stack.env["TOKENRT_BUDGET_ADDR"], (hard,), user,
+                                       100_000))
+    address = chaos_stack.env["TOKENRT_ROUTER_ADDR"]
+    chaos_stack.stop_infra("nats")
+    try:
+        first = _complete_once(address, hard, user)  # committed; its event in the outbox
+        chaos_stack.stop_infra("redis")
+        chaos_stack.start_infra("redis")
+        second = _complete_once(address, hard, user, 10)  # Redis empty: rebuilt, then reserved
+    finally:
+        if "nats" not in chaos_stack.infra:
+            chaos_stack.start_infra("nats")
+        if "redis" not in chaos_stack.infra:
+            chaos_stack.start_infra("redis")
+    serving, states = chaos_stack.wait_all_serving(TIMING.serving_limit_s)
+    assert serving is not None, states
+    outcomes = [first, second]
+    audit = asyncio.run(reconcile(classify(outcomes, 20), outcomes, chaos_stack.env, (hard,),
+                                  user, limit_ids, catchup_limit_s=TIMING.catchup_s))
+    assert (audit.lost, audit.double_counted) == (0, 0), audit.examples
+    assert audit.budget_drift == 0, audit.examples
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "router: a unary Complete whose caller's deadline passes while the provider answers "
+    "keeps its budget reservation held until the reservation's TTL "
+    "(router_reservation_ttl_seconds, 300 s) and leaves no usage event: Pipeline.complete "
+    "catches only Refusal, so the task's CancelledError skips finish() (streams handle it)"))
+def test_a_request_its_caller_gave_up_on_holds_no_budget(chaos_stack: ChaosStack,
+                                                         tmp_path: Path) -> None:
+    hard = next(t for t in TENANTS if t.hard)
+    user = "u-cancel-window"
+    limit_ids = asyncio.run(set_limits(chaos_stack.env["TOKENRT_BUDGET_ADDR"], (hard,), user,
+                                       100_000))
+    router = chaos_stack.extra_router(tmp_path, TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS="10")
+    for model in ("gpt-4o-mini", "sim/gpt-4o-mini"):
+        chaos_stack.sim_pace(model, 4000)
+    try:
+        load = LoadGenerator(router.address, (hard,), user, rate=1.0, deadline_s=1.5)
+        gave_up = asyncio.run(load.once(hard, 0))
+        time.sleep(6)  # the provider's answer, and a settlement flushed, meanwhile
+        state = asyncio.run(limit_state(chaos_stack.env["TOKENRT_BUDGET_ADDR"],
+                                        user_scope(hard, user), limit_ids[hard.org]))
+    finally:
+        chaos_stack.sim_fault(None)
+        router.stop()
+    assert gave_up.code == "DEADLINE_EXCEEDED", (gave_up.code, gave_up.detail)
+    assert state is not None and state.reserved == 0, state
