@@ -5,7 +5,9 @@
    worker thread runs: counting + compression) and through gRPC Compress on a real process.
    "cold" = the count cache has never seen the text (the first request of a session);
    "warm" = it has (every later request re-sends the same context). Summarisation is
-   excluded from the target and reported apart.
+   excluded from the target and reported apart. Wall time and CPU time (this process's,
+   in-process; the server process's from /proc, through gRPC) are both given, with the
+   load average: on a shared 2-core machine wall time mostly measures the other tenants.
 2. Retention: conversations whose last question names earlier files and functions,
    compressed 4x; the share of named references still shown in the output (the file's
    content, the function's definition), per strategy.
@@ -37,11 +39,10 @@ import tokenrt_pricing  # noqa: E402
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc  # noqa: E402
 from tokenrt_common.settings import load_settings  # noqa: E402
 from tokenrt_compressor import core  # noqa: E402
-from tokenrt_compressor.counting import CounterMeter  # noqa: E402
+from tokenrt_compressor.counting import CounterMeter, QuickTokenizers  # noqa: E402
 from tokenrt_compressor.summary import Extractive  # noqa: E402
 from tokenrt_counter.chunks import CountCache  # noqa: E402
 from tokenrt_counter.core import Counter  # noqa: E402
-from tokenrt_counter.tokenizers import Tokenizers  # noqa: E402
 from tokenrt_testkit.stack import stack_env  # noqa: E402
 
 SPEED_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
@@ -51,36 +52,54 @@ RETENTION_STRATEGIES = ("truncate", "selective_forget", "code_aware", "increment
 ROUNDS = 15
 
 
+TOKENIZERS = QuickTokenizers()  # what the service uses; loaded once, like the service
+
+
 def new_meter(entry: tokenrt_pricing.ModelEntry) -> CounterMeter:
-    return CounterMeter(Counter(Tokenizers(), CountCache(256 << 20)), entry)
+    return CounterMeter(Counter(TOKENIZERS, CountCache(256 << 20)), entry)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def timed(meter: CounterMeter, chat: list, target: int, strategy: str,
+          session: core.Session | None) -> tuple[float, float, core.Result]:
+    """(wall ms, CPU ms, result) of what the service's worker thread runs."""
+    start, cpu = time.perf_counter(), time.thread_time()
+    m = meter.measure(chat, [])
+    result = core.compress(chat, m.per_message, m.fixed, target, strategy, meter, core.Options(),
+                           session, Extractive(meter.text).summarize_now, m.digests)
+    return (time.perf_counter() - start) * 1000, (time.thread_time() - cpu) * 1000, result
 
 
 def once(meter: CounterMeter, chat: list, target: int, strategy: str,
          session: core.Session | None) -> tuple[float, core.Result]:
-    start = time.perf_counter()
-    m = meter.measure(chat, [])
-    result = core.compress(chat, m.per_message, m.fixed, target, strategy, meter, core.Options(),
-                           session, Extractive(meter.text).summarize_now)
-    return (time.perf_counter() - start) * 1000, result
+    wall, _, result = timed(meter, chat, target, strategy, session)
+    return wall, result
 
 
 def speed(entry: tokenrt_pricing.ModelEntry) -> list:
     chat, _ = ide_conversation(random.Random(1), files=60, turns=170, lines=40, asked=6)
     meter = new_meter(entry)
     total = meter.total(chat, [])
-    print(f"speed: {len(chat)} messages, {total} tokens -> 30000 (gpt-4o, o200k_base)")
-    print(f"  {'strategy':<17}{'cold ms':>9}{'warm p50':>10}{'warm p95':>10}{'out tokens':>12}")
+    print(f"speed: {len(chat)} messages, {total} tokens -> 30000 (gpt-4o, o200k_base); {load()}")
+    print(f"  {'strategy':<17}{'cold wall/cpu ms':>18}{'warm p50 wall/cpu':>19}"
+          f"{'warm p95 wall':>15}{'out tokens':>12}")
     first = once(meter, chat[:-1], 30_000, "selective_forget", None)[1]
     session = core.Session(first.sent, frozenset(first.seen))
     for strategy in (*SPEED_STRATEGIES, "summarize"):
         cold_meter = new_meter(entry)
         s = session if strategy in ("prefix_stable", "auto", "incremental") else None
-        cold, result = once(cold_meter, chat, 30_000, strategy, s)
-        warm = sorted(once(cold_meter, chat, 30_000, strategy, s)[0] for _ in range(ROUNDS))
-        p95 = warm[min(len(warm) - 1, int(len(warm) * 0.95))]
+        cold, cold_cpu, result = timed(cold_meter, chat, 30_000, strategy, s)
+        warm = [timed(cold_meter, chat, 30_000, strategy, s)[:2] for _ in range(ROUNDS)]
+        walls = sorted(w for w, _ in warm)
+        cpus = sorted(c for _, c in warm)
+        p95 = walls[min(len(walls) - 1, int(len(walls) * 0.95))]
         tag = "  (summarisation, excluded from the target)" if strategy == "summarize" else ""
-        print(f"  {strategy:<17}{cold:>9.1f}{statistics.median(warm):>10.1f}{p95:>10.1f}"
-              f"{result.compressed_tokens:>12}{tag}")
+        print(f"  {strategy:<17}{cold:>10.1f}/{cold_cpu:<7.1f}{statistics.median(walls):>11.1f}/"
+              f"{statistics.median(cpus):<7.1f}{p95:>15.1f}{result.compressed_tokens:>12}{tag}")
+    print(f"  ({load()})")
     return chat
 
 
@@ -114,7 +133,13 @@ def retention(entry: tokenrt_pricing.ModelEntry) -> None:
               f"(mean size {100 * statistics.mean(ratios[strategy]):.1f}% of the original)")
 
 
-async def over_grpc(chat: list, address: str) -> None:
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) a process has used, ms (10 ms resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def over_grpc(chat: list, address: str, pid: int) -> None:
     async with grpc.aio.insecure_channel(address, options=[
             ("grpc.max_send_message_length", 64 << 20),
             ("grpc.max_receive_message_length", 64 << 20)]) as channel:
@@ -131,14 +156,18 @@ async def over_grpc(chat: list, address: str) -> None:
             model="gpt-4o", messages=chat, target_tokens=30_000,
             strategy=common_pb2.COMPRESSION_STRATEGY_SELECTIVE_FORGET)
         times = []
+        cpus = []
+        await asyncio.sleep(1)  # let start-up work settle before reading the server's CPU
         for _ in range(ROUNDS + 1):
-            start = time.perf_counter()
+            cpu, start = cpu_ms(pid), time.perf_counter()
             await stub.Compress(request, timeout=30)
             times.append((time.perf_counter() - start) * 1000)
+            cpus.append(cpu_ms(pid) - cpu)
         warm = sorted(times[1:])
         print(f"gRPC Compress (selective_forget, {request.ByteSize()} bytes): first "
-              f"{times[0]:.1f} ms, then p50 {statistics.median(warm):.1f} ms, "
-              f"max {warm[-1]:.1f} ms")
+              f"{times[0]:.1f} ms (server CPU {cpus[0]:.0f} ms), then p50 "
+              f"{statistics.median(warm):.1f} ms, max {warm[-1]:.1f} ms (server CPU "
+              f"{statistics.mean(cpus[1:]):.0f} ms a call on average); {load()}")
 
 
 def grpc_round(chat: list) -> None:
@@ -148,7 +177,7 @@ def grpc_round(chat: list) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "tokenrt_compressor"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            asyncio.run(over_grpc(chat, address))
+            asyncio.run(over_grpc(chat, address, proc.pid))
         finally:
             proc.terminate()
             proc.wait(15)

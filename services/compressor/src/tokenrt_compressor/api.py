@@ -122,7 +122,7 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
             measured = meter.measure(messages, request.tools)
             result = core.compress(messages, measured.per_message, measured.fixed,
                                    request.target_tokens, strategy, meter, options, session,
-                                   summarize)
+                                   summarize, measured.digests)
             return result, accuracy_pb(measured.accuracy)
 
         try:

@@ -34,6 +34,10 @@ class Meter(Protocol):
         """Tokens of one message, framing included, as the counter counts it."""
         ...
 
+    def tokens_many(self, messages: Sequence[Message]) -> list[int]:
+        """`tokens` of each message (one batch for the counter)."""
+        ...
+
 
 class Unreachable(Exception):
     def __init__(self, smallest: int, target: int, pinned: int) -> None:
@@ -101,8 +105,11 @@ class _Run:
     """One compression in progress."""
 
     def __init__(self, messages: Sequence[Message], tokens: Sequence[int], fixed: int,
-                 target: int, meter: Meter, options: Options) -> None:
+                 target: int, meter: Meter, options: Options,
+                 digests: Sequence[str] | None = None) -> None:
         self.slots = build_slots(messages, tokens)
+        # Digests computed by the caller (counting needed them), by message object.
+        self._digests = {id(m): d for m, d in zip(messages, digests or (), strict=False)}
         self.fixed = fixed
         self.target = target
         self.meter = meter
@@ -115,6 +122,10 @@ class _Run:
 
     def total(self) -> int:
         return self.fixed + sum(s.tokens for s in self.slots if s.kept)
+
+    def digest(self, m: Message) -> str:
+        found = self._digests.get(id(m))
+        return found if found is not None else digest(m)
 
     def fits(self) -> bool:
         return self.total() <= self.target
@@ -175,13 +186,16 @@ class _Run:
         by_slot: dict[int, list[tuple[code.Copy, str]]] = {}
         for c, stub in stale:
             by_slot.setdefault(c.slot, []).append((c, stub))
+        before = {i: self.slots[i].tokens for i in by_slot}
+        for i, edits in by_slot.items():
+            code.replace_spans(self.slots[i], edits)
+        edited = [self.slots[i] for i in by_slot]
+        counts = iter(self.meter.tokens_many([m for s in edited for m in s.messages]))
         for i, edits in by_slot.items():
             s = self.slots[i]
-            before = s.tokens
-            code.replace_spans(s, edits)
-            self.recount(s)
+            s.tokens = sum(next(counts) for _ in s.messages)
             paths = sorted({c.path or "repeated content" for c, _ in edits})
-            self.actions.append(Action("deduplicated", s.indexes, before, s.tokens,
+            self.actions.append(Action("deduplicated", s.indexes, before[i], s.tokens,
                                        "older copy of " + ", ".join(paths), slot=s))
         return len(stale)
 
@@ -207,7 +221,7 @@ class _Run:
         """The slots matching, in order, the longest prefix of what the session sent
         (matched), and the unpinned slots between them that the session had dropped
         (gaps)."""
-        keys = [tuple(digest(m) for m in s.messages) for s in self.slots]
+        keys = [tuple(self.digest(m) for m in s.messages) for s in self.slots]
         later: dict[tuple[str, ...], list[int]] = {}
         for i, k in enumerate(keys):
             later.setdefault(k, []).append(i)
@@ -242,7 +256,7 @@ class _Run:
         for s in self.slots:
             if not s.kept:
                 continue
-            keys = tuple(digest(m) for m in s.messages)
+            keys = tuple(self.digest(m) for m in s.messages)
             if tuple(sent[messages:messages + len(keys)]) != keys:
                 break
             messages += len(keys)
@@ -271,22 +285,26 @@ class _Run:
         total = self.total()
         assert total <= self.target, (total, self.target)
         return Result(out, 0, total, self.target, requested, used, reason, actions,
-                      sent=tuple(digest(m) for m in out))
+                      sent=tuple(self.digest(m) for m in out))
 
 
 def compress(messages: Sequence[Message], tokens: Sequence[int], fixed_tokens: int,
              target: int, strategy: str, meter: Meter, options: Options = Options(),
-             session: Session | None = None, summarize: SummarizeFn | None = None) -> Result:
+             session: Session | None = None, summarize: SummarizeFn | None = None,
+             digests: Sequence[str] | None = None) -> Result:
     """Compress `messages` (whose counts are `tokens`; `fixed_tokens` for tools and
     priming) to at most `target` tokens. Raises MessageError for a malformed tool exchange
-    and Unreachable when the pinned part alone exceeds the target."""
+    and Unreachable when the pinned part alone exceeds the target. `digests`, when given,
+    are graph.digest of each message (counting computed them already)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
     if len(tokens) != len(messages):
         raise ValueError("one token count per message is needed")
-    run = _Run(messages, tokens, fixed_tokens, target, meter, options)
+    if digests is not None and len(digests) != len(messages):
+        raise ValueError("one digest per message is needed")
+    run = _Run(messages, tokens, fixed_tokens, target, meter, options, digests)
     original = run.total()
-    seen = tuple(digest(m) for m in messages) if session is not None else ()
+    seen = tuple(run.digest(m) for m in messages) if session is not None else ()
     unchanged = [i for i, d in enumerate(seen) if session and d in session.seen]
 
     def done(result: Result) -> Result:
