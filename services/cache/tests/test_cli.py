@@ -44,3 +44,8 @@ def test_stats_clear_and_config(cache: Proc) -> None:
     assert bad.returncode == 2 and "--tenant" in bad.stderr
     refused = cli(cache, "config", "--tenant", org, "--threshold", "3")
     assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr
+    lexical = cli(cache, "config", "--tenant", org, "--backend", "lexical")
+    assert lexical.returncode == 0 and "EMBEDDING_BACKEND_LEXICAL" in lexical.stdout
+    assert "similarity_threshold: 0.8" in lexical.stdout
+    no_url = cli(cache, "config", "--tenant", org, "--backend", "provider")
+    assert no_url.returncode == 1 and "EMBEDDING_BACKEND_PROVIDER is not available" in no_url.stderr

@@ -4,7 +4,8 @@
     tokenrt cache clear --tenant ORG[/PROJECT[/USER]] [--key K | --tag T | --model M]
     tokenrt cache config --tenant ORG[/PROJECT] [--semantic on|off] [--threshold 0.8]
                          [--ttl SECONDS] [--max-entries N] [--max-entry-bytes N]
-                         [--per-user on|off] [--json]
+                         [--per-user on|off] [--backend lexical|local|provider]
+                         [--embedding-model NAME] [--json]
 
 `clear` without a selector removes every entry of the tenant (and of the namespaces below
 it). `config` without settings prints the effective config. The lead wires `register`
@@ -25,6 +26,7 @@ import grpc
 from google.protobuf import json_format
 
 from tokenrt.v1 import cache_pb2, cache_pb2_grpc, common_pb2
+from tokenrt_cache.core import BACKEND_NAMES
 from tokenrt_common.client import open_channel
 from tokenrt_common.settings import SettingsError, load_settings
 
@@ -74,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--max-entries", type=int, help="entries held before the oldest go")
     g.add_argument("--max-entry-bytes", type=int, help="largest answer stored, in bytes")
     g.add_argument("--per-user", type=_on_off, help="separate namespaces per user")
+    g.add_argument("--backend", choices=sorted(BACKEND_NAMES),
+                   help="semantic similarity: lexical (MinHash), local (MiniLM) or provider "
+                        "(embeddings endpoint); its default threshold unless --threshold")
+    g.add_argument("--embedding-model", help="the provider's embedding model")
     g.add_argument("--json", action="store_true", help="print the config as JSON")
     g.set_defaults(func=lambda a: _run(_config, a))
 
@@ -130,7 +136,11 @@ async def _config(stub: cache_pb2_grpc.CacheServiceStub, args: argparse.Namespac
     changes: dict[str, Any] = {
         "semantic_enabled": args.semantic, "similarity_threshold": args.threshold,
         "default_ttl_seconds": args.ttl, "max_entries": args.max_entries,
-        "max_entry_bytes": args.max_entry_bytes, "per_user": args.per_user}
+        "max_entry_bytes": args.max_entry_bytes, "per_user": args.per_user,
+        "embedding_backend": BACKEND_NAMES.get(args.backend),
+        "embedding_model": args.embedding_model}
+    if args.backend is not None and args.threshold is None:
+        changes["similarity_threshold"] = 0.0  # the new backend's default
     if any(v is not None for v in changes.values()):
         for name, value in changes.items():
             if value is not None:
@@ -141,8 +151,11 @@ async def _config(stub: cache_pb2_grpc.CacheServiceStub, args: argparse.Namespac
         print(json_format.MessageToJson(current, always_print_fields_with_no_presence=True))
         return
     for name in ("semantic_enabled", "similarity_threshold", "default_ttl_seconds",
-                 "max_entries", "max_entry_bytes", "per_user"):
+                 "max_entries", "max_entry_bytes", "per_user", "embedding_backend",
+                 "embedding_model"):
         value = getattr(current, name)
+        if name == "embedding_backend":
+            value = cache_pb2.EmbeddingBackend.Name(value)
         print(f"{name}: {round(value, 4) if isinstance(value, float) else value}")
 
 

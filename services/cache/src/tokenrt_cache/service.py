@@ -262,7 +262,8 @@ class CacheService:
             self._redis_down(op, exc)
 
     async def close(self) -> None:
-        """Stop the embedding backends (worker thread, HTTP sessions)."""
+        """Stop the embedding backends (worker thread, HTTP sessions) and pending reads."""
+        await self._store.close()
         if self._local is not None:
             await self._local.close()
         for endpoint in self._providers.values():
@@ -315,10 +316,12 @@ class CacheService:
                         query = self._query(r.request, embedder)
                         if query is not None:
                             signing = asyncio.create_task(self._signature(query, embedder))
-                    # Shielded: a lookup past the timeout answers a miss, but its Redis
-                    # command ends normally (a cancelled one costs the connection).
-                    found = await _shielded(
-                        self._store.lookup(ns, key, query.bucket if query else ""))
+                    if query is None:  # batched with other lookups' reads
+                        found = await self._store.lookup(ns, key, "")
+                    else:
+                        # Shielded: a lookup past the timeout answers a miss, but its Redis
+                        # commands end normally (a cancelled one costs the connection).
+                        found = await _shielded(self._store.lookup(ns, key, query.bucket))
             except REDIS_DOWN as exc:
                 self._redis_down("lookup", exc)
                 return cache_pb2.LookupResponse(
