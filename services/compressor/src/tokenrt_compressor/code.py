@@ -72,6 +72,8 @@ def copies(slots: Sequence[Slot]) -> list[Copy]:
                     if path or len(text) >= MIN_DEDUP_CHARS:
                         out.append(Copy(s, j, k, 0, len(text), path, _hash(text)))
                     continue
+                if "```" not in text:  # no fence: spare the regex scan
+                    continue
                 for f in _FENCE.finditer(text):
                     path = f.group(2).strip()
                     if not re.fullmatch(r"[\w./-]+\.\w{1,8}", path):
