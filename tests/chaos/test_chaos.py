@@ -122,12 +122,14 @@ def run_phase(stack: ChaosStack, phase: str, t: Timing) -> dict[str, Any]:
                                        hard_tokens))
     load = LoadGenerator(stack.env["TOKENRT_ROUTER_ADDR"], TENANTS, user, t.rate, t.deadline_s)
     load.start()
-    time.sleep(t.before_s)
-    repair, restart_s = _inject(stack, phase, t)
-    serving_s, states = stack.wait_all_serving(t.serving_limit_s)
-    exited = stack.exited()
-    time.sleep(t.after_s)
-    outcomes = load.stop()
+    try:
+        time.sleep(t.before_s)
+        repair, restart_s = _inject(stack, phase, t)
+        serving_s, states = stack.wait_all_serving(t.serving_limit_s)
+        exited = stack.exited()
+        time.sleep(t.after_s)
+    finally:
+        outcomes = load.stop()  # also when the fault could not be repaired
     recovery_s = load.first_ok_after(repair)
     audit: Audit = classify(outcomes, t.deadline_s)
     audit = asyncio.run(reconcile(audit, outcomes, stack.env, TENANTS, user, limit_ids,
