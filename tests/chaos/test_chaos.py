@@ -30,7 +30,7 @@ from tokenrt_usage.testing import make_event
 
 from .audit import Audit, classify, limit_state, reconcile, set_limits, user_scope
 from .load import LoadGenerator, Outcome
-from .stack import TENANTS, ChaosStack
+from .stack import TENANTS, ChaosStack, Tenant
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,7 @@ def test_the_audit_sees_loss_doubling_and_wrong_figures(chaos_stack: ChaosStack,
 
     outcomes = [answer(kept.event_id, 1234), answer(wrong.event_id, 1),
                 answer(new_event_id(), 5)]
-    audit = asyncio.run(reconcile(classify(outcomes, 10), outcomes, chaos_stack.env, (free,),
-                                  user, {}, catchup_limit_s=5))
+    audit = _audit(chaos_stack, outcomes, free, user, {}, catchup_s=5)
     assert (audit.lost, audit.double_counted, audit.mismatched) == (1, 1, 1), audit.examples
     assert audit.ledger_events == 3
 
@@ -207,7 +206,20 @@ WIDE_FLUSH = {"TOKENRT_ROUTER_FLUSH_MS": "1000",  # the largest allowed; default
               "TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS": "5"}
 
 
-def _complete_once(address: str, tenant: Any, user: str, first: int = 0) -> Outcome:
+def _hard_limit(stack: ChaosStack, user: str) -> tuple[Tenant, dict[str, str]]:
+    """The hard tenant, and a hard limit for `user` far from being reached."""
+    hard = next(t for t in TENANTS if t.hard)
+    return hard, asyncio.run(set_limits(stack.env["TOKENRT_BUDGET_ADDR"], (hard,), user,
+                                        100_000))
+
+
+def _audit(stack: ChaosStack, outcomes: list[Outcome], tenant: Tenant, user: str,
+           limit_ids: dict[str, str], catchup_s: float = 10) -> Audit:
+    return asyncio.run(reconcile(classify(outcomes, 20), outcomes, stack.env, (tenant,), user,
+                                 limit_ids, catchup_limit_s=catchup_s))
+
+
+def _complete_once(address: str, tenant: Tenant, user: str, first: int = 0) -> Outcome:
     """One answered Complete (a few tries: a loaded machine may time the provider out);
     request ids from `first` on."""
     load = LoadGenerator(address, (tenant,), user, rate=1.0, deadline_s=20)
@@ -236,8 +248,7 @@ def test_an_answered_request_survives_a_router_sigkill_right_after(
         router.process.wait(10)
     again = chaos_stack.extra_router(tmp_path, **WIDE_FLUSH)  # same outbox: it replays it
     try:
-        audit = asyncio.run(reconcile(classify([answered], 20), [answered], chaos_stack.env,
-                                      (free,), "u-router-window", {}, catchup_limit_s=10))
+        audit = _audit(chaos_stack, [answered], free, "u-router-window", {})
     finally:
         again.stop()
     assert audit.lost == 0, audit.examples
@@ -250,18 +261,15 @@ def test_an_answered_request_survives_a_router_sigkill_right_after(
     "its amount by what was dropped"))
 def test_a_settlement_made_while_the_budget_restarts_is_charged(
         chaos_stack: ChaosStack, tmp_path: Path) -> None:
-    hard = next(t for t in TENANTS if t.hard)
     user = "u-settle-window"
-    limit_ids = asyncio.run(set_limits(chaos_stack.env["TOKENRT_BUDGET_ADDR"], (hard,), user,
-                                       100_000))
+    hard, limit_ids = _hard_limit(chaos_stack, user)
     router = chaos_stack.extra_router(tmp_path, **WIDE_FLUSH)
     try:
         answered = _complete_once(router.address, hard, user)
         chaos_stack.sigkill("budget")  # the settlement is still waiting for its flush
         time.sleep(5)  # the flush and its retries meet a dead port
         chaos_stack.start("budget")
-        audit = asyncio.run(reconcile(classify([answered], 20), [answered], chaos_stack.env,
-                                      (hard,), user, limit_ids, catchup_limit_s=10))
+        audit = _audit(chaos_stack, [answered], hard, user, limit_ids)
     finally:
         if chaos_stack.exited():
             chaos_stack.start("budget")
@@ -278,10 +286,8 @@ def test_a_settlement_made_while_the_budget_restarts_is_charged(
     "Not fixed: a later catch-up must not count twice what a late commit already charged"))
 def test_usage_in_flight_when_redis_restarts_is_counted_after_the_rebuild(
         chaos_stack: ChaosStack, tmp_path: Path) -> None:
-    hard = next(t for t in TENANTS if t.hard)
     user = "u-rebuild-window"
-    limit_ids = asyncio.run(set_limits(chaos_stack.env["TOKENRT_BUDGET_ADDR"], (hard,), user,
-                                       100_000))
+    hard, limit_ids = _hard_limit(chaos_stack, user)
     address = chaos_stack.env["TOKENRT_ROUTER_ADDR"]
     chaos_stack.stop_infra("nats")
     try:
@@ -296,9 +302,7 @@ def test_usage_in_flight_when_redis_restarts_is_counted_after_the_rebuild(
             chaos_stack.start_infra("redis")
     serving, states = chaos_stack.wait_all_serving(TIMING.serving_limit_s)
     assert serving is not None, states
-    outcomes = [first, second]
-    audit = asyncio.run(reconcile(classify(outcomes, 20), outcomes, chaos_stack.env, (hard,),
-                                  user, limit_ids, catchup_limit_s=TIMING.catchup_s))
+    audit = _audit(chaos_stack, [first, second], hard, user, limit_ids, TIMING.catchup_s)
     assert (audit.lost, audit.double_counted) == (0, 0), audit.examples
     assert audit.budget_drift == 0, audit.examples
 
@@ -308,11 +312,10 @@ def test_a_request_its_caller_gave_up_on_holds_no_budget(chaos_stack: ChaosStack
     """A caller whose deadline passes while the provider answers leaves nothing reserved
     once the router is done with its request (checked because long phases under overload
     left reservations held at the end of their audit: those were requests still running)."""
-    hard = next(t for t in TENANTS if t.hard)
     user = "u-cancel-window"
     budget = chaos_stack.env["TOKENRT_BUDGET_ADDR"]
+    hard, limit_ids = _hard_limit(chaos_stack, user)
     scope = user_scope(hard, user)
-    limit_ids = asyncio.run(set_limits(budget, (hard,), user, 100_000))
     router = chaos_stack.extra_router(tmp_path, TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS="15")
     for model in ("gpt-4o-mini", "sim/gpt-4o-mini"):
         chaos_stack.sim_pace(model, 8000)
