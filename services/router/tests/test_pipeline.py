@@ -296,6 +296,35 @@ async def test_cancelled_stream_releases_the_rest(router, router_env, sim_url, b
     assert lim.reserved == 0 and lim.used == e.cost_nusd
 
 
+async def test_a_unary_call_its_caller_gave_up_on_charges_the_prompt_and_releases_the_rest(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("give up " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
+    req.sampling.max_output_tokens = 2000
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_ALLOW, 10**15)
+    async with aiohttp.ClientSession() as s:
+        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini",
+                                                  "latency_ms": 30_000})
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await router.Complete(req, metadata=AUTH, timeout=5)
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    [e] = await session_events(ledger, router_env["org"], req.session_id)
+    assert e.status == events_pb2.USAGE_STATUS_CANCELLED
+    assert e.finish_reason == T.FINISH_REASON_CANCELLED
+    # The prompt reached the provider: charged; the output is unknown: not charged in full.
+    assert e.usage.input_tokens > 0 and e.usage.output_tokens == 0
+    assert e.cost_nusd == e.usage.input_tokens * 400
+    for _ in range(50):
+        st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, req.session_id)))
+        [lim] = st.limits
+        if lim.reserved == 0 and lim.used:
+            break
+        await asyncio.sleep(0.1)
+    assert lim.reserved == 0 and lim.used == e.cost_nusd
+
+
 async def test_select_model_explains(router) -> None:  # type: ignore[no-untyped-def]
     req = request("Design the architecture for a distributed rate limiter.")
     r = await router.SelectModel(router_pb2.SelectModelRequest(request=req), metadata=AUTH)

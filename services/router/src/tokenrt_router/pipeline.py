@@ -561,6 +561,7 @@ class Router:
                        T.ErrorDetail(retry_after_ms=int((err.retry_after or 0) * 1000)))
 
     async def complete(self, job: Job) -> router_pb2.Completion:
+        provider_called = False
         try:
             await self.plan(job)
             if job.hit:
@@ -569,6 +570,7 @@ class Router:
             routes = self.routes(job)
             outcome = calls.Outcome()
             t0 = time.monotonic_ns()
+            provider_called = True
             try:
                 answer, route = await calls.complete(routes, self.build(job), self.policy,
                                                      self.breaker, outcome)
@@ -592,6 +594,26 @@ class Router:
         except Refusal as r:
             self.refused(job, r)
             raise
+        except asyncio.CancelledError:
+            self._abandoned(job, provider_called)
+            raise
+
+    def _abandoned(self, job: Job, provider_called: bool) -> None:
+        """The caller went away (cancelled, or its deadline passed) before the answer:
+        once the provider was called its prompt is charged (it may have been billed; the
+        output is unknown), never the whole reservation; before that nothing is. Either
+        way the rest of the reservation is given back and one CANCELLED event recorded."""
+        job.status = E.USAGE_STATUS_CANCELLED
+        job.finish_reason = T.FINISH_REASON_CANCELLED
+        job.error_code = job.error_code or "CANCELLED"
+        entry = job.served or (job.chosen.entry if job.chosen else None)
+        if provider_called and entry is not None and job.usage_source == T.USAGE_SOURCE_NONE:
+            text = "".join(p.text for p in job.message.content) if job.served else ""
+            job.usage = Usage(input_tokens=job.input_tokens,
+                              output_tokens=len(text.encode()) // 2 + 1 if text else 0)
+            job.usage_source = T.USAGE_SOURCE_COUNTED
+            job.cost = cost_of(entry.price, job.usage)
+        self.finish(job)
 
     def refused(self, job: Job, r: Refusal) -> None:
         job.status = r.status
