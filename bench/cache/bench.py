@@ -60,8 +60,11 @@ def two_k_request() -> tuple[cache_pb2.CacheableRequest, int]:
     return req, tokens
 
 
-def start_cache(tmp: Path, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_cache(tmp: Path, prefix: str,
+                server_src: str = "") -> tuple[subprocess.Popen[bytes], str]:
     env = stack_env(tmp, TOKENRT_LOG_LEVEL="warning", TOKENRT_CACHE_REDIS_PREFIX=prefix)
+    if server_src:  # another version's tokenrt_cache first on the path
+        env["PYTHONPATH"] = server_src
     address = load_settings(env).endpoint("cache").address
     log = (tmp / "cache.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "tokenrt_cache"], env=env, stdout=log,
@@ -257,13 +260,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each flood")
     parser.add_argument("--calls", type=int, default=3000, help="sequential calls for latency")
+    parser.add_argument("--server-src", default="",
+                        help="run the cache process from this source folder (the one holding "
+                             "tokenrt_cache/), to compare versions, e.g. one made with "
+                             "`git archive <commit> services/cache/src | tar -x -C DIR`")
+    parser.add_argument("--no-semantic", action="store_true",
+                        help="skip the labelled set (it embeds ~200 prompts)")
     args = parser.parse_args()
 
     req, tokens = two_k_request()
     prefix = f"bench:cache:{uuid.uuid4().hex[:8]}"
     settings = load_settings(stack_env(Path(tempfile.gettempdir())))
     with tempfile.TemporaryDirectory() as tmp:
-        proc, address = start_cache(Path(tmp), prefix)
+        proc, address = start_cache(Path(tmp), prefix, args.server_src)
         try:
             with grpc.insecure_channel(address) as channel:
                 stub = cache_pb2_grpc.CacheServiceStub(channel)
@@ -289,7 +298,7 @@ def main() -> None:
                 "lookups_1_client_8_in_flight": flood(1, 8),
                 "lookups_1_client_64_in_flight": flood(1, 64),
                 "lookups_2_clients_32_in_flight": flood(2, 32),
-                "semantic_labelled_set": [
+                "semantic_labelled_set": [] if args.no_semantic else [
                     labelled_set("lexical", settings.cache_similarity_threshold),
                     labelled_set("local", settings.cache_embedding_threshold),
                     labelled_set("local", settings.cache_embedding_threshold, False),

@@ -84,6 +84,18 @@ def _config(stub, t: common_pb2.Tenant, **fields: object  # noqa: ANN001
         timeout=5).config
 
 
+def _paraphrase_hit(stub, t: common_pb2.Tenant  # noqa: ANN001
+                    ) -> tuple[cache_pb2.CacheableRequest, cache_pb2.LookupResponse]:
+    """Store an answer, then look up a paraphrase of its question: a semantic hit."""
+    original = request("Can you explain what foo() does? " + CODE)
+    assert stub.Store(store(t, original, answer("foo returns the minimum")), timeout=30).stored
+    hit = stub.Lookup(lookup(t, request("Please explain what foo() does.\n\n" + CODE),
+                             semantic=True), timeout=30)
+    assert hit.hit and hit.kind == common_pb2.CACHE_KIND_SEMANTIC
+    assert hit.response == answer("foo returns the minimum")
+    return original, hit
+
+
 def test_local_backend_in_the_service(tmp_path: Path) -> None:
     proc = start_cache(tmp_path, TOKENRT_CACHE_EMBEDDING_BACKEND="local")
     try:
@@ -91,12 +103,7 @@ def test_local_backend_in_the_service(tmp_path: Path) -> None:
         cfg = _config(stub, t)  # the service default: local
         assert cfg.embedding_backend == cache_pb2.EMBEDDING_BACKEND_LOCAL_MODEL
         assert cfg.similarity_threshold == pytest.approx(0.85)
-        original = request("Can you explain what foo() does? " + CODE)
-        assert stub.Store(store(t, original, answer("foo returns the minimum")),
-                          timeout=30).stored
-        hit = stub.Lookup(lookup(t, request("Please explain what foo() does.\n\n" + CODE),
-                                 semantic=True), timeout=30)
-        assert hit.hit and hit.kind == common_pb2.CACHE_KIND_SEMANTIC
+        original, hit = _paraphrase_hit(stub, t)
         assert 0.85 <= hit.similarity < 1.0  # a cosine, not the lexical estimate (1.0)
         # Reordered words: the model rates them alike, the guard refuses.
         assert stub.Store(store(t, request("Convert celsius to fahrenheit in Python"),
@@ -164,13 +171,7 @@ def test_provider_backend_over_http(tmp_path: Path, endpoint: tuple[str, Path]) 
                       embedding_model="test-embed-1", similarity_threshold=0.6)
         assert (cfg.embedding_backend, cfg.embedding_model) == (
             cache_pb2.EMBEDDING_BACKEND_PROVIDER, "test-embed-1")
-        original = request("Can you explain what foo() does? " + CODE)
-        assert stub.Store(store(t, original, answer("foo returns the minimum")),
-                          timeout=10).stored
-        hit = stub.Lookup(lookup(t, request("Please explain what foo() does.\n\n" + CODE),
-                                 semantic=True), timeout=10)
-        assert hit.hit and hit.kind == common_pb2.CACHE_KIND_SEMANTIC
-        assert hit.response == answer("foo returns the minimum")
+        original, _hit = _paraphrase_hit(stub, t)
         sent = [json.loads(line) for line in log.read_text().splitlines()]
         # The prose is embedded (code is the guard's business), with the tenant's model.
         assert [s["model"] for s in sent] == ["test-embed-1", "test-embed-1"]
