@@ -17,6 +17,7 @@ their usage and cost (`summary_usage`, `summary_cost_nusd`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -188,8 +189,13 @@ class Summaries:
             return summary
 
         def summarize(span: Sequence[common_pb2.Message], max_tokens: int) -> Summary:
-            return asyncio.run_coroutine_threadsafe(produce(span, max_tokens), loop).result(
-                wait_seconds)
+            future = asyncio.run_coroutine_threadsafe(produce(span, max_tokens), loop)
+            try:
+                return future.result(wait_seconds)
+            except concurrent.futures.TimeoutError:  # a safety net: every call has a timeout
+                future.cancel()
+                return replace(extractive.summarize_now(span, max_tokens),
+                               note=f"extractive fallback: no summary within {wait_seconds:g} s")
 
         return summarize
 
