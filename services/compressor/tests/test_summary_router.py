@@ -28,6 +28,7 @@ from tokenrt.v1 import (
     router_pb2_grpc,
 )
 from tokenrt_compressor.counting import CounterMeter
+from tokenrt_compressor.routed import fit, tenant_tags, transcript
 from tokenrt_testkit.procs import ServiceProcess, start_service
 from tokenrt_testkit.stack import free_ports, with_fresh_ports
 
@@ -183,3 +184,18 @@ async def test_router_down_falls_back_to_extractive(compressors: Compressors,
         assert answer.report.compressed_tokens <= target
     assert "not retried" in action.note  # the cool-down spares the dead router
     assert DEAD_KEY not in proc.log.read_text()
+
+
+def test_summary_request_parts_respect_their_bounds(meter: CounterMeter) -> None:
+    span = [S.Message(role=S.ROLE_TOOL, tool_call_id="c", content=[S.ContentPart(
+        text=f"# src/m{i}.py\n" + "def f():\n    return 1\n" * 200)]) for i in range(30)]
+    text = transcript(span, 9000)
+    assert len(text) <= 9000
+    assert all(f"[tool] # src/m{i}.py" in text for i in range(30))  # each keeps its start
+    assert transcript(span[:1], 10**6) == "[tool] " + span[0].content[0].text
+    long = "word " * 3000
+    cut = fit(long, 100, meter.text)
+    assert meter.text(cut) <= 100 < meter.text(long) and long.startswith(cut)
+    tags = tenant_tags(S.Tenant(org_id="é" * 300, project_id="p"), "s")
+    assert all(len(v.encode()) <= 256 for v in tags.values())
+    assert tags["tokenrt.origin"] == "compressor.summary" and "tokenrt.summary_for.user" not in tags

@@ -76,7 +76,8 @@ def tenant_tags(tenant: common_pb2.Tenant, session_id: str) -> dict[str, str]:
             "tokenrt.summary_for.project": tenant.project_id,
             "tokenrt.summary_for.user": tenant.user_id,
             "tokenrt.summary_for.session": session_id}
-    return {k: v[:256] for k, v in tags.items() if v}
+    # The router takes tag values of at most 256 bytes.
+    return {k: v.encode()[:256].decode("utf-8", "ignore") for k, v in tags.items() if v}
 
 
 class RouterSummarizer:
@@ -110,6 +111,8 @@ class RouterSummarizer:
                                                  timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise Refused(f"router {exc.code().name}: {(exc.details() or '')[:300]}") from exc
+        except (grpc.RpcError, OSError, RuntimeError) as exc:  # e.g. a channel being closed
+            raise Refused(f"router call failed: {type(exc).__name__}") from exc
         return response.completion
 
 
