@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 import redis
+import structlog
 import tiktoken
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -36,6 +37,9 @@ from tokenrt.v1 import common_pb2 as c
 from tokenrt_cache import core, semantic
 from tokenrt_cache.embeddings import embedded_scores, pack_vector
 from tokenrt_cache.minilm import MiniLM
+from tokenrt_cache.service import CacheService
+from tokenrt_cache.store import CacheStore
+from tokenrt_common.connect import Infra
 from tokenrt_common.settings import load_settings
 from tokenrt_testkit.stack import stack_env
 
@@ -86,7 +90,7 @@ def lookup_request(req: cache_pb2.CacheableRequest) -> cache_pb2.LookupRequest:
     return cache_pb2.LookupRequest(tenant=TENANT, request=req)
 
 
-async def latency(address: str, req: cache_pb2.CacheableRequest, n: int) -> dict[str, float]:
+async def latency(address: str, req: cache_pb2.CacheableRequest, n: int) -> dict[str, object]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         message = lookup_request(req)
@@ -209,6 +213,44 @@ def in_process(req: cache_pb2.CacheableRequest, n: int = 2000) -> dict[str, floa
             "request_bytes": len(wire)}
 
 
+def service_cpu(settings_env: dict[str, str], prefix: str, req: cache_pb2.CacheableRequest,
+                answer: cache_pb2.CachedResponse, n: int = 2000,
+                concurrency: int = 16) -> dict[str, float]:
+    """CPU of the cache's own lookup path, without gRPC: CacheService.lookup in this
+    process on real Redis, `concurrency` at a time (process CPU time per lookup)."""
+
+    async def run() -> dict[str, float]:
+        settings = load_settings(settings_env)
+        log = structlog.get_logger()
+        infra = Infra(settings, frozenset({"redis"}), log)
+        infra.start()
+        service = CacheService(settings, CacheStore(infra, prefix + ":inproc"), log, None)
+        stored = await service.store(cache_pb2.StoreRequest(tenant=TENANT, request=req,
+                                                            response=answer))
+        assert stored.stored, stored
+        wire = lookup_request(req).SerializeToString()
+        hits = 0
+
+        async def worker(count: int) -> None:
+            nonlocal hits
+            for _ in range(count):
+                got = await service.lookup(cache_pb2.LookupRequest.FromString(wire))
+                hits += got.hit  # after the await: += would read `hits` before it
+
+        await worker(200)  # warm up
+        hits = 0
+        t0 = time.process_time()
+        await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
+        cpu = time.process_time() - t0
+        await service.close()
+        await infra.close()
+        done = n // concurrency * concurrency
+        return {"cpu_us_per_lookup": round(cpu / done * 1e6, 1), "concurrency": concurrency,
+                "hit_share": round(hits / done, 4)}
+
+    return asyncio.run(run())
+
+
 def _guard_without_words(text: str) -> tuple[object, ...]:
     g = semantic.guard_of(text)
     return (g.code, g.identifiers, g.numbers, g.paths, g.languages, g.negations, g.operators)
@@ -270,7 +312,9 @@ def main() -> None:
 
     req, tokens = two_k_request()
     prefix = f"bench:cache:{uuid.uuid4().hex[:8]}"
-    settings = load_settings(stack_env(Path(tempfile.gettempdir())))
+    settings_env = stack_env(Path(tempfile.gettempdir()),
+                             TOKENRT_CACHE_LOOKUP_TIMEOUT_MS="1000")
+    settings = load_settings(settings_env)
     with tempfile.TemporaryDirectory() as tmp:
         proc, address = start_cache(Path(tmp), prefix, args.server_src)
         try:
@@ -292,6 +336,7 @@ def main() -> None:
             figures: dict[str, object] = {
                 "request_tokens_o200k": tokens,
                 "in_process": in_process(req),
+                "service_lookup_without_grpc": service_cpu(settings_env, prefix, req, answer),
                 "health_check_baseline": asyncio.run(
                     _health_flood(address, args.seconds, 64, proc.pid)),
                 "lookup_latency_concurrency_1": asyncio.run(latency(address, req, args.calls)),
@@ -322,6 +367,7 @@ def main() -> None:
     print(f"request: {tokens} tokens (o200k), {figures['in_process']}")
     print(f"baseline, empty health check on the same server: "
           f"{figures['health_check_baseline']}")
+    print(f"cache's own lookup path without gRPC: {figures['service_lookup_without_grpc']}")
     print(f"Lookup hit latency, one at a time: p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, "
           f"p99 {lat['p99_ms']} ms   (target p50 < 1 ms)")
     for name in ("lookups_1_client_8_in_flight", "lookups_1_client_64_in_flight",
