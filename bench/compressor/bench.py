@@ -39,10 +39,11 @@ import tokenrt_pricing  # noqa: E402
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc  # noqa: E402
 from tokenrt_common.settings import load_settings  # noqa: E402
 from tokenrt_compressor import core  # noqa: E402
-from tokenrt_compressor.counting import CounterMeter, QuickTokenizers  # noqa: E402
+from tokenrt_compressor.counting import CounterMeter  # noqa: E402
 from tokenrt_compressor.summary import Extractive  # noqa: E402
 from tokenrt_counter.chunks import CountCache  # noqa: E402
 from tokenrt_counter.core import Counter  # noqa: E402
+from tokenrt_counter.tokenizers import Tokenizers  # noqa: E402
 from tokenrt_testkit.stack import stack_env  # noqa: E402
 
 SPEED_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
@@ -52,7 +53,7 @@ RETENTION_STRATEGIES = ("truncate", "selective_forget", "code_aware", "increment
 ROUNDS = 15
 
 
-TOKENIZERS = QuickTokenizers()  # what the service uses; loaded once, like the service
+TOKENIZERS = Tokenizers()  # what the service uses; loaded once, like the service
 
 
 def new_meter(entry: tokenrt_pricing.ModelEntry) -> CounterMeter:

@@ -12,11 +12,11 @@ from tokenrt_common.client import open_channel
 from tokenrt_common.server import Runtime, Servicer, ServiceSpec, StartupError, run, servicer
 from tokenrt_common.settings import Settings
 from tokenrt_compressor.api import CompressorApi
-from tokenrt_compressor.counting import QuickTokenizers
 from tokenrt_compressor.routed import RouterSummarizer, Summaries
 from tokenrt_compressor.store import SessionStore
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter
+from tokenrt_counter.tokenizers import Tokenizers
 
 
 def summary_key(s: Settings) -> str:
@@ -40,7 +40,7 @@ def build(runtime: Runtime) -> list[Servicer]:
                                        s.pricing_litellm_path or None)
     except tokenrt_pricing.CatalogError as exc:
         raise StartupError(f"price catalog: {exc}") from None
-    tokenizers = QuickTokenizers()
+    tokenizers = Tokenizers()
     for name in sorted({e.tokenizer for e in catalog.entries()
                         if not e.tokenizer.startswith("estimate:")}):
         try:  # load now, not on the first request

@@ -14,11 +14,12 @@ from typing import Any
 import tokenrt_pricing.cli as pricing_cli
 from tokenrt.v1 import common_pb2
 from tokenrt_compressor import core
-from tokenrt_compressor.counting import CounterMeter, QuickTokenizers
+from tokenrt_compressor.counting import CounterMeter
 from tokenrt_compressor.summary import Extractive
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.cli import InputError, parse_chat
 from tokenrt_counter.core import Counter, MessageError
+from tokenrt_counter.tokenizers import Tokenizers
 from tokenrt_pricing import CatalogError, ModelNotFound, format_usd
 from tokenrt_pricing.cost import round_half_even, schedule_for
 
@@ -76,7 +77,7 @@ def compress_command(args: argparse.Namespace) -> int:
         return pricing_cli.fail(f"{args.file} is not JSON: {exc}")
     except (CatalogError, InputError, KeyError, TypeError) as exc:
         return pricing_cli.fail(f"bad chat input: {exc}")
-    meter = CounterMeter(Counter(QuickTokenizers(), CountCache(64 << 20)), resolved.entry)
+    meter = CounterMeter(Counter(Tokenizers(), CountCache(64 << 20)), resolved.entry)
     options = core.Options(args.allow_whitespace, args.allow_comments)
     try:
         measured = meter.measure(messages, tools)

