@@ -128,6 +128,11 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
             # Clients reconnect now and then, so new replicas get a share of the calls.
             ("grpc.max_connection_age_ms", 300_000),
             ("grpc.max_connection_age_grace_ms", 30_000),
+            # Accept the keepalive pings every client channel sends on idle connections
+            # (client.py: every 30 s); gRPC's defaults (none while idle, at most one in 5
+            # min) answer them with GOAWAY "too_many_pings", failing calls in flight.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ],
     )
     health = HealthServicer()
