@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,20 @@ COLUMNS = ("requests", "ok", "refused", "lost", "double_counted", "mismatched", 
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
-    stack = ChaosStack(tmp_path_factory.mktemp("chaos"))
+    # The stack's data lives outside pytest's numbered tmp folders: on a machine where
+    # other pytest sessions run, their clean-up removed those folders under a running stack
+    # (its Postgres data included). Its logs and the results are kept in the tmp folder.
+    out = tmp_path_factory.mktemp("chaos")
+    stack = ChaosStack(Path(tempfile.mkdtemp(prefix="tokenrt-chaos-")))
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
-        path = stack.root / "results.json"
+        if (stack.root / "logs").exists():
+            shutil.copytree(stack.root / "logs", out / "logs", dirs_exist_ok=True)
+        shutil.rmtree(stack.root, ignore_errors=True)
+        path = out / "results.json"
         path.write_text(json.dumps({"long": bool(os.environ.get("CHAOS_LONG")),
                                     "phases": stack.results}, indent=2, default=str) + "\n")
         if stack.results:

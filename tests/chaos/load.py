@@ -24,6 +24,12 @@ from .stack import Tenant
 T = common_pb2
 MODEL = "sim/gpt-4o-mini"
 MAX_OUTPUT = 32
+# After the router was away, reconnect within a second (gRPC's default backoff grows to
+# 120 s, and calls fail UNAVAILABLE meanwhile although the router is back): what an IDE
+# backend that wants to recover quickly configures too.
+CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 @dataclass
@@ -86,7 +92,7 @@ class LoadGenerator:
             self._error = exc
 
     async def _main(self) -> None:
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
             stub = router_pb2_grpc.RouterServiceStub(channel)
             tasks: set[asyncio.Task[None]] = set()
             n = 0

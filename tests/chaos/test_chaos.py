@@ -78,6 +78,10 @@ KNOWN: dict[tuple[str, str], str] = {
     ("kill-budget", "budget_matches_ledger"): (
         "router: settlements that meet the dead budget are dropped after ~1.4 s of retries; "
         "strict: test_a_settlement_made_while_the_budget_restarts_is_charged"),
+    ("kill-router", "budget_matches_ledger"): (
+        "router: settlements waiting for the off-path flush die with the router while their "
+        "events got out (budget used 112, reserved 112, ledger 168 in one short run); the "
+        "same in-memory window as the lost events"),
     ("restart-redis", "budget_matches_ledger"): (
         "budget: a rebuild from the ledger misses committed usage whose events are still on "
         "their way; strict: test_usage_in_flight_when_redis_restarts_is_counted_after_the_rebuild"),
@@ -148,7 +152,7 @@ def test_fault(chaos_stack: ChaosStack, phase: str, check: str) -> None:
     if phase not in results:
         try:
             results[phase] = run_phase(chaos_stack, phase, TIMING)
-        except Exception as exc:
+        except (Exception, pytest.fail.Exception) as exc:  # a service that never came back
             results[phase] = {"error": f"{type(exc).__name__}: {exc}"}
             chaos_stack.repair()  # so that the next phase starts from a whole stack
     result = results[phase]
