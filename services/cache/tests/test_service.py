@@ -258,6 +258,27 @@ def test_store_batch_items_succeed_or_fail_alone(cache: Proc) -> None:
         err.value.details() or "")
 
 
+def test_lookup_batch_answers_each_as_lookup_would(cache: Proc) -> None:
+    stub = cache.stub()
+    t, other = tenant(unique_org()), tenant(unique_org())
+    assert stub.Store(store(t, request("kept"), answer("kept answer")), timeout=5).stored
+    items = [lookup(t, request("kept")), lookup(t, request("never stored")),
+             cache_pb2.LookupRequest(request=request("kept")),  # no tenant
+             lookup(other, request("kept"))]
+    results = stub.LookupBatch(cache_pb2.LookupBatchRequest(requests=items), timeout=5).results
+    assert [r.WhichOneof("result") for r in results] == ["response", "response", "error",
+                                                        "response"]
+    assert results[0].response == stub.Lookup(items[0], timeout=5)
+    assert results[0].response.hit and results[0].response.response == answer("kept answer")
+    assert not results[1].response.hit and results[1].response.key
+    assert results[2].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert results[2].error.detail.field == "requests[2].tenant.org_id"
+    assert not results[3].response.hit  # another tenant never shares the entry
+    with pytest.raises(grpc.RpcError) as err:
+        stub.LookupBatch(cache_pb2.LookupBatchRequest(requests=[items[0]] * 1001), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 @pytest.mark.parametrize(("call", "message", "field"), [
     ("Lookup", cache_pb2.LookupRequest(request=request()), "tenant.org_id"),
     ("Lookup", cache_pb2.LookupRequest(tenant=tenant(project=""), request=request()),

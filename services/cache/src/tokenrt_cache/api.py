@@ -34,6 +34,10 @@ class CacheApi(cache_pb2_grpc.CacheServiceServicer):
                      context: grpc.aio.ServicerContext) -> cache_pb2.LookupResponse:
         return await _answer(context, self._service.lookup(request))
 
+    async def LookupBatch(self, request: cache_pb2.LookupBatchRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext) -> cache_pb2.LookupBatchResponse:
+        return await _answer(context, self._service.lookup_batch(request))
+
     async def Store(self, request: cache_pb2.StoreRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext) -> cache_pb2.StoreResponse:
         return await _answer(context, self._service.store(request))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,6 +43,8 @@ MAX_BATCH = 1000
 BATCH_PARALLEL = 16
 UNAVAILABLE_LOG_SECONDS = 5.0
 T = TypeVar("T")
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
 REDIS_DOWN = (TimeoutError, RedisError, Unavailable, OSError)
 EMBEDDING_DOWN = (TimeoutError, EmbeddingError)
 LEXICAL = cache_pb2.EMBEDDING_BACKEND_LEXICAL
@@ -435,26 +437,17 @@ class CacheService:
         return cache_pb2.StoreResponse(stored=True, key=key, expires_at=_ts(now + ttl * 1000))
 
     async def store_batch(self, r: cache_pb2.StoreBatchRequest) -> cache_pb2.StoreBatchResponse:
-        if len(r.requests) > MAX_BATCH:
-            raise RequestError("requests", f"requests holds {len(r.requests)} items; send at "
-                               f"most {MAX_BATCH} per call")
+        results = await _each(r.requests, lambda item, where: self.store(item, where))
+        return cache_pb2.StoreBatchResponse(results=[
+            cache_pb2.StoreResult(error=x) if isinstance(x, common_pb2.ItemError)
+            else cache_pb2.StoreResult(response=x) for x in results])
 
-        gate = asyncio.Semaphore(BATCH_PARALLEL)
-
-        async def one(i: int, item: cache_pb2.StoreRequest) -> cache_pb2.StoreResult:
-            try:
-                async with gate:
-                    stored = await self.store(item, f"requests[{i}].")
-                return cache_pb2.StoreResult(response=stored)
-            except RequestError as exc:
-                where = f"requests[{i}]."
-                field = exc.field if exc.field.startswith(where) else where + exc.field
-                return cache_pb2.StoreResult(error=common_pb2.ItemError(
-                    code=3, message=f"{where[:-1]}: {exc}", detail=common_pb2.ErrorDetail(
-                        reason=common_pb2.ERROR_REASON_INVALID_ARGUMENT, field=field)))
-
-        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(r.requests)))
-        return cache_pb2.StoreBatchResponse(results=results)
+    async def lookup_batch(self, r: cache_pb2.LookupBatchRequest
+                           ) -> cache_pb2.LookupBatchResponse:
+        results = await _each(r.requests, lambda item, _: self.lookup(item))
+        return cache_pb2.LookupBatchResponse(results=[
+            cache_pb2.LookupResult(error=x) if isinstance(x, common_pb2.ItemError)
+            else cache_pb2.LookupResult(response=x) for x in results])
 
     # ---- admin -----------------------------------------------------------------------
 
@@ -565,3 +558,26 @@ def _stats_pb(c: dict[str, int], entries: int,
         skipped_stores=c.get("skipped_stores", 0), entries=entries,
         stored_bytes=max(0, c.get("bytes", 0)), saved_tokens=c.get("saved_tokens", 0),
         saved_cost_nusd=c.get("saved_cost_nusd", 0))
+
+
+async def _each(items: Sequence[Item], work: Callable[[Item, str], Awaitable[Answer]]
+                ) -> list[Answer | common_pb2.ItemError]:
+    """The items of a batch call, at most BATCH_PARALLEL at a time; an item refused as
+    its single call would be (RequestError) gets an ItemError naming it, the rest go on."""
+    if len(items) > MAX_BATCH:
+        raise RequestError("requests", f"requests holds {len(items)} items; send at "
+                           f"most {MAX_BATCH} per call")
+    gate = asyncio.Semaphore(BATCH_PARALLEL)
+
+    async def one(i: int, item: Item) -> Answer | common_pb2.ItemError:
+        where = f"requests[{i}]."
+        try:
+            async with gate:
+                return await work(item, where)
+        except RequestError as exc:
+            field = exc.field if exc.field.startswith(where) else where + exc.field
+            return common_pb2.ItemError(
+                code=3, message=f"{where[:-1]}: {exc}", detail=common_pb2.ErrorDetail(
+                    reason=common_pb2.ERROR_REASON_INVALID_ARGUMENT, field=field))
+
+    return await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))

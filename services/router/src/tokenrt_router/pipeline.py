@@ -108,12 +108,14 @@ class Router:
             "calibrate", self._calibrate, 20 * every, 500, log)
         # Measured provider latency per model (ms, moving average), scored by selection.
         self.latency: dict[str, float] = {}
-        # Counts and reservations are on the critical path: merged only while one is in
-        # flight.
+        # Counts, lookups and reservations are on the critical path: merged only while one
+        # is in flight.
+        half = settings.grpc_max_message_bytes // 2
         self.counts: Batcher[counter_pb2.CountMessagesRequest,
                              counter_pb2.CountMessagesResult] = Batcher(
-            self._count_many, 256, weigh=lambda r: r.ByteSize(),
-            max_weight=settings.grpc_max_message_bytes // 2)
+            self._count_many, 256, weigh=lambda r: r.ByteSize(), max_weight=half)
+        self.lookups: Batcher[cache_pb2.LookupRequest, cache_pb2.LookupResult] = Batcher(
+            self._lookup_many, 256, weigh=lambda r: r.ByteSize(), max_weight=half)
         self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
             self._reserve_many, 256, orphan=self._release_orphan)
         self._background: set[asyncio.Task[None]] = set()
@@ -127,6 +129,11 @@ class Router:
                           ) -> list[counter_pb2.CountMessagesResult]:
         resp = await self.deps.counter.CountMessagesBatch(
             counter_pb2.CountMessagesBatchRequest(requests=items))
+        return list(resp.results)
+
+    async def _lookup_many(self, items: list[cache_pb2.LookupRequest]
+                           ) -> list[cache_pb2.LookupResult]:
+        resp = await self.deps.cache.LookupBatch(cache_pb2.LookupBatchRequest(requests=items))
         return list(resp.results)
 
     async def _reserve_many(self, items: list[budget_pb2.ReserveRequest]
@@ -227,10 +234,13 @@ class Router:
     async def _lookup(self, job: Job) -> cache_pb2.LookupResponse | None:
         req = job.req
         try:
-            return await self.deps.cache.Lookup(cache_pb2.LookupRequest(
+            result = await self.lookups.call(cache_pb2.LookupRequest(
                 tenant=job.tenant, request=self._cacheable(job, job.anchor, req.messages),
                 policy=req.preferences.cache))
-        except grpc.aio.AioRpcError as exc:
+            if result.WhichOneof("result") != "response":
+                raise ItemFailed(result.error)
+            return result.response
+        except (grpc.aio.AioRpcError, ItemFailed) as exc:
             self.log.warning("router.cache_unavailable", code=exc.code().name)
             return None
 

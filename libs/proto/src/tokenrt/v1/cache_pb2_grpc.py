@@ -44,6 +44,11 @@ class CacheServiceStub:
                 request_serializer=tokenrt_dot_v1_dot_cache__pb2.LookupRequest.SerializeToString,
                 response_deserializer=tokenrt_dot_v1_dot_cache__pb2.LookupResponse.FromString,
                 _registered_method=True)
+        self.LookupBatch = channel.unary_unary(
+                '/tokenrt.v1.CacheService/LookupBatch',
+                request_serializer=tokenrt_dot_v1_dot_cache__pb2.LookupBatchRequest.SerializeToString,
+                response_deserializer=tokenrt_dot_v1_dot_cache__pb2.LookupBatchResponse.FromString,
+                _registered_method=True)
         self.Store = channel.unary_unary(
                 '/tokenrt.v1.CacheService/Store',
                 request_serializer=tokenrt_dot_v1_dot_cache__pb2.StoreRequest.SerializeToString,
@@ -87,6 +92,14 @@ class CacheServiceServicer:
     def Lookup(self, request, context):
         """Looks a request up: exact first, then semantic when the policy and the tenant
         allow it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupBatch(self, request, context):
+        """Many lookups in one call, each answered as Lookup would (the router merges the
+        lookups of concurrent requests under load); a refused item gets an ItemError.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +155,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Lookup,
                     request_deserializer=tokenrt_dot_v1_dot_cache__pb2.LookupRequest.FromString,
                     response_serializer=tokenrt_dot_v1_dot_cache__pb2.LookupResponse.SerializeToString,
+            ),
+            'LookupBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupBatch,
+                    request_deserializer=tokenrt_dot_v1_dot_cache__pb2.LookupBatchRequest.FromString,
+                    response_serializer=tokenrt_dot_v1_dot_cache__pb2.LookupBatchResponse.SerializeToString,
             ),
             'Store': grpc.unary_unary_rpc_method_handler(
                     servicer.Store,
@@ -206,6 +224,33 @@ class CacheService:
             '/tokenrt.v1.CacheService/Lookup',
             tokenrt_dot_v1_dot_cache__pb2.LookupRequest.SerializeToString,
             tokenrt_dot_v1_dot_cache__pb2.LookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenrt.v1.CacheService/LookupBatch',
+            tokenrt_dot_v1_dot_cache__pb2.LookupBatchRequest.SerializeToString,
+            tokenrt_dot_v1_dot_cache__pb2.LookupBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
