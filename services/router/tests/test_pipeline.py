@@ -182,6 +182,17 @@ async def set_limit(budget, env: dict, session: str, action: int, limit: int,  #
         limit=limit, action=action, name="test")), timeout=10)
 
 
+async def settled_limit(budget, env: dict, session: str) -> common_pb2.LimitState:  # type: ignore[no-untyped-def]
+    """The session's one limit once its reservation is settled (off the path: ~5 s max)."""
+    for _ in range(50):
+        st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(env, session)))
+        [lim] = st.limits
+        if lim.reserved == 0 and lim.used:
+            break
+        await asyncio.sleep(0.1)
+    return lim
+
+
 async def test_forced_model_failing_is_unavailable_and_recorded(router, router_env, sim_url, ledger) -> None:  # type: ignore[no-untyped-def]
     req = request("fail " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-nano")
     async with aiohttp.ClientSession() as s:
@@ -287,12 +298,7 @@ async def test_cancelled_stream_releases_the_rest(router, router_env, sim_url, b
     assert e.finish_reason == T.FINISH_REASON_CANCELLED
     assert 3 <= e.usage.output_tokens < 40 and e.usage_source == T.USAGE_SOURCE_COUNTED
     assert e.cost_nusd == e.usage.input_tokens * 400 + e.usage.output_tokens * 1600
-    for _ in range(50):
-        st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, req.session_id)))
-        [lim] = st.limits
-        if lim.reserved == 0 and lim.used:
-            break
-        await asyncio.sleep(0.1)
+    lim = await settled_limit(budget, router_env, req.session_id)
     assert lim.reserved == 0 and lim.used == e.cost_nusd
 
 
@@ -316,12 +322,7 @@ async def test_a_unary_call_its_caller_gave_up_on_charges_the_prompt_and_release
     # The prompt reached the provider: charged; the output is unknown: not charged in full.
     assert e.usage.input_tokens > 0 and e.usage.output_tokens == 0
     assert e.cost_nusd == e.usage.input_tokens * 400
-    for _ in range(50):
-        st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, req.session_id)))
-        [lim] = st.limits
-        if lim.reserved == 0 and lim.used:
-            break
-        await asyncio.sleep(0.1)
+    lim = await settled_limit(budget, router_env, req.session_id)
     assert lim.reserved == 0 and lim.used == e.cost_nusd
 
 
