@@ -33,6 +33,7 @@ from redis.exceptions import NoScriptError
 from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from tokenrt_budget import core
 from tokenrt_budget.core import Limit, Scope
+from tokenrt_common import migrations
 
 SCRIPTS = ("reserve", "settle", "charge", "read", "sweep", "alert", "set_used")
 # Tombstones of settled reservations answer retries (ALREADY_SETTLED) this long.
@@ -356,45 +357,11 @@ def _ms(t: datetime) -> int:
 # Postgres: limits
 # ---------------------------------------------------------------------------------
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lock_key(schema: str) -> int:
-    digest = hashlib.sha256(f"tokenrt.budget.migrate.{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
 
 async def migrate(conn: asyncpg.Connection, schema: str,
                   log: structlog.stdlib.BoundLogger) -> list[int]:
     """Apply missing `migrations/NNNN_*.sql` files once, replicas taking turns on a lock."""
-    found = sorted((int(e.name[:4]), e.name, e.read_text()) for e in
-                   resources.files("tokenrt_budget").joinpath("migrations").iterdir()
-                   if e.name.endswith(".sql"))
-    s = _ident(schema)
-    key = _lock_key(schema)
-    applied = []
-    await conn.execute("SELECT pg_advisory_lock($1)", key)
-    try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations (version integer "
-                           "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
-                           "DEFAULT now())")
-        done = {r["version"] for r in await conn.fetch(
-            f"SELECT version FROM {s}.schema_migrations")}
-        for version, name, sql in found:
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL search_path TO {s}")
-                await conn.execute(sql)
-                await conn.execute(f"INSERT INTO {s}.schema_migrations VALUES ($1, $2)",
-                                   version, name)
-            log.info("budget.migrated", schema=schema, version=version, name=name)
-            applied.append(version)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", key)
-    return applied
+    return await migrations.migrate(conn, "tokenrt_budget", schema, log)
 
 
 _COLUMNS = ("limit_id, org_id, scope_kind, project_id, user_id, session_id, api_key_id, metric, "
@@ -418,7 +385,7 @@ class LimitStore:
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
-        self.t = f"{_ident(schema)}.limits"
+        self.t = f"{migrations.ident(schema)}.limits"
 
     async def get(self, limit_id: str) -> Limit | None:
         row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM {self.t} WHERE limit_id = $1",

@@ -1,79 +1,23 @@
-"""Versioned SQL migrations (files `migrations/NNNN_name.sql`), applied at start.
-
-Every ledger replica runs `migrate` at start; a Postgres advisory lock makes them take
-turns, so each file runs exactly once, in its own transaction, with search_path set to
-the ledger's schema. Applied versions are recorded in `<schema>.schema_migrations`.
-"""
+"""The ledger's schema migrations (files `migrations/NNNN_name.sql`), applied at start
+through tokenrt_common.migrations (an advisory lock makes replicas take turns)."""
 
 from __future__ import annotations
-
-import hashlib
-import re
-from dataclasses import dataclass
-from importlib import resources
 
 import asyncpg
 import structlog
 
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+from tokenrt_common import migrations as shared
+from tokenrt_common.migrations import Migration, ident
 
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
+__all__ = ["Migration", "ident", "migrate", "migrations"]
 
 
 def migrations() -> list[Migration]:
     """The packaged migrations, in version order."""
-    found = []
-    for entry in resources.files("tokenrt_ledger").joinpath("migrations").iterdir():
-        match = _NAME.match(entry.name)
-        if match:
-            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"duplicate migration versions in {versions}")
-    return found
-
-
-def lock_key(schema: str) -> int:
-    """The advisory-lock key of one schema's migrations (a signed 64-bit integer)."""
-    digest = hashlib.sha256(f"tokenrt.ledger.migrate.{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
+    return shared.migrations("tokenrt_ledger")
 
 
 async def migrate(conn: asyncpg.Connection, schema: str,
                   log: structlog.stdlib.BoundLogger) -> list[int]:
     """Apply the migrations this schema lacks; return the versions applied now."""
-    key = lock_key(schema)
-    applied: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", key)
-    try:
-        s = ident(schema)
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-        rows = await conn.fetch(f"SELECT version FROM {s}.schema_migrations")
-        done = {r["version"] for r in rows}
-        for m in migrations():
-            if m.version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL search_path TO {s}")
-                await conn.execute(m.sql)
-                await conn.execute(f"INSERT INTO {s}.schema_migrations (version, name) "
-                                   "VALUES ($1, $2)", m.version, m.name)
-            log.info("ledger.migrated", schema=schema, version=m.version, name=m.name)
-            applied.append(m.version)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", key)
-    return applied
+    return await shared.migrate(conn, "tokenrt_ledger", schema, log)

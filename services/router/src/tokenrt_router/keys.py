@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -40,6 +38,7 @@ import structlog
 import yaml
 
 from tokenrt.v1 import common_pb2
+from tokenrt_common import migrations
 from tokenrt_common.settings import Settings
 from tokenrt_router.refusal import Refusal
 
@@ -177,17 +176,13 @@ def _record(row: asyncpg.Record) -> KeyRecord:
     return KeyRecord(**dict(row))
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class KeyStore:
     """The router's keys in Postgres. `pool` returns the pool, or None while there is none."""
 
     def __init__(self, pool: Callable[[], asyncpg.Pool | None], schema: str,
                  log: structlog.stdlib.BoundLogger) -> None:
         self._pool = pool
-        self._s = _ident(schema)
+        self._s = migrations.ident(schema)
         self._schema = schema
         self.log = log
         self.ready = False
@@ -207,7 +202,7 @@ class KeyStore:
             try:
                 assert pool is not None
                 async with pool.acquire() as conn:
-                    await _migrate(conn, self._schema, self.log)
+                    await migrations.migrate(conn, "tokenrt_router", self._schema, self.log)
                 self.ready = True
                 return
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -265,35 +260,6 @@ class KeyStore:
 
 class KeyStoreUnavailable(Exception):
     """Postgres could not answer; the message says so (never names a key)."""
-
-
-async def _migrate(conn: asyncpg.Connection, schema: str,
-                   log: structlog.stdlib.BoundLogger) -> None:
-    found = sorted((int(e.name[:4]), e.name, e.read_text()) for e in
-                   resources.files("tokenrt_router").joinpath("migrations").iterdir()
-                   if re.fullmatch(r"\d{4}_[a-z0-9_]+\.sql", e.name))
-    s = _ident(schema)
-    lock = int.from_bytes(hashlib.sha256(f"tokenrt.router.migrate.{schema}".encode())
-                          .digest()[:8], "big", signed=True)
-    await conn.execute("SELECT pg_advisory_lock($1)", lock)
-    try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations (version integer "
-                           "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
-                           "DEFAULT now())")
-        done = {r["version"] for r in await conn.fetch(
-            f"SELECT version FROM {s}.schema_migrations")}
-        for version, name, sql in found:
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL search_path TO {s}")
-                await conn.execute(sql)
-                await conn.execute(f"INSERT INTO {s}.schema_migrations VALUES ($1, $2)",
-                                   version, name)
-            log.info("router.migrated", schema=schema, version=version, name=name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", lock)
 
 
 # -- authentication: cache, failed-attempt limit ------------------------------------
@@ -442,7 +408,6 @@ def peer_host(peer: str) -> str:
         return peer
     host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
     return host.strip("[]")
-
 
 
 def keys_for(settings: Settings, static: KeyMap, pool: Callable[[], asyncpg.Pool | None],
