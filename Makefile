@@ -55,8 +55,16 @@ status: setup
 test: setup
 	$(BIN)/pytest -q
 
-# Every benchmark in bench/, one after the other (figures in docs/ and the issue notes).
-bench: bench-counter bench-cache bench-budget bench-ledger bench-compressor bench-router
+# Every benchmark in bench/, one after the other; what they print is also written to
+# docs/benchmarks-latest.md with the date, commit and load (docs/benchmarks.md explains).
+BENCHES := bench-counter bench-cache bench-budget bench-ledger bench-compressor bench-router
+bench: setup
+	@{ echo "# Latest \`make bench\`"; echo; \
+	  echo "$$(date -u '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD 2>/dev/null), $$(nproc) cores, load average at the start $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	  echo; echo '```'; } > docs/benchmarks-latest.md
+	set -o pipefail; $(MAKE) --no-print-directory $(BENCHES) 2>&1 | tee -a docs/benchmarks-latest.md
+	@{ echo '```'; echo; echo "load average at the end $$(cut -d' ' -f1-3 /proc/loadavg)"; } \
+	  >> docs/benchmarks-latest.md
 
 lint: setup
 	$(BIN)/ruff check libs services tests bench examples
