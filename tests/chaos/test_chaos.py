@@ -75,9 +75,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "router: answered requests whose usage event was still waiting for the off-path "
         "flush are lost by the SIGKILL (3 of 918 in a `make chaos` run at 25 req/s); strict: "
         "test_an_answered_request_survives_a_router_sigkill_right_after"),
-    ("kill-budget", "budget_matches_ledger"): (
-        "router: settlements that meet the dead budget are dropped after ~1.4 s of retries; "
-        "strict: test_a_settlement_made_while_the_budget_restarts_is_charged"),
     ("kill-router", "budget_matches_ledger"): (
         "router: settlements waiting for the off-path flush die with the router while their "
         "events got out (budget used 112, reserved 112, ledger 168 in one short run); the "
@@ -258,11 +255,6 @@ def test_an_answered_request_survives_a_router_sigkill_right_after(
     assert audit.lost == 0, audit.examples
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "router: a settlement the budget could not take is retried 3 times over ~1.4 s "
-    "(offpath.RETRIES) and then dropped; the reservation is later given back by expiry, so "
-    "the budget never charges usage the ledger records and a hard limit can be spent past "
-    "its amount by what was dropped"))
 def test_a_settlement_made_while_the_budget_restarts_is_charged(
         chaos_stack: ChaosStack, tmp_path: Path) -> None:
     user = "u-settle-window"

@@ -2,9 +2,11 @@
 
 `Coalescer.add(item)` returns at once; a flush task sends what gathered in one call
 (SettleBatch, StoreBatch, Calibrate, publish_many). A failed flush is retried with
-backoff a few times, then logged with the number of items (settlements not made are
-given back by reservation expiry; usage events never fail here: the publisher falls
-back to its durable outbox).
+backoff a few times, then logged with the number of items; usage events never fail here
+(the publisher falls back to its durable outbox). Settlements are retried for as long as
+`patience_s` (the reservation's lifetime): a commit dropped while the budget restarts
+would leave usage the budget never charges, so a hard limit could be overspent; a commit
+that arrives after its reservation expired is still charged (LATE_COMMITTED).
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import structlog
 
 Item = TypeVar("Item")
 RETRIES = 3
+MAX_BACKOFF_S = 5.0
 
 
 class Coalescer(Generic[Item]):
     def __init__(self, name: str, flush: Callable[[list[Item]], Awaitable[None]],
-                 interval_s: float, max_batch: int, log: structlog.stdlib.BoundLogger) -> None:
+                 interval_s: float, max_batch: int, log: structlog.stdlib.BoundLogger,
+                 patience_s: float = 0.0) -> None:
         self.name = name
         self._flush = flush
         self._interval = interval_s
+        self._patience = patience_s
         self._max = max_batch
         self._log = log
         self._items: list[Item] = []
@@ -50,16 +55,20 @@ class Coalescer(Generic[Item]):
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Item]) -> None:
-        for attempt in range(RETRIES + 1):
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._patience
+        attempt = 0
+        while True:
             try:
                 await self._flush(batch)
                 return
             except Exception as exc:  # a dependency is down: retry, then give up loudly
-                if attempt == RETRIES:
+                if attempt >= RETRIES and loop.time() >= give_up:
                     self._log.error("router.offpath_failed", work=self.name, items=len(batch),
-                                    error=type(exc).__name__)
+                                    error=type(exc).__name__, attempts=attempt + 1)
                     return
-                await asyncio.sleep(0.2 * 2 ** attempt)
+                await asyncio.sleep(min(0.2 * 2 ** attempt, MAX_BACKOFF_S))
+                attempt += 1
 
     async def drain(self) -> None:
         """Send what is pending and wait for every flush in flight (shutdown, tests)."""

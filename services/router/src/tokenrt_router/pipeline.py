@@ -99,7 +99,8 @@ class Router:
                                    settings.router_max_retry_after_seconds)
         every = settings.router_flush_ms / 1000
         self.settlements: Coalescer[budget_pb2.Settlement] = Coalescer(
-            "settle", self._settle, every, 500, log)
+            "settle", self._settle, every, 500, log,
+            patience_s=settings.router_reservation_ttl_seconds)
         self.stores: Coalescer[cache_pb2.StoreRequest] = Coalescer(
             "cache_store", self._store, every, 500, log)
         self.events: Coalescer[events_pb2.UsageEvent] = Coalescer(
@@ -157,10 +158,18 @@ class Router:
         await self.deps.counter.Calibrate(counter_pb2.CalibrateRequest(samples=items))
 
     async def drain(self) -> None:
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
-        for c in (self.settlements, self.stores, self.events, self.samples):
-            await c.drain()
+        """Finish the off-path work (shutdown, tests), within the shutdown grace: a
+        settlement still waiting for a budget that is down then expires with its
+        reservation, as when the router is killed (the usage event is durable first)."""
+        async def everything() -> None:
+            while self._background:
+                await asyncio.gather(*list(self._background), return_exceptions=True)
+            for c in (self.events, self.settlements, self.stores, self.samples):
+                await c.drain()
+        try:
+            await asyncio.wait_for(everything(), self.s.shutdown_grace_seconds)
+        except TimeoutError:
+            self.log.error("router.drain_incomplete", grace_s=self.s.shutdown_grace_seconds)
 
     # -- catalog and providers --------------------------------------------------------
 
