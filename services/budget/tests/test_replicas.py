@@ -92,11 +92,12 @@ async def test_reservations_expire_across_replicas(budget: BudgetEnv, n: int) ->
     stubs = await _two(budget)
     org = new_org()
     await stubs[0].SetLimit(B.SetLimitRequest(limit=limit(f"org:{org}", n)))
+    # A TTL well above the time 50 reserves take on a loaded machine (1 s was not).
     held = await asyncio.gather(*(stubs[i % 2].Reserve(B.ReserveRequest(
-        chain=chain(org), estimated_tokens=1, ttl_seconds=1)) for i in range(n)))
+        chain=chain(org), estimated_tokens=1, ttl_seconds=3)) for i in range(n)))
     assert all(r.decision == K.BUDGET_DECISION_ALLOW for r in held)
     assert (await stubs[1].Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=1,
                                                     dry_run=True))).decision == K.BUDGET_DECISION_DENY
-    await asyncio.sleep(2.5)  # never committed: the sweepers give every hold back
+    await asyncio.sleep(4.5)  # never committed: the sweepers give every hold back
     st = await stubs[1].Status(B.StatusRequest(scope=scope(f"org:{org}")))
     assert (st.limits[0].used, st.limits[0].reserved) == (0, 0)
