@@ -20,7 +20,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
-from tokenrt_common.settings import SettingsError, load_settings
+from tokenrt_common.client import open_channel
+from tokenrt_common.settings import Settings, SettingsError, load_settings
 from tokenrt_router.refusal import DETAIL_KEY
 from tokenrt_router.sim import cli as sim_cli
 
@@ -65,8 +66,9 @@ def _register_keys(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     r.set_defaults(func=keys_command)
 
 
-def _connect(command: str) -> tuple[str, str] | int:
-    """(router address, API key), or exit code 2 with the reason on stderr."""
+def _connect(command: str) -> tuple[Settings, str] | int:
+    """(settings, API key), or exit code 2 with the reason on stderr. The channel is
+    made from the settings, so it speaks TLS when TOKENRT_TLS_MODE asks for it."""
     key = os.environ.get(KEY_ENV, "")
     if not key:
         print(f"tokenrt {command}: set TOKENRT_API_KEY to a router API key", file=sys.stderr)
@@ -76,7 +78,7 @@ def _connect(command: str) -> tuple[str, str] | int:
     except SettingsError as exc:
         print(f"tokenrt {command}: {exc}", file=sys.stderr)
         return 2
-    return settings.endpoint("router").address, key
+    return settings, key
 
 
 def _failed(command: str, exc: grpc.aio.AioRpcError) -> int:
@@ -102,9 +104,9 @@ def keys_command(args: argparse.Namespace) -> int:
         return _failed("keys", exc)
 
 
-async def _keys(address: str, key: str, args: argparse.Namespace) -> int:
+async def _keys(settings: Settings, key: str, args: argparse.Namespace) -> int:
     meta = (("authorization", f"Bearer {key}"),)
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with open_channel(settings, "router") as ch:
         stub = router_pb2_grpc.RouterServiceStub(ch)
         if args.keys_command == "create":
             made = await stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
@@ -168,10 +170,10 @@ def chat_command(args: argparse.Namespace) -> int:
         return _failed("chat", exc)
 
 
-async def _chat(address: str, key: str, req: router_pb2.CompleteRequest,
+async def _chat(settings: Settings, key: str, req: router_pb2.CompleteRequest,
                 args: argparse.Namespace) -> int:
     meta = (("authorization", f"Bearer {key}"),)
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with open_channel(settings, "router") as ch:
         stub = router_pb2_grpc.RouterServiceStub(ch)
         if args.stream:
             done = None
