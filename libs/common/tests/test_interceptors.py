@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -36,6 +37,11 @@ async def stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIter
     raise RuntimeError("broke mid-stream")
 
 
+async def endless(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    while True:  # large items: flow control holds the generator at its yield
+        yield b"x" * 65536
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, Metrics]]:
     metrics = Metrics("test")
@@ -46,6 +52,7 @@ async def server() -> AsyncIterator[tuple[str, Metrics]]:
         "Explode": grpc.unary_unary_rpc_method_handler(explode),
         "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
+        "Endless": grpc.unary_stream_rpc_method_handler(endless),
     })])
     port = srv.add_insecure_port("127.0.0.1:0")
     await srv.start()
@@ -94,6 +101,21 @@ async def test_streaming_failure_is_internal(server) -> None:
     assert got == [b"one"]
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert count(metrics, "/t.T/Stream", "INTERNAL") == 1
+
+
+async def test_a_stream_the_caller_cancels_is_cancelled_not_internal(server) -> None:
+    address, metrics = server
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_stream("/t.T/Endless")(b"", timeout=5)
+        async for _ in call:
+            call.cancel()
+            break
+        for _ in range(100):  # the server notices the cancellation on its own time
+            if count(metrics, "/t.T/Endless", "CANCELLED"):
+                break
+            await asyncio.sleep(0.05)
+    assert count(metrics, "/t.T/Endless", "CANCELLED") == 1
+    assert count(metrics, "/t.T/Endless", "INTERNAL") == 0
 
 
 async def test_client_channel_carries_request_id_and_default_deadline(server) -> None:

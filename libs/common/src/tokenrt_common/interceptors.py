@@ -123,7 +123,8 @@ class _Call:
         try:
             if kind is None:
                 return False
-            if isinstance(exc, asyncio.CancelledError):
+            # A caller that cancels a server stream closes its generator (GeneratorExit).
+            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
                 code = "CANCELLED"
                 return False
             if isinstance(exc, grpc.aio.AbortError) or code not in ("OK", "UNKNOWN"):
