@@ -89,7 +89,17 @@ async def with_ledger(tmp_path: Path, valkey: Valkey, pg_ready: None
         ledger = subprocess.Popen([sys.executable, "-m", "tokenrt_ledger"], env=be.env,
                                   stdout=log, stderr=subprocess.STDOUT)
         try:
-            yield be, be.env["TOKENRT_LEDGER_ADDR"]
+            # The budget's first reserve of an org rebuilds from the ledger: it must answer
+            # first (a slow ledger start made that reserve fail closed under load).
+            address = be.env["TOKENRT_LEDGER_ADDR"]
+            for _ in range(600):
+                if await _ledger_sum(address, "warm-up") >= 0:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the ledger never answered SumUsage: "
+                                     + (tmp_path / "ledger.log").read_text()[-2000:])
+            yield be, address
         finally:
             ledger.kill()
             ledger.wait(10)
