@@ -57,7 +57,7 @@ test: setup
 
 # Every benchmark in bench/, one after the other; what they print is also written to
 # docs/benchmarks-latest.md with the date, commit and load (docs/benchmarks.md explains).
-BENCHES := bench-counter bench-cache bench-budget bench-ledger bench-compressor bench-router
+BENCHES := bench-grpc bench-counter bench-cache bench-budget bench-ledger bench-compressor bench-router
 bench: setup
 	@{ echo "# Latest \`make bench\`"; echo; \
 	  echo "$$(date -u '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD 2>/dev/null), $$(nproc) cores, load average at the start $$(cut -d' ' -f1-3 /proc/loadavg)"; \
@@ -78,6 +78,11 @@ clean:
 .PHONY: bench-counter
 bench-counter: setup
 	$(BIN)/python bench/counter/bench.py
+
+# --- the ceiling: a bare grpc.aio health server and client, no tokenrt code ---
+.PHONY: bench-grpc
+bench-grpc: setup
+	$(BIN)/python bench/grpc_ceiling.py
 
 # --- cache benchmarks (issue 6): Lookup of a 2k-token request over gRPC, semantic set ---
 .PHONY: bench-cache
