@@ -8,6 +8,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -145,14 +146,35 @@ def test_the_embedded_path_works_without_root(closed_infra_env: dict[str, str]) 
         shutil.rmtree(home, ignore_errors=True)
 
 
+def _python_for(as_user: list[str], home: Path) -> list[str]:
+    """A command that runs Python with this venv's packages as the other user.
+
+    The venv's own interpreter is a link into the installing user's home (here /root,
+    mode 0700), which `nobody` cannot enter; the system's Python of the same minor
+    version runs the same wheels, so it is used over the venv's site-packages instead.
+    """
+    candidates = [[sys.executable]]
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if system.exists():
+        site_dir = sysconfig.get_paths()["purelib"]
+        candidates.append([str(system), "-c",
+                           f"import site, sys; site.addsitedir({site_dir!r}); "
+                           "exec(sys.argv[1])"])
+    for python in candidates:
+        probe = [*python, "import tokenrt_cli.infra"] if len(python) > 1 else \
+            [*python, "-c", "import tokenrt_cli.infra"]
+        if subprocess.run([*as_user, *probe], cwd=home, capture_output=True,
+                          check=False).returncode == 0:
+            return python if len(python) > 1 else [*python, "-c"]
+    pytest.skip("the user can run neither this venv's Python nor the system's over its packages")
+
+
 def _run_embedded_as(user: pwd.struct_passwd, home: Path, settings_env: dict[str, str]) -> None:
     as_user = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    if subprocess.run([*as_user, sys.executable, "-c", "import tokenrt_cli.infra"], cwd=home,
-                      capture_output=True, check=False).returncode != 0:
-        pytest.skip("the user cannot run this virtual environment's Python")
+    python = _python_for(as_user, home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRT_")}
     env |= settings_env | {"HOME": str(home)}
-    done = subprocess.run([*as_user, sys.executable, "-c", _AS_OTHER_USER], cwd=home, env=env,
+    done = subprocess.run([*as_user, *python, _AS_OTHER_USER], cwd=home, env=env,
                           capture_output=True, text=True, timeout=150, check=False)
     assert done.returncode == 0, done.stderr
     pids, outcome = (json.loads(line) for line in done.stdout.splitlines()[-2:])

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from tokenrt_cli.procs import is_ours, signal_if_ours, spawn, stop_all
+from tokenrt_cli.procs import _same_command, is_ours, signal_if_ours, spawn, stop_all
 
 
 def test_a_pid_that_no_longer_matches_its_record_is_never_signalled(tmp_path: Path) -> None:
@@ -41,3 +41,13 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path
         assert not is_ours(stubborn)
     finally:
         signal_if_ours(stubborn, signal.SIGKILL)
+
+
+def test_a_server_caught_mid_retitle_is_still_ours() -> None:
+    """valkey-server clears its command line before writing its title: /proc shows it
+    empty for a moment, which once made `tokenrt up` call a starting Valkey dead."""
+    recorded = ("/venv/bin/valkey-server", "/state/valkey.conf")
+    assert _same_command((), recorded)
+    assert _same_command(("", "", ""), recorded)
+    assert _same_command(("/venv/bin/valkey-server 127.0.0.1:6379", "", ""), recorded)
+    assert not _same_command(("/usr/bin/other", "30"), recorded)

@@ -84,9 +84,16 @@ def is_ours(record: ProcessRecord) -> bool:
 
 def _same_command(now: tuple[str, ...] | None, recorded: tuple[str, ...]) -> bool:
     """Equal command lines; or, for a server that retitles itself (valkey-server does:
-    "valkey-server 127.0.0.1:6379"), a title that still begins with the recorded program."""
-    if not now or not recorded:
+    "valkey-server 127.0.0.1:6379"), a title that still begins with the recorded program.
+
+    A retitle clears the old command line before writing the new one: read in between,
+    /proc shows it empty. The start time already tells the process apart from a later one
+    with the same pid, so an empty command line is not taken for another program (it was:
+    "embedded redis exited during start-up" with an empty log, now and then)."""
+    if not recorded:
         return False
+    if not now or not any(now):
+        return True
     return now == recorded or now[0].split(" ", 1)[0] == recorded[0].split(" ", 1)[0]
 
 
