@@ -64,6 +64,17 @@ def test_a_full_request_translates_field_by_field() -> None:
     ({"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 2**70}, "seed"),
     ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2**40},
      "max_tokens"),
+    # Wrong JSON types of fields that are checked but not passed on, or not supported.
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}],
+      "reasoning_effort": ["low"]}, "reasoning_effort"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "metadata": "x"},
+     "metadata"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "store": "yes"}, "store"),
+    # Parameters that would change the answer are refused, not silently dropped.
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"50256": -100}},
+     "logit_bias"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}],
+      "prediction": {"type": "content", "content": "x"}}, "prediction"),
 ])
 def test_bad_fields_are_named(body: dict, param: str) -> None:
     with pytest.raises(wire.WireError) as info:

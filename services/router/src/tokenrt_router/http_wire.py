@@ -96,6 +96,7 @@ def parse_chat(body: object) -> ChatCall:
         raise WireError("logprobs", "logprobs are not supported")
     if body.get("audio") is not None or body.get("modalities") not in (None, ["text"]):
         raise WireError("modalities", "only text output is supported")
+    _ignored(body)
     stream = bool(_opt(body, "stream", bool))
     options = _opt(body, "stream_options", dict)
     include_usage = False
@@ -104,6 +105,20 @@ def parse_chat(body: object) -> ChatCall:
             raise WireError("stream_options", "stream_options is only allowed with stream: true")
         include_usage = bool(_opt(options, "include_usage", bool, "stream_options."))
     return ChatCall(req, model, stream, include_usage)
+
+
+# Accepted and not passed on: they change neither the answer nor what it costs.
+IGNORED: dict[str, type] = {"metadata": dict, "store": bool, "service_tier": str}
+# Would change the answer, and no provider adapter sends them: refused, not dropped.
+UNSUPPORTED = ("logit_bias", "top_logprobs", "prediction", "functions", "function_call")
+
+
+def _ignored(body: dict[str, Any]) -> None:
+    for key, kind in IGNORED.items():
+        _opt(body, key, kind)
+    for key in UNSUPPORTED:
+        if body.get(key) not in (None, {}, [], 0):
+            raise WireError(key, f"{key} is not supported by tokenrt")
 
 
 def _opt(obj: dict[str, Any], key: str, kind: type | tuple[type, ...],
@@ -243,7 +258,7 @@ def _sampling(body: dict[str, Any], s: common_pb2.SamplingParams) -> None:
     parallel = _opt(body, "parallel_tool_calls", bool)
     if parallel is not None:
         s.parallel_tool_calls = parallel
-    effort = body.get("reasoning_effort")
+    effort = _opt(body, "reasoning_effort", str)
     if effort is not None:
         if effort not in EFFORTS:
             raise WireError("reasoning_effort",
