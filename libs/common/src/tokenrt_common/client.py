@@ -22,6 +22,19 @@ def open_channel(settings: Settings, service: str) -> grpc.aio.Channel:
     return open_channel_to(settings.endpoint(service).address, settings)
 
 
+RECONNECT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+# A probe polls a server that is starting: try again at once rather than after a second.
+PROBE_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 250),
+]
+
+
 def open_channel_to(address: str, settings: Settings) -> grpc.aio.Channel:
     limit = settings.grpc_max_message_bytes
     options: list[tuple[str, Any]] = [
@@ -33,6 +46,9 @@ def open_channel_to(address: str, settings: Settings) -> grpc.aio.Channel:
         # Spread calls over every address the name resolves to (a headless Service
         # resolves to all its ready pods).
         ("grpc.lb_policy_name", "round_robin"),
+        # After a dependency restarts, reconnect within seconds: gRPC's own backoff grows
+        # to 120 s, so a service could wait minutes for a dependency that is long back.
+        *RECONNECT_OPTIONS,
     ]
     credentials = channel_credentials(settings)
     if credentials is None:
@@ -66,8 +82,9 @@ def open_sync_channel(address: str, settings: Settings) -> grpc.Channel:
     """A blocking channel (probes, tests, scripts) with the same plaintext or TLS choice."""
     credentials = channel_credentials(settings)
     if credentials is None:
-        return grpc.insecure_channel(address)
-    return grpc.secure_channel(address, credentials, options=tls_options(settings))
+        return grpc.insecure_channel(address, options=PROBE_OPTIONS)
+    return grpc.secure_channel(address, credentials,
+                               options=PROBE_OPTIONS + tls_options(settings))
 
 
 def _with_defaults(details: grpc.aio.ClientCallDetails, timeout: float) -> Any:
