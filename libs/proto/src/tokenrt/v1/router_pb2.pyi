@@ -305,7 +305,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[RoutableModel, _Mapping]]] = ...) -> None: ...
 
 class ApiKey(_message.Message):
-    __slots__ = ("api_key_id", "name", "tenant", "admin", "key_prefix", "created_at", "revoked_at", "last_used_at")
+    __slots__ = ("api_key_id", "name", "tenant", "admin", "key_prefix", "created_at", "revoked_at", "last_used_at", "service")
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +314,7 @@ class ApiKey(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
     api_key_id: str
     name: str
     tenant: _common_pb2.Tenant
@@ -322,17 +323,20 @@ class ApiKey(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     revoked_at: _timestamp_pb2.Timestamp
     last_used_at: _timestamp_pb2.Timestamp
-    def __init__(self, api_key_id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[_Union[_common_pb2.Tenant, _Mapping]] = ..., admin: _Optional[bool] = ..., key_prefix: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    service: bool
+    def __init__(self, api_key_id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[_Union[_common_pb2.Tenant, _Mapping]] = ..., admin: _Optional[bool] = ..., key_prefix: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[bool] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("tenant", "name", "admin")
+    __slots__ = ("tenant", "name", "admin", "service")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADMIN_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
     tenant: _common_pb2.Tenant
     name: str
     admin: bool
-    def __init__(self, tenant: _Optional[_Union[_common_pb2.Tenant, _Mapping]] = ..., name: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...
+    service: bool
+    def __init__(self, tenant: _Optional[_Union[_common_pb2.Tenant, _Mapping]] = ..., name: _Optional[str] = ..., admin: _Optional[bool] = ..., service: _Optional[bool] = ...) -> None: ...
 
 class CreateApiKeyResponse(_message.Message):
     __slots__ = ("api_key", "secret")
