@@ -390,3 +390,40 @@ async def test_queue_waits_for_a_rolling_window_then_serves_or_times_out(router,
         await router.Complete(impatient, metadata=AUTH, timeout=15)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert detail_of(info.value).reason == T.ERROR_REASON_BUDGET_QUEUE_TIMEOUT
+
+
+async def sim_requests(sim_url: str) -> int:
+    async with aiohttp.ClientSession() as s, s.get(sim_url + "/sim/stats") as r:
+        return int((await r.json())["requests"])
+
+
+async def test_a_request_whose_deadline_passes_while_queued_is_given_up_unsent(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    """Queued for budget capacity due after the caller's deadline: the router gives up at
+    once with its own DEADLINE_EXCEEDED (not the caller's timer), sends nothing to the
+    provider, holds and charges nothing, and records the request."""
+    first = request("deadline one " + uuid.uuid4().hex)
+    session = first.session_id
+    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+        scope=session_scope(router_env, session), metric=T.LIMIT_METRIC_REQUESTS,
+        period=T.LIMIT_PERIOD_ROLLING, rolling_window_seconds=60, limit=1,
+        action=T.LIMIT_ACTION_QUEUE, name="one a minute")), timeout=10)
+    answered = (await router.Complete(first, metadata=AUTH, timeout=15)).completion
+    sent = await sim_requests(sim_url)
+
+    queued = request("deadline two " + uuid.uuid4().hex, max_queue_wait_ms=120_000)
+    queued.session_id = session
+    t0 = asyncio.get_running_loop().time()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.Complete(queued, metadata=AUTH, timeout=3)
+    took = asyncio.get_running_loop().time() - t0
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "caller's deadline" in (info.value.details() or ""), info.value.details()
+    assert detail_of(info.value).reason == T.ERROR_REASON_BUDGET_QUEUE_TIMEOUT
+    assert took < 3
+    assert await sim_requests(sim_url) == sent
+    events = await session_events(ledger, router_env["org"], session, n=2)
+    [e] = [e for e in events if e.event_id != answered.event_id]
+    assert e.status == events_pb2.USAGE_STATUS_THROTTLED and e.cost_nusd == 0
+    assert e.error_code == "DEADLINE_EXCEEDED"
+    st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, session)))
+    assert [(lim.used, lim.reserved) for lim in st.limits] == [(1, 0)]

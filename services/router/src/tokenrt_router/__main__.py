@@ -54,6 +54,7 @@ def build(runtime: Runtime) -> list:  # type: ignore[type-arg]
 async def _lifecycle(router: Router, publisher: Publisher,
                      providers: dict[str, Provider]) -> None:
     await publisher.start()
+    router.start()  # replays what a router before this one left in the journal
     try:
         await asyncio.Event().wait()
     finally:

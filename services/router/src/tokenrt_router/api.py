@@ -4,6 +4,7 @@ to statuses with an ErrorDetail in the trailing metadata. No logic of its own.""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -56,10 +57,14 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
         caller = await self._caller(context)
         rid = req.request_id or request_id.get() or new_request_id()
         try:
-            return new_job(caller, req, rid, stream)
+            job = new_job(caller, req, rid, stream)
         except Refusal as r:
             await context.abort(r.code, r.message, trailing_metadata=r.trailers(rid))
             raise
+        remaining = context.time_remaining()
+        if remaining is not None:  # the pipeline gives up once the caller stops waiting
+            job.deadline = time.monotonic() + remaining
+        return job
 
     async def Complete(self, request: router_pb2.CompleteRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> router_pb2.CompleteResponse:

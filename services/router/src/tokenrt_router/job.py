@@ -75,6 +75,8 @@ class Job:
     error_reason: int = 0
     error_message: str = ""
     stored: bool = False
+    # When the caller stops waiting (time.monotonic() seconds; 0: no deadline).
+    deadline: float = 0.0
 
     @property
     def tenant(self) -> common_pb2.Tenant:

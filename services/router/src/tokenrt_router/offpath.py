@@ -7,13 +7,17 @@ backoff a few times, then logged with the number of items; usage events never fa
 `patience_s` (the reservation's lifetime): a commit dropped while the budget restarts
 would leave usage the budget never charges, so a hard limit could be overspent; a commit
 that arrives after its reservation expired is still charged (LATE_COMMITTED).
+
+A flush may return the items it must send again (those a dependency refused as
+unavailable); only they are retried. Items may carry a ticket (their journal record,
+journal.py): `done(tickets)` is called once their batch is sent or given up on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import structlog
 
@@ -22,22 +26,33 @@ RETRIES = 3
 MAX_BACKOFF_S = 5.0
 
 
+Flush = Callable[[list[Item]], Awaitable[Sequence[Item] | None]]
+
+
+def _nothing(tickets: list[Any]) -> None:
+    pass
+
+
 class Coalescer(Generic[Item]):
-    def __init__(self, name: str, flush: Callable[[list[Item]], Awaitable[None]],
-                 interval_s: float, max_batch: int, log: structlog.stdlib.BoundLogger,
-                 patience_s: float = 0.0) -> None:
+    def __init__(self, name: str, flush: Flush[Item], interval_s: float, max_batch: int,
+                 log: structlog.stdlib.BoundLogger, patience_s: float = 0.0,
+                 done: Callable[[list[Any]], None] = _nothing) -> None:
         self.name = name
         self._flush = flush
+        self._done = done
         self._interval = interval_s
         self._patience = patience_s
         self._max = max_batch
         self._log = log
         self._items: list[Item] = []
+        self._tickets: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, item: Item) -> None:
+    def add(self, item: Item, ticket: Any = None) -> None:
         self._items.append(item)
+        if ticket is not None:
+            self._tickets.append(ticket)
         if len(self._items) >= self._max:
             self._kick()
         elif self._timer is None:
@@ -50,25 +65,35 @@ class Coalescer(Generic[Item]):
         if not self._items:
             return
         batch, self._items = self._items, []
-        task = asyncio.create_task(self._send(batch), name=f"offpath-{self.name}")
+        tickets, self._tickets = self._tickets, []
+        task = asyncio.create_task(self._send(batch, tickets), name=f"offpath-{self.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[Item]) -> None:
+    async def _send(self, batch: list[Item], tickets: list[Any]) -> None:
+        await self._retrying(batch)  # (cancelled: not done, the journal keeps the items)
+        if tickets:
+            self._done(tickets)
+
+    async def _retrying(self, batch: list[Item]) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._patience
         attempt = 0
         while True:
+            error = ""
             try:
-                await self._flush(batch)
-                return
-            except Exception as exc:  # a dependency is down: retry, then give up loudly
-                if attempt >= RETRIES and loop.time() >= give_up:
-                    self._log.error("router.offpath_failed", work=self.name, items=len(batch),
-                                    error=type(exc).__name__, attempts=attempt + 1)
+                again = await self._flush(batch)
+                if not again:
                     return
-                await asyncio.sleep(min(0.2 * 2 ** attempt, MAX_BACKOFF_S))
-                attempt += 1
+                batch, error = list(again), "item unavailable"
+            except Exception as exc:  # a dependency is down: retry, then give up loudly
+                error = type(exc).__name__
+            if attempt >= RETRIES and loop.time() >= give_up:
+                self._log.error("router.offpath_failed", work=self.name, items=len(batch),
+                                error=error, attempts=attempt + 1)
+                return
+            await asyncio.sleep(min(0.2 * 2 ** attempt, MAX_BACKOFF_S))
+            attempt += 1
 
     async def drain(self) -> None:
         """Send what is pending and wait for every flush in flight (shutdown, tests)."""

@@ -2,7 +2,14 @@
 
 Critical path: count ‖ cache lookup → selection → budget reserve (degrade / queue loop)
 → compression when needed → provider call. Off the path, coalesced: budget settlement,
-cache store, usage event, calibration sample.
+cache store, usage event, calibration sample. The usage event and the settlement are
+written to the journal (journal.py: one write(2)) before the answer is returned, so a
+router that dies right after answering loses neither: the next one replays them.
+
+Deadlines: before each costly stage (budget reserve, compression, provider call) and
+before a budget queue wait, a request whose caller's deadline has passed (or would pass
+during the wait) is given up with DEADLINE_EXCEEDED; its reservation is released and
+nothing is charged (the provider was not called).
 
 Failure policies: cache down → skipped; counter down → a byte-based upper estimate;
 compressor down → uncompressed when it fits, else CONTEXT_TOO_LONG; budget down →
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 import structlog
@@ -39,6 +47,7 @@ from tokenrt_pricing.model import ModelEntry
 from tokenrt_router import select, tasks
 from tokenrt_router.batching import Batcher, ItemFailed
 from tokenrt_router.job import PROVIDERS, Job, completion, now_ts, usage_event
+from tokenrt_router.journal import Journal, Segment
 from tokenrt_router.offpath import Coalescer
 from tokenrt_router.providers import calls
 from tokenrt_router.providers.base import (
@@ -51,7 +60,7 @@ from tokenrt_router.providers.base import (
     StreamEnd,
 )
 from tokenrt_router.refusal import Refusal, invalid
-from tokenrt_usage.publisher import Publisher
+from tokenrt_usage.publisher import Publisher, default_outbox_path
 
 T = common_pb2
 E = events_pb2
@@ -64,6 +73,10 @@ LATENCY_WEIGHT = 0.2  # of the newest request in the moving average of provider 
 MIN_CLAMPED_OUTPUT = 256
 DEFAULT_QUEUE_WAIT_MS = 2000
 SAMPLES_MIN_TOKENS = 1
+# Item errors of a SettleBatch that are sent again (the budget's Redis is away, a replica
+# is shutting down); the others (an unknown reservation: expired, or released already) are
+# final.
+SETTLE_AGAIN = {S.UNAVAILABLE.value[0], S.DEADLINE_EXCEEDED.value[0], S.ABORTED.value[0]}
 PROVIDER_FAILURE = {Failure.RATE_LIMITED: common_pb2.ERROR_REASON_PROVIDER_RATE_LIMITED,
                     Failure.TIMEOUT: common_pb2.ERROR_REASON_PROVIDER_TIMEOUT,
                     Failure.UNREACHABLE: common_pb2.ERROR_REASON_PROVIDER_UNAVAILABLE}
@@ -98,13 +111,15 @@ class Router:
                                    settings.router_provider_retries,
                                    settings.router_max_retry_after_seconds)
         every = settings.router_flush_ms / 1000
+        self.journal = Journal(journal_folder(settings), log)
+        self.journal.open()
         self.settlements: Coalescer[budget_pb2.Settlement] = Coalescer(
             "settle", self._settle, every, 500, log,
-            patience_s=settings.router_reservation_ttl_seconds)
+            patience_s=settings.router_reservation_ttl_seconds, done=self._journaled)
         self.stores: Coalescer[cache_pb2.StoreRequest] = Coalescer(
             "cache_store", self._store, every, 500, log)
         self.events: Coalescer[events_pb2.UsageEvent] = Coalescer(
-            "usage", self._publish, every, 500, log)
+            "usage", self._publish, every, 500, log, done=self._journaled)
         self.samples: Coalescer[counter_pb2.CalibrationSample] = Coalescer(
             "calibrate", self._calibrate, 20 * every, 500, log)
         # Measured provider latency per model (ms, moving average), scored by selection.
@@ -123,8 +138,36 @@ class Router:
 
     # -- off-path flushes -------------------------------------------------------------
 
-    async def _settle(self, items: list[budget_pb2.Settlement]) -> None:
-        await self.deps.budget.SettleBatch(budget_pb2.SettleBatchRequest(settlements=items))
+    def start(self) -> None:
+        """Replay what a previous router left in the journal (its answered requests' events
+        and settlements); each record is done again through the coalescers."""
+        found = self.journal.recover()
+        for seg, entries in found:
+            for e in entries:
+                try:
+                    event = events_pb2.UsageEvent.FromString(e.event)
+                    settle = budget_pb2.Settlement.FromString(e.settlement) \
+                        if e.settlement else None
+                except Exception:  # a record that passed its CRC cannot be parsed: a bug
+                    self.log.error("router.journal_bad_record", path=str(seg.path))
+                    self.journal.done(seg, 2 if e.settlement else 1)
+                    continue
+                self.events.add(event, seg)
+                if settle is not None:
+                    self.settlements.add(settle, seg)
+        if found:
+            self.log.info("router.journal_replayed", segments=len(found),
+                          records=sum(len(entries) for _, entries in found))
+
+    def _journaled(self, tickets: list[Segment]) -> None:
+        for seg in tickets:
+            self.journal.done(seg)
+
+    async def _settle(self, items: list[budget_pb2.Settlement]) -> list[budget_pb2.Settlement]:
+        resp = await self.deps.budget.SettleBatch(
+            budget_pb2.SettleBatchRequest(settlements=items))
+        return [item for item, r in zip(items, resp.results, strict=False)
+                if r.WhichOneof("result") == "error" and r.error.code in SETTLE_AGAIN]
 
     async def _count_many(self, items: list[counter_pb2.CountMessagesRequest]
                           ) -> list[counter_pb2.CountMessagesResult]:
@@ -158,9 +201,9 @@ class Router:
         await self.deps.counter.Calibrate(counter_pb2.CalibrateRequest(samples=items))
 
     async def drain(self) -> None:
-        """Finish the off-path work (shutdown, tests), within the shutdown grace: a
-        settlement still waiting for a budget that is down then expires with its
-        reservation, as when the router is killed (the usage event is durable first)."""
+        """Finish the off-path work (shutdown), within the shutdown grace; what is still
+        waiting then (a settlement for a budget that is down) stays in the journal and the
+        next router started on the same state folder replays it."""
         async def everything() -> None:
             while self._background:
                 await asyncio.gather(*list(self._background), return_exceptions=True)
@@ -170,6 +213,7 @@ class Router:
             await asyncio.wait_for(everything(), self.s.shutdown_grace_seconds)
         except TimeoutError:
             self.log.error("router.drain_incomplete", grace_s=self.s.shutdown_grace_seconds)
+        self.journal.close()  # what is not done stays in it for the next router
 
     # -- catalog and providers --------------------------------------------------------
 
@@ -219,7 +263,9 @@ class Router:
         self.rank(job)
         if dry_run:
             return
+        _in_time(job, "the budget reservation")
         await self._reserve(job)
+        _in_time(job, "compression")
         await self._compress(job)
 
     async def _count(self, job: Job) -> None:
@@ -398,6 +444,13 @@ class Router:
                 queued_since = queued_since or time.monotonic_ns()
                 waited = (time.monotonic_ns() - queued_since) // 1_000_000
                 pause = max(resp.retry_after_ms, 50)
+                if job.deadline and time.monotonic() + pause / 1000 >= job.deadline:
+                    job.queue_wait_ms = waited
+                    raise Refusal(S.DEADLINE_EXCEEDED, T.ERROR_REASON_BUDGET_QUEUE_TIMEOUT,
+                                  f"queued {waited} ms for budget capacity; the next is due "
+                                  f"in {resp.retry_after_ms} ms, after the caller's deadline; "
+                                  "given up: nothing was sent to the provider",
+                                  detail, E.USAGE_STATUS_THROTTLED)
                 if waited + pause <= max_wait:  # capacity is due within the bound
                     await asyncio.sleep(pause / 1000)
                     continue
@@ -588,6 +641,7 @@ class Router:
                 return completion(job)
             routes = self.routes(job)
             outcome = calls.Outcome()
+            _in_time(job, "the provider call")
             t0 = time.monotonic_ns()
             provider_called = True
             try:
@@ -650,22 +704,30 @@ class Router:
             and job.served.name == job.anchor and job.compression is None)
 
     def finish(self, job: Job, chunks: list[cache_pb2.ChunkBoundary] | None = None) -> None:
-        """Hand the off-path work to the coalescers: settlement, store, event, sample."""
+        """Journal the usage event and the settlement (one write), then hand the off-path
+        work to the coalescers: settlement, store, event, sample."""
         if job.served is not None and job.provider_ns and not job.hit:
             ms = job.provider_ns / 1e6
             before = self.latency.get(job.served.name)
             self.latency[job.served.name] = ms if before is None else \
                 before + LATENCY_WEIGHT * (ms - before)
+        settlement = None
         if job.reservation_id:
             if job.charged and job.cost is not None:
-                self.settlements.add(budget_pb2.Settlement(commit=budget_pb2.CommitRequest(
+                settlement = budget_pb2.Settlement(commit=budget_pb2.CommitRequest(
                     reservation_id=job.reservation_id,
                     actual_tokens=job.usage.input_tokens + job.usage.output_tokens,
                     actual_cost_nusd=job.cost.total_nusd, chain=self._chain(job),
-                    request_id=job.request_id)))
+                    request_id=job.request_id))
             else:
-                self.settlements.add(budget_pb2.Settlement(release=budget_pb2.ReleaseRequest(
-                    reservation_id=job.reservation_id, request_id=job.request_id)))
+                settlement = budget_pb2.Settlement(release=budget_pb2.ReleaseRequest(
+                    reservation_id=job.reservation_id, request_id=job.request_id))
+        event = usage_event(job)
+        seg = self.journal.append(event.SerializeToString(),
+                                  settlement.SerializeToString() if settlement else b"")
+        self.events.add(event, seg)
+        if settlement is not None:
+            self.settlements.add(settlement, seg)
         if job.stored and job.lookup is not None and job.served is not None:
             self.stores.add(cache_pb2.StoreRequest(
                 tenant=job.tenant, key=job.lookup.key,
@@ -681,7 +743,6 @@ class Router:
                     served_model=job.served.name,
                     provider=PROVIDERS.get(job.served.provider, T.PROVIDER_UNSPECIFIED),
                     origin_request_id=job.request_id, chunks=chunks or [])))
-        self.events.add(usage_event(job))
         if (job.usage_source == T.USAGE_SOURCE_PROVIDER_REPORTED and job.served is not None
                 and job.served.name == job.anchor and job.compression is None
                 and job.count is not None and job.usage.input_tokens >= SAMPLES_MIN_TOKENS):
@@ -729,12 +790,16 @@ class Router:
         outcome = calls.Outcome()
         t0 = time.monotonic_ns()
         try:
+            _in_time(job, "the provider call")
             route, first, gen = await calls.open_stream(routes, self.build(job), self.policy,
                                                         self.breaker, outcome)
         except ProviderError as err:
             refusal = self._provider_refusal(job, err, outcome)
             self.refused(job, refusal)
             raise refusal from None
+        except Refusal as r:
+            self.refused(job, r)
+            raise
         job.attempts = outcome.attempts
         self._served(job, route)
         yield R.StreamCompleteResponse(start=R.CompletionStart(
@@ -830,6 +895,13 @@ class Router:
         self.finish(job)
 
 
+def journal_folder(settings: Settings) -> Path:
+    """The journal beside the publisher's outbox (`<outbox stem>.journal/`): a router
+    started again with the same outbox finds both."""
+    outbox = default_outbox_path(settings)
+    return outbox.parent / (outbox.stem + ".journal")
+
+
 def _delta_pb(d: replay.Delta) -> router_pb2.CompletionDelta:
     return router_pb2.CompletionDelta(text=d.text, tool_calls=[
         router_pb2.ToolCallDelta(index=p.index, id=p.id, name=p.name,
@@ -856,6 +928,18 @@ def _serves(provider: Provider, model_id: str) -> bool:
     without that notion serves every model of its kind)."""
     serves = getattr(provider, "serves", None)
     return serves is None or bool(serves(model_id))
+
+
+def _in_time(job: Job, stage: str) -> None:
+    """Give up a request whose caller has stopped waiting, before `stage` costs anything."""
+    if not job.deadline:
+        return
+    late = time.monotonic() - job.deadline
+    if late >= 0:
+        raise Refusal(S.DEADLINE_EXCEEDED, T.ERROR_REASON_UNSPECIFIED,
+                      f"the caller's deadline passed {late * 1000:.0f} ms before {stage}; "
+                      "the request was given up: nothing was sent to the provider and "
+                      "nothing is charged", None, E.USAGE_STATUS_CANCELLED)
 
 
 def _check(req: router_pb2.CompleteRequest) -> None:
