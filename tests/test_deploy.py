@@ -681,8 +681,8 @@ def transform(k: dict[str, Any], objects: list[dict[str, Any]]) -> None:
     for patch in k.get("patches", []):
         target = patch["target"]
         assert set(target) == {"kind", "name"}, "the renderer knows kind and name targets only"
-        hits = [o for o in objects if o["kind"] == target["kind"]
-                and re.fullmatch(target["name"], o["metadata"]["name"])]  # a name is a regex
+        hits = [o for o in objects if re.fullmatch(target["kind"], o["kind"])
+                and re.fullmatch(target["name"], o["metadata"]["name"])]  # both are regexes
         assert hits, f"patch target {target} matches nothing"
         for hit in hits:
             json_patch(hit, yaml.safe_load(patch["patch"]))
@@ -695,6 +695,9 @@ def transform(k: dict[str, Any], objects: list[dict[str, Any]]) -> None:
             template = obj.get("spec", {}).get("template")
             if label.get("includeTemplates") and template:
                 template["metadata"].setdefault("labels", {}).update(label["pairs"])
+            for claim in obj.get("spec", {}).get("volumeClaimTemplates", []):  # as kustomize
+                if label.get("includeTemplates"):
+                    claim["metadata"].setdefault("labels", {}).update(label["pairs"])
         pod = obj.get("spec", {}).get("template", {}).get("spec", {})
         for container in pod.get("containers", []):
             for image in k.get("images", []):
@@ -812,9 +815,17 @@ def test_manifests_validate_against_kubernetes_schemas(overlay: str, rendered: d
               for e in k8s_errors(obj, version)]
     assert errors == []
     # Strict: an unknown field (a typo) fails.
-    broken = copy.deepcopy(rendered[overlay][("Deployment", "router")])
+    broken = copy.deepcopy(rendered[overlay][workload_key("router")])
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     assert k8s_errors(broken, K8S_VERSIONS[-1])
+
+
+# The router keeps a journal on disk, so it is a StatefulSet; the other services Deployments.
+WORKLOADS = {"router": "StatefulSet"}
+
+
+def workload_key(name: str) -> tuple[str, str]:
+    return WORKLOADS.get(name, "Deployment"), name
 
 
 @pytest.fixture(scope="module")
@@ -862,7 +873,7 @@ def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
 def test_k8s_deployment(service: str, production: dict) -> None:
     config, settings = config_of(production), settings_of(production)
     endpoint = settings.endpoint(service)
-    deployment = production[("Deployment", service)]
+    deployment = production[workload_key(service)]
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
     container = container_of(deployment)
@@ -928,8 +939,8 @@ def test_router_reads_its_keys_file_from_the_secret(rendered: dict, tmp_path: Pa
         objects = rendered[overlay]
         settings = settings_of(objects)
         keys_file = Path(settings.router_keys_file)
-        spec = objects[("Deployment", "router")]["spec"]["template"]["spec"]
-        mounts = {m["name"]: m for m in container_of(objects[("Deployment", "router")])
+        spec = objects[workload_key("router")]["spec"]["template"]["spec"]
+        mounts = {m["name"]: m for m in container_of(objects[workload_key("router")])
                   ["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
         (name,) = [n for n, m in mounts.items() if m["mountPath"] == str(keys_file.parent)]
@@ -962,7 +973,7 @@ def test_provider_keys_are_in_the_secret_not_the_configmap(production: dict) -> 
 @pytest.mark.parametrize("service", SERVICES)
 def test_k8s_service_hpa_and_pdb_match_the_deployment(service: str, production: dict) -> None:
     endpoint = settings_of(production).endpoint(service)
-    deployment = production[("Deployment", service)]
+    deployment = production[workload_key(service)]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
 
     svc = production[("Service", service)]
@@ -975,7 +986,8 @@ def test_k8s_service_hpa_and_pdb_match_the_deployment(service: str, production: 
     if service in AUTOSCALED:
         assert hpa is not None, f"{service} has no HorizontalPodAutoscaler"
         assert hpa["apiVersion"] == "autoscaling/v2"
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1",
+                                                 "kind": workload_key(service)[0],
                                                  "name": service}
         assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
         assert any(m["type"] == "Resource" and m["resource"]["name"] == "cpu"
@@ -989,8 +1001,20 @@ def test_k8s_service_hpa_and_pdb_match_the_deployment(service: str, production: 
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
+def test_the_routers_journal_outlives_its_pod(production: dict) -> None:
+    """The usage journal and outbox (TOKENRT_STATE_DIR) are on a volume claim of the
+    router's StatefulSet: a replacement pod gets the same claim and replays them."""
+    router = production[workload_key("router")]
+    assert router["spec"]["serviceName"] == "router"
+    (claim,) = router["spec"]["volumeClaimTemplates"]
+    mounts = {m["mountPath"]: m["name"] for m in container_of(router)["volumeMounts"]}
+    assert mounts[settings_of(production).state_dir] == claim["metadata"]["name"]
+    assert claim["metadata"]["name"] not in {
+        v["name"] for v in router["spec"]["template"]["spec"]["volumes"]}
+
+
 def test_router_http_service(production: dict) -> None:
-    router = production[("Deployment", "router")]
+    router = production[workload_key("router")]
     svc = production[("Service", "router-http")]
     assert svc["spec"]["selector"].items() <= router["spec"]["template"]["metadata"]["labels"].items()
     (port,) = svc["spec"]["ports"]
@@ -1021,11 +1045,11 @@ def test_tls_component(rendered: dict, tmp_path: Path) -> None:
     files = {"TOKENRT_TLS_CA_FILE": "ca.crt", "TOKENRT_TLS_CERT_FILE": "tls.crt",
              "TOKENRT_TLS_KEY_FILE": "tls.key"}  # the Secret layout cert-manager writes
     for service in SERVICES:
-        deployment = objects[("Deployment", service)]
+        deployment = objects[workload_key(service)]
         container = container_of(deployment)
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-        (mount,) = [m for m in container["volumeMounts"]
-                    if volumes[m["name"]].get("secret", {}).get("secretName") == "tokenrt-tls"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] in volumes
+                    and volumes[m["name"]].get("secret", {}).get("secretName") == "tokenrt-tls"]
         assert mount["readOnly"] is True
         for key, name in files.items():
             assert config[key] == f"{mount['mountPath']}/{name}"
@@ -1035,7 +1059,7 @@ def test_tls_component(rendered: dict, tmp_path: Path) -> None:
         assert container["readinessProbe"]["timeoutSeconds"] < \
             container["readinessProbe"]["periodSeconds"]
         # Nothing else changes.
-        assert container["ports"] == container_of(production[("Deployment", service)])["ports"]
+        assert container["ports"] == container_of(production[workload_key(service)])["ports"]
     # With the files in place the settings load, in mutual TLS.
     for name in files.values():
         (tmp_path / name).write_text("PEM")
@@ -1104,7 +1128,7 @@ def allowed(objects: dict, src: Pod, dst: Pod, port: int, protocol: str = "TCP")
 
 
 def pod_of(objects: dict, name: str) -> Pod:
-    deployment = objects[("Deployment", name)]
+    deployment = objects[workload_key(name)]
     template = deployment["spec"]["template"]
     ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
     return Pod(deployment["metadata"]["namespace"], template["metadata"]["labels"], ports)
