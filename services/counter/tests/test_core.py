@@ -101,6 +101,33 @@ def test_a_repeated_chunk_costs_a_lookup_not_a_bpe_pass() -> None:
     assert spy.calls == calls + 1  # only the changed last chunk was counted
 
 
+def test_a_repeated_message_costs_a_lookup_and_keeps_every_answer() -> None:
+    """IDE requests resend the same messages: a message seen before is one serialisation,
+    one hash and one lookup (no text is read or counted), and every answer stays the one
+    a fresh counter gives: per model (the image formula differs), per message index in
+    errors, and for an estimated model under its current fit."""
+    counter = Counter(TOKENIZERS, CountCache(1 << 22))
+    files = [msg(U, f"# file {i}\n{CODE_FILE}") for i in range(3)]
+    image = c.Message(role=U, content=[c.ContentPart(image=c.ImagePart(
+        data=png(1024, 1024), media_type="image/png", detail=c.IMAGE_DETAIL_HIGH))])
+    chat = [*files, image, msg(U, "why?")]
+    for model in ("gpt-4o", "gpt-4o-mini", "gpt-4", "claude-sonnet-4-5"):
+        entry = CATALOG.resolve(model).entry
+        fresh = Counter(TOKENIZERS, CountCache(1 << 22)).count_messages(entry, chat, [])
+        assert counter.count_messages(entry, chat, []) == fresh
+        counted = counter.cache.misses
+        again = counter.count_messages(entry, [*chat[:-1], msg(U, "and now?")], [])
+        # one miss: the new question; the files and the image were looked up
+        assert counter.cache.misses == counted + 1
+        assert again.messages[:-1] == fresh.messages[:-1]
+    mini = counter.count_messages(CATALOG.resolve("gpt-4o-mini").entry, [image], [])
+    assert mini.messages[0][1] == 2833 + 4 * 5667  # not gpt-4o's 765 from the cache
+    with pytest.raises(MessageError) as err:
+        counter.count_messages(CATALOG.resolve("gpt-4o").entry,
+                               [*files, c.Message(role=U, content=[c.ContentPart()])], [])
+    assert err.value.field == "messages[3].content[0]"
+
+
 def test_cache_is_memory_bounded() -> None:
     cache = CountCache(max_bytes=100 * chunks.ENTRY_BYTES)
     for i in range(1000):

@@ -50,6 +50,11 @@ def digest(text: str) -> int:
     return xxhash.xxh3_128_intdigest(text.encode("utf-8", "surrogatepass"))
 
 
+def digest_bytes(data: bytes) -> int:
+    """The key of serialised content (a protobuf message: equal bytes, equal content)."""
+    return xxhash.xxh3_128_intdigest(data)
+
+
 class CountCache:
     """A memory-bounded LRU of (tokenizer id, content hash) -> value, safe across threads."""
 

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tokenrt.v1 import common_pb2
 from tokenrt_counter import chunks, estimator, images
@@ -34,6 +34,7 @@ DETAILS = {common_pb2.IMAGE_DETAIL_LOW: "low", common_pb2.IMAGE_DETAIL_HIGH: "hi
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
+TOOLS_END = 12  # once after all tool definitions (the cookbook's func_end)
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,9 @@ class Counter:
                        tools: Sequence[common_pb2.Tool],
                        sampling: common_pb2.SamplingParams | None = None,
                        budget: Budget | None = None) -> MessagesCount:
-        check_messages(messages, tools)
-        encoder = self.encoder(entry)
+        if not messages:
+            raise MessageError("messages", "messages is empty: a chat request needs at least one")
+        encoder = self.encoder(entry)  # messages and tools are checked when first counted
         if encoder is None:
             return self._estimate_messages(entry, messages, tools, sampling, budget)
         return self._openai_messages(entry, encoder, messages, tools, sampling, budget)
@@ -232,28 +234,31 @@ class Counter:
         if not framing.documented:
             uncertain += framing.priming + framing.per_message * len(messages)
         per_message: list[tuple[int, int]] = []
-        for m in messages:
-            tokens = framing.per_message + count(ROLES[m.role])
-            image_tokens = 0
-            for part in m.content:
-                if part.HasField("image"):
-                    cost = self._image(entry, part.image)
-                    image_tokens += cost.tokens
-                    if not cost.exact:
-                        uncertain += cost.tokens
-                else:
-                    tokens += count(part.text)
-            if m.name:
-                tokens += count(m.name) + framing.per_name
-            if m.tool_call_id:
-                tokens += count(m.tool_call_id)
-            for call in m.tool_calls:  # rendering undocumented: name + arguments + framing
-                n = count(call.name) + count(call.arguments_json) + TOKENS_PER_MESSAGE
-                tokens += n
-                uncertain += n
-            per_message.append((tokens + image_tokens, image_tokens))
-        tools_tokens, tools_exact = tool_definition_tokens(
-            tools, count, func_init=10 if encoder.name == "cl100k_base" else 7)
+        for i, m in enumerate(messages):
+            # A message seen before costs one serialisation, one hash and one lookup. Its
+            # count depends on the model (framing, image formula), so the model is in the key.
+            key = (entry.name, "message", chunks.digest_bytes(m.SerializeToString()))
+            hit = cast("tuple[int, int, int] | None", self.cache.get(key))
+            if hit is None:
+                check_message(i, m)
+                hit = self._openai_message(entry, framing, m, count)
+                self.cache.put(key, hit)
+            tokens, image_tokens, message_uncertain = hit
+            uncertain += message_uncertain
+            per_message.append((tokens, image_tokens))
+        func_init = 10 if encoder.name == "cl100k_base" else 7
+        tools_tokens, tools_exact = (0, True) if not tools else (TOOLS_END, True)
+        for i, t in enumerate(tools):
+            tool_key = (encoder.name, "tool", func_init,
+                        chunks.digest_bytes(t.SerializeToString()))
+            tool_hit = cast("tuple[int, bool] | None", self.cache.get(tool_key))
+            if tool_hit is None:
+                check_tool(i, t)
+                tool_hit = tool_tokens(t, count, func_init)
+                self.cache.put(tool_key, tool_hit)
+            n, exact = tool_hit
+            tools_tokens += n
+            tools_exact = tools_exact and exact
         if not tools_exact or not framing.documented:
             uncertain += tools_tokens
         overhead = framing.priming
@@ -270,6 +275,29 @@ class Counter:
                 bound * 10000 / max(result.total, 1)), bound)
         return result
 
+    def _openai_message(self, entry: ModelEntry, framing: Framing, m: common_pb2.Message,
+                        count: Callable[[str], int]) -> tuple[int, int, int]:
+        """(tokens, image tokens, uncertain tokens) of one message."""
+        tokens = framing.per_message + count(ROLES[m.role])
+        image_tokens = uncertain = 0
+        for part in m.content:
+            if part.HasField("image"):
+                cost = self._image(entry, part.image)
+                image_tokens += cost.tokens
+                if not cost.exact:
+                    uncertain += cost.tokens
+            else:
+                tokens += count(part.text)
+        if m.name:
+            tokens += count(m.name) + framing.per_name
+        if m.tool_call_id:
+            tokens += count(m.tool_call_id)
+        for call in m.tool_calls:  # rendering undocumented: name + arguments + framing
+            n = count(call.name) + count(call.arguments_json) + TOKENS_PER_MESSAGE
+            tokens += n
+            uncertain += n
+        return tokens + image_tokens, image_tokens, uncertain
+
     def _image(self, entry: ModelEntry, image: common_pb2.ImagePart) -> images.ImageCost:
         width = image.width_px if image.HasField("width_px") else None
         height = image.height_px if image.HasField("height_px") else None
@@ -281,6 +309,21 @@ class Counter:
         return images.cost(entry.vendor, entry.name, width, height,
                            DETAILS.get(image.detail, "auto"))
 
+    def _message_features(self, m: common_pb2.Message, budget: Budget | None) -> Features:
+        f = Features(messages=1)
+        n_images = 0
+        for part in m.content:
+            if part.HasField("image"):
+                n_images += 1
+            else:
+                f = f + self.features(part.text, budget)
+        for text in (m.name, m.tool_call_id):
+            if text:
+                f = f + of_text(text)
+        for call in m.tool_calls:
+            f = f + of_text(call.name) + self.features(call.arguments_json, budget)
+        return f + Features(images=n_images)
+
     def _estimate_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                            tools: Sequence[common_pb2.Tool],
                            sampling: common_pb2.SamplingParams | None,
@@ -289,25 +332,21 @@ class Counter:
         image_weight = fit.weights[-1]
         total_features = Features()
         per_message: list[tuple[int, int]] = []
-        for m in messages:
-            f = Features(messages=1)
-            n_images = 0
-            for part in m.content:
-                if part.HasField("image"):
-                    n_images += 1
-                else:
-                    f = f + self.features(part.text, budget)
-            for text in (m.name, m.tool_call_id):
-                if text:
-                    f = f + of_text(text)
-            for call in m.tool_calls:
-                f = f + of_text(call.name) + self.features(call.arguments_json, budget)
-            f = f + Features(images=n_images)
+        for i, m in enumerate(messages):
+            # Features do not depend on the fit, so a message seen before costs a lookup.
+            key = ("features", "message", chunks.digest_bytes(m.SerializeToString()))
+            f = self.cache.get(key)
+            if f is None:
+                check_message(i, m)
+                f = self._message_features(m, budget)
+                self.cache.put(key, f)
+            assert isinstance(f, Features)
             total_features = total_features + f
             tokens = fit.estimate(f)
-            per_message.append((tokens, min(tokens, math.ceil(image_weight * n_images))))
+            per_message.append((tokens, min(tokens, math.ceil(image_weight * f.images))))
         tools_features = Features()
-        for t in tools:
+        for i, t in enumerate(tools):
+            check_tool(i, t)
             tools_features = (tools_features + of_text(t.name) + of_text(t.description)
                               + self.features(t.parameters_json_schema, budget))
         if sampling is not None and sampling.response_format.json_schema:
@@ -325,80 +364,85 @@ def check_messages(messages: Sequence[common_pb2.Message],
     if not messages:
         raise MessageError("messages", "messages is empty: a chat request needs at least one")
     for i, m in enumerate(messages):
-        if m.role not in ROLES:
-            raise MessageError(f"messages[{i}].role",
-                               f"messages[{i}].role is unset or unknown; use one of "
-                               "SYSTEM, USER, ASSISTANT, TOOL, DEVELOPER")
-        if m.role == common_pb2.ROLE_TOOL and not m.tool_call_id:
-            raise MessageError(f"messages[{i}].tool_call_id",
-                               f"messages[{i}] is a TOOL message without tool_call_id")
-        for j, part in enumerate(m.content):
-            if part.HasField("image"):
-                img = part.image
-                if not img.HasField("url") and not img.HasField("data"):
-                    raise MessageError(f"messages[{i}].content[{j}].image",
-                                       f"messages[{i}].content[{j}].image has no url or data")
-                if img.HasField("data") and not img.media_type:
-                    raise MessageError(f"messages[{i}].content[{j}].image.media_type",
-                                       f"messages[{i}].content[{j}].image carries data but no "
-                                       "media_type (e.g. image/png)")
-            elif not part.HasField("text"):
-                raise MessageError(f"messages[{i}].content[{j}]",
-                                   f"messages[{i}].content[{j}] has neither text nor image")
-        for j, call in enumerate(m.tool_calls):
-            if not call.name:
-                raise MessageError(f"messages[{i}].tool_calls[{j}].name",
-                                   f"messages[{i}].tool_calls[{j}] names no tool")
+        check_message(i, m)
     for i, t in enumerate(tools):
-        if not t.name:
-            raise MessageError(f"tools[{i}].name", f"tools[{i}] has no name")
-        if t.parameters_json_schema:
-            try:
-                schema = json.loads(t.parameters_json_schema)
-            except ValueError as exc:
-                raise MessageError(f"tools[{i}].parameters_json_schema",
-                                   f"tools[{i}].parameters_json_schema is not valid JSON: "
-                                   f"{exc}") from None
-            if not isinstance(schema, dict):
-                raise MessageError(f"tools[{i}].parameters_json_schema",
-                                   f"tools[{i}].parameters_json_schema must be a JSON object")
+        check_tool(i, t)
+
+
+def check_message(i: int, m: common_pb2.Message) -> None:
+    """Raises MessageError when messages[i] is malformed."""
+    if m.role not in ROLES:
+        raise MessageError(f"messages[{i}].role",
+                           f"messages[{i}].role is unset or unknown; use one of "
+                           "SYSTEM, USER, ASSISTANT, TOOL, DEVELOPER")
+    if m.role == common_pb2.ROLE_TOOL and not m.tool_call_id:
+        raise MessageError(f"messages[{i}].tool_call_id",
+                           f"messages[{i}] is a TOOL message without tool_call_id")
+    for j, part in enumerate(m.content):
+        if part.HasField("image"):
+            img = part.image
+            if not img.HasField("url") and not img.HasField("data"):
+                raise MessageError(f"messages[{i}].content[{j}].image",
+                                   f"messages[{i}].content[{j}].image has no url or data")
+            if img.HasField("data") and not img.media_type:
+                raise MessageError(f"messages[{i}].content[{j}].image.media_type",
+                                   f"messages[{i}].content[{j}].image carries data but no "
+                                   "media_type (e.g. image/png)")
+        elif not part.HasField("text"):
+            raise MessageError(f"messages[{i}].content[{j}]",
+                               f"messages[{i}].content[{j}] has neither text nor image")
+    for j, call in enumerate(m.tool_calls):
+        if not call.name:
+            raise MessageError(f"messages[{i}].tool_calls[{j}].name",
+                               f"messages[{i}].tool_calls[{j}] names no tool")
+
+
+def check_tool(i: int, t: common_pb2.Tool) -> None:
+    """Raises MessageError when tools[i] is malformed."""
+    if not t.name:
+        raise MessageError(f"tools[{i}].name", f"tools[{i}] has no name")
+    if t.parameters_json_schema:
+        try:
+            schema = json.loads(t.parameters_json_schema)
+        except ValueError as exc:
+            raise MessageError(f"tools[{i}].parameters_json_schema",
+                               f"tools[{i}].parameters_json_schema is not valid JSON: "
+                               f"{exc}") from None
+        if not isinstance(schema, dict):
+            raise MessageError(f"tools[{i}].parameters_json_schema",
+                               f"tools[{i}].parameters_json_schema must be a JSON object")
 
 
 def _strip_period(text: str) -> str:
     return text[:-1] if text.endswith(".") else text
 
 
-def tool_definition_tokens(tools: Sequence[common_pb2.Tool], count: Callable[[str], int],
-                           func_init: int) -> tuple[int, bool]:
-    """Tokens of tool definitions by OpenAI's cookbook (`num_tokens_for_tools`).
-
-    The cookbook renders flat parameter schemas; nested objects and arrays of objects are
-    counted as their JSON text and make the count an estimate.
-    """
-    if not tools:
-        return 0, True
-    prop_init, prop_key, enum_init, enum_item, func_end = 3, 3, -3, 3, 12
-    total, exact = 0, True
-    for t in tools:
-        total += func_init + count(f"{t.name}:{_strip_period(t.description)}")
-        schema = json.loads(t.parameters_json_schema) if t.parameters_json_schema else {}
-        properties = schema.get("properties") or {}
-        if not isinstance(properties, dict) or not properties:
-            continue
-        total += prop_init
-        for key, prop in properties.items():
-            total += prop_key
-            prop = prop if isinstance(prop, dict) else {}
-            if "enum" in prop and isinstance(prop["enum"], list):
-                total += enum_init
-                for item in prop["enum"]:
-                    total += enum_item + count(str(item))
-            kind = prop.get("type", "")
-            desc = _strip_period(str(prop.get("description", "")))
-            total += count(f"{key}:{kind}:{desc}")
-            nested = {k: v for k, v in prop.items()
-                      if k in ("properties", "items", "anyOf", "oneOf", "allOf", "$ref")}
-            if nested:
-                exact = False
-                total += count(json.dumps(nested, separators=(",", ":")))
-    return total + func_end, exact
+def tool_tokens(t: common_pb2.Tool, count: Callable[[str], int],
+                func_init: int) -> tuple[int, bool]:
+    """One tool definition by OpenAI's cookbook (`num_tokens_for_tools`); the definitions
+    of a request cost the sum of their shares + TOOLS_END. The cookbook renders flat
+    parameter schemas; nested objects and arrays of objects are counted as their JSON text
+    and make the count an estimate (False)."""
+    prop_init, prop_key, enum_init, enum_item = 3, 3, -3, 3
+    total, exact = func_init + count(f"{t.name}:{_strip_period(t.description)}"), True
+    schema = json.loads(t.parameters_json_schema) if t.parameters_json_schema else {}
+    properties = schema.get("properties") or {}
+    if not isinstance(properties, dict) or not properties:
+        return total, exact
+    total += prop_init
+    for key, prop in properties.items():
+        total += prop_key
+        prop = prop if isinstance(prop, dict) else {}
+        if "enum" in prop and isinstance(prop["enum"], list):
+            total += enum_init
+            for item in prop["enum"]:
+                total += enum_item + count(str(item))
+        kind = prop.get("type", "")
+        desc = _strip_period(str(prop.get("description", "")))
+        total += count(f"{key}:{kind}:{desc}")
+        nested = {k: v for k, v in prop.items()
+                  if k in ("properties", "items", "anyOf", "oneOf", "allOf", "$ref")}
+        if nested:
+            exact = False
+            total += count(json.dumps(nested, separators=(",", ":")))
+    return total, exact
