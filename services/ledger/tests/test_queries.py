@@ -186,6 +186,21 @@ async def test_sum_usage_per_scope_for_the_budget_rebuild(loaded) -> None:  # ty
     assert reply.results[0].query.scope == scopes[0]
     assert reply.HasField("watermark")
 
+    # What the budget's catch-up asks: the same, without some reservations.
+    ids = sorted(e.budget_reservation_id for e in events
+                 if e.budget_reservation_id and e.org_id == "org0")
+    prefix = ids[-1][:len(ids[-1]) - 4]
+    req.exclude_reservation_ids.extend(ids[:2])
+    req.exclude_reservation_prefix = prefix
+    reply = await stub.SumUsage(req, timeout=10)
+    kept = [charged(lambda e: e.org_id == "org0" and e.budget_reservation_id not in ids[:2]
+                    and not e.budget_reservation_id.startswith(prefix)),
+            charged(lambda e: (e.org_id, e.project_id, e.user_id) == ("org1", "p0", "u3")
+                    and e.budget_reservation_id not in ids[:2]
+                    and not e.budget_reservation_id.startswith(prefix))]
+    assert kept[0][2] < want[0][2]  # something was left out
+    assert [(r.tokens, r.cost_nusd, r.requests) for r in reply.results] == kept
+
 
 @pytest.mark.parametrize(("call", "request_", "field"), [
     ("QueryUsage", ledger_pb2.QueryUsageRequest(filter=_filter(END, START)), "filter.start_time"),

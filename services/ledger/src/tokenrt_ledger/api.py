@@ -24,6 +24,7 @@ from tokenrt_ledger.store import LedgerStore, UsageQuery
 ERROR_DETAIL_KEY = "tokenrt-error-detail-bin"
 EXPORT_CHUNK = 500
 MAX_SUM_QUERIES = 1000
+MAX_SUM_EXCLUDED = 10_000
 
 
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
@@ -207,8 +208,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                     convert.to_datetime(q.end_time, f"{field}.end_time"), f"{field}.scope"))
             except BadRequest as exc:
                 await invalid(context, exc)
+        if len(request.exclude_reservation_ids) > MAX_SUM_EXCLUDED:
+            await invalid(context, BadRequest(
+                "exclude_reservation_ids", f"at most {MAX_SUM_EXCLUDED} reservation ids per "
+                "call"))
         try:
-            sums = await asyncio.gather(*(store.sum_usage(f) for f in filters))
+            sums = await store.sum_usage_snapshot(filters, request.exclude_reservation_prefix,
+                                                  list(request.exclude_reservation_ids))
         except UNREACHABLE as exc:
             await unavailable(context, exc)
         reply = ledger_pb2.SumUsageResponse(results=[

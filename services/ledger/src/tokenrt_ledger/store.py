@@ -312,16 +312,38 @@ class LedgerStore:
             if batch:
                 yield batch
 
-    async def sum_usage(self, f: EventFilter) -> asyncpg.Record:
-        """Charged usage (events with a reservation) by budget_reserved_at in [start, end)."""
+    def _sum_sql(self, f: EventFilter, exclude_prefix: str = "",
+                 exclude_ids: Sequence[str] = ()) -> tuple[str, list[Any]]:
         p = _Params()
         conds = self._where(f, p, raw=True)
         start, end = p.add(f.start), p.add(f.end)
         # occurred_at >= budget_reserved_at always: the bound lets Postgres skip partitions.
         conds += ["budget_reservation_id <> ''", f"budget_reserved_at >= {start}",
                   f"budget_reserved_at < {end}", f"occurred_at >= {start}"]
+        if exclude_prefix:
+            conds.append(f"NOT starts_with(budget_reservation_id, {p.add(exclude_prefix)})")
+        if exclude_ids:
+            conds.append(f"budget_reservation_id <> ALL({p.add(list(exclude_ids))}::text[])")
         sql = ("SELECT coalesce(sum(input_tokens + output_tokens), 0)::bigint AS tokens, "
                "coalesce(sum(cost_nusd), 0)::bigint AS cost_nusd, count(*) AS requests "
                f"FROM {self.s}.usage_events WHERE {' AND '.join(conds)}")
+        return sql, p.values
+
+    async def sum_usage(self, f: EventFilter) -> asyncpg.Record:
+        """Charged usage (events with a reservation) by budget_reserved_at in [start, end)."""
+        sql, values = self._sum_sql(f)
         async with self.pool.acquire() as conn:
-            return await conn.fetchrow(sql, *p.values)
+            return await conn.fetchrow(sql, *values)
+
+    async def sum_usage_snapshot(self, filters: Sequence[EventFilter], exclude_prefix: str,
+                                 exclude_ids: Sequence[str]) -> list[asyncpg.Record]:
+        """sum_usage of every filter from one snapshot (a repeatable-read transaction), so
+        that the answers agree on which events exist; events whose reservation id starts
+        with `exclude_prefix` or is in `exclude_ids` left out."""
+        async with self.pool.acquire() as conn, conn.transaction(
+                isolation="repeatable_read", readonly=True):
+            out = []
+            for f in filters:
+                sql, values = self._sum_sql(f, exclude_prefix, exclude_ids)
+                out.append(await conn.fetchrow(sql, *values))
+            return out

@@ -250,10 +250,14 @@ class SumUsageQuery(_message.Message):
     def __init__(self, scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SumUsageRequest(_message.Message):
-    __slots__ = ("queries",)
+    __slots__ = ("queries", "exclude_reservation_prefix", "exclude_reservation_ids")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_RESERVATION_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_RESERVATION_IDS_FIELD_NUMBER: _ClassVar[int]
     queries: _containers.RepeatedCompositeFieldContainer[SumUsageQuery]
-    def __init__(self, queries: _Optional[_Iterable[_Union[SumUsageQuery, _Mapping]]] = ...) -> None: ...
+    exclude_reservation_prefix: str
+    exclude_reservation_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, queries: _Optional[_Iterable[_Union[SumUsageQuery, _Mapping]]] = ..., exclude_reservation_prefix: _Optional[str] = ..., exclude_reservation_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SumUsageResult(_message.Message):
     __slots__ = ("query", "tokens", "cost_nusd", "requests")
