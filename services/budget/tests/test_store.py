@@ -16,10 +16,18 @@ from tokenrt.v1 import common_pb2 as K
 from tokenrt_budget import core
 from tokenrt_budget.store import Counters, Slot, new_reservation_id
 
+EPOCH = "0e0c0a01"
+
 from .conftest import REDIS_URL
 
 ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release", "tick"]),
                          st.integers(0, 40), st.integers(0, 100)), max_size=60)
+
+
+async def _ready(counters: Counters, org: str) -> None:
+    """The organization's counters as after a rebuild of nothing, without a window."""
+    assert await counters.install_rebuild(org, [], now=datetime.now(UTC), epoch=EPOCH,
+                                          from_ms=0, until_ms=0, force=True)
 
 
 def _slot(counters: Counters, lim: core.Limit, now: datetime, need: int) -> Slot:
@@ -43,7 +51,7 @@ async def _run(sequence: list[tuple[str, int, int]], cap: int, rolling: bool) ->
                      K.LIMIT_PERIOD_ROLLING if rolling else K.LIMIT_PERIOD_TOTAL, cap,
                      K.LIMIT_ACTION_DENY, rolling_window_seconds=3600 if rolling else 0)
     now = datetime.now(UTC)
-    await counters.mark_ready(org)
+    await _ready(counters, org)
     held: dict[str, tuple[int, datetime]] = {}  # reservation -> (estimate, expiry)
     used = 0
     try:
@@ -52,10 +60,10 @@ async def _run(sequence: list[tuple[str, int, int]], cap: int, rolling: bool) ->
                 now += timedelta(seconds=amount)
                 held = {rid: v for rid, v in held.items() if v[1] > now}
             elif op == "reserve":
-                rid = new_reservation_id(org)
+                rid = new_reservation_id(org, EPOCH)
                 res = await counters.reserve(org, [_slot(counters, lim, now, amount)], now=now,
                                              ttl_ms=20_000, reservation_id=rid, dry_run=False,
-                                             version="0")
+                                             version="0", epoch=EPOCH)
                 fits = used + sum(v[0] for v in held.values()) + amount <= cap
                 assert (res.status == "OK") == fits
                 if fits:
@@ -86,21 +94,21 @@ async def test_rolling_window_forgets_old_usage() -> None:
     lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
                      K.LIMIT_PERIOD_ROLLING, 100, K.LIMIT_ACTION_THROTTLE,
                      rolling_window_seconds=60)
-    await counters.mark_ready(org)
+    await _ready(counters, org)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         for i, amount in enumerate((30, 30, 30)):  # at 0 s, 20 s, 40 s
             now = t0 + timedelta(seconds=20 * i)
-            rid = new_reservation_id(org)
+            rid = new_reservation_id(org, EPOCH)
             ok = await counters.reserve(org, [_slot(counters, lim, now, amount)], now=now,
                                         ttl_ms=10_000, reservation_id=rid, dry_run=False,
-                                        version="0")
+                                        version="0", epoch=EPOCH)
             assert ok.status == "OK"
             await counters.settle(rid, commit=True, tokens=amount, cost_nusd=0, now=now)
         at50 = t0 + timedelta(seconds=50)
         refused = await counters.reserve(org, [_slot(counters, lim, at50, 20)], now=at50,
                                          ttl_ms=10_000, reservation_id="x", dry_run=True,
-                                         version="0")
+                                         version="0", epoch=EPOCH)
         assert refused.status == "REFUSED"
         # The first 30 leave the window at 60 s: 10 s after 50 s.
         assert refused.counters[0].used == 90 and refused.counters[0].retry_after_ms == 10_000
@@ -111,6 +119,76 @@ async def test_rolling_window_forgets_old_usage() -> None:
         later = t0 + timedelta(hours=2)
         [c] = await counters.read(org, [_slot(counters, lim, later, 0)], later)
         assert c.used == 0
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+
+
+async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_commit(
+        ) -> None:
+    """The catch-up script on its own: the ledger's sum since the horizon is added as it
+    grows (an older, smaller answer takes nothing back), a commit of a reservation made
+    before the rebuild is charged once (a retry is not) and refuses sums taken before it,
+    and the next sum, which leaves that reservation out, takes back what the rebuild or an
+    earlier pass had already counted of it."""
+    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                     K.LIMIT_PERIOD_TOTAL, 10_000, K.LIMIT_ACTION_DENY)
+    now = datetime.now(UTC)
+    slot = _slot(counters, lim, now, 0)
+    epoch = "1a2b3c4d"
+    until = int(now.timestamp() * 1000) + 60_000
+    try:
+        # Rebuilt: 100 in the period, 40 of it reserved since the horizon.
+        assert await counters.install_rebuild(org, [(slot, {"used": 100, "Lused": 40})],
+                                              now=now, epoch=epoch, from_ms=0,
+                                              until_ms=until, force=False)
+        assert not await counters.install_rebuild(org, [], now=now, epoch="ffffffff",
+                                                  from_ms=0, until_ms=until, force=False)
+        assert await counters.open_catchups(now) == [org]
+        win = await counters.catchup_window(org)
+        assert win is not None and (win.epoch, win.version, win.counted) == (epoch, 0, [])
+
+        async def used() -> int:
+            return (await counters.read(org, [slot], now))[0].used
+
+        assert await counters.apply_catchup(org, 0, [(slot, {"used": 50})], now) == 10
+        assert await counters.apply_catchup(org, 0, [(slot, {"used": 45})], now) == 0
+        assert await used() == 110
+
+        # A reservation of the old epoch, committed late (its event is in the 50 already).
+        old = new_reservation_id(org, "00000000")
+        late = _slot(counters, lim, now, 7)
+        assert (await counters.charge(org, [late], now, old)).status == "DONE"
+        assert await used() == 117
+        await counters.charge(org, [late], now, old)  # a retry: charged once
+        assert await used() == 117
+        win = await counters.catchup_window(org)
+        assert win is not None and (win.version, win.counted) == (1, [old])
+        # A sum taken before that commit is refused; the next one leaves it out.
+        assert await counters.apply_catchup(org, 0, [(slot, {"used": 60})], now) is None
+        assert await counters.apply_catchup(org, 1, [(slot, {"used": 43})], now) == -7
+        assert await used() == 110
+        assert await counters.apply_catchup(org, 1, [(slot, {"used": 41})], now) == 0
+
+        # A reservation of the new epoch is counted by its commit and never noted.
+        rid = new_reservation_id(org, epoch)
+        res = await counters.reserve(org, [_slot(counters, lim, now, 5)], now=now,
+                                     ttl_ms=10_000, reservation_id=rid, dry_run=False,
+                                     version="0", epoch=epoch)
+        assert res.status == "OK"
+        stale = await counters.reserve(org, [_slot(counters, lim, now, 5)], now=now,
+                                       ttl_ms=10_000, reservation_id="x", dry_run=True,
+                                       version="0", epoch="00000000")
+        assert (stale.status, stale.epoch) == ("EPOCH", epoch)
+        await counters.settle(rid, commit=True, tokens=5, cost_nusd=0, now=now)
+        assert await used() == 115
+        win = await counters.catchup_window(org)
+        assert win is not None and win.version == 1
     finally:
         keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
         if keys:

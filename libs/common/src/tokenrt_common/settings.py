@@ -158,6 +158,14 @@ class Settings:
     budget_rebuild_source: str = "ledger"
     # NATS subject prefix of budget alerts; alerts go to `<prefix>.<org>`.
     budget_alert_subject_prefix: str = "tokenrt.budget.v1.alerts"
+    # After a rebuild from the ledger, how long usage events of reservations made before it
+    # are still added as they reach the ledger (the catch-up window), and how far before
+    # the rebuild such reservations may have been made. Keep it above the longest
+    # reservation TTL callers use and the longest a usage event may wait in an outbox;
+    # 0 = no catch-up.
+    budget_catchup_seconds: float = 900.0
+    # How often each replica runs a catch-up pass for the organizations in their window.
+    budget_catchup_interval_seconds: float = 1.0
 
     # --- cache settings (issue 6) ---
     # Prefix of every response-cache key in Redis (a tenant's keys share one hash tag).
@@ -537,7 +545,9 @@ def _validate_budget(s: Settings) -> None:
     _matches(s, "budget_redis_prefix", *_REDIS_PREFIX)
     _between(s, "budget_default_ttl_seconds", 1, s.budget_max_ttl_seconds,
              "TOKENRT_BUDGET_MAX_TTL_SECONDS")
-    _positive(s, "budget_sweep_interval_seconds", "budget_limits_refresh_seconds")
+    _positive(s, "budget_sweep_interval_seconds", "budget_limits_refresh_seconds",
+              "budget_catchup_interval_seconds")
+    _between(s, "budget_catchup_seconds", 0, 30 * 86400, "30 days")
     _one_of(s, "budget_rebuild_source", ("ledger", "none"))
     _matches(s, "budget_alert_subject_prefix", *_NATS_SUBJECT)
 

@@ -65,6 +65,15 @@ class Parts:
             except Exception as exc:  # Redis away: next round
                 self.runtime.log.warning("budget.sweep_failed", error=type(exc).__name__)
 
+    async def catch_up_forever(self, budget: Budget) -> None:
+        interval = self.runtime.settings.budget_catchup_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await budget.catch_up_all(interval)
+            except Exception as exc:  # Redis away: next round
+                self.runtime.log.warning("budget.catchup_failed", error=type(exc).__name__)
+
     def alert(self, slot: Slot, state: State, previous: int, level: int, request_id: str) -> None:
         task = asyncio.create_task(self._alert(slot, state, previous, level, request_id))
         self._alerts.add(task)
@@ -113,6 +122,8 @@ def build(runtime: Runtime) -> Sequence[Servicer]:
                     parts.alert)
     runtime.spawn(parts.prepare_postgres(), "budget-migrate")
     runtime.spawn(parts.sweep_forever(budget), "budget-sweeper")
+    if usage.live and settings.budget_catchup_seconds:
+        runtime.spawn(parts.catch_up_forever(budget), "budget-catchup")
     return [servicer(BudgetApi(budget), budget_pb2_grpc)]
 
 

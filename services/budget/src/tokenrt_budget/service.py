@@ -24,14 +24,18 @@ from tokenrt_budget.store import (
     Slot,
     UsageQuery,
     UsageSource,
+    new_epoch,
     new_reservation_id,
     org_tag,
+    reservation_prefix,
     spec_of,
     tag_of_reservation,
 )
 from tokenrt_common.settings import Settings
 
 K = common_pb2
+# Most reservations committed since a rebuild that a catch-up pass leaves out by id.
+MAX_COUNTED = 10_000
 # Failures that mean "Redis is away": the limits' fail modes decide.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
               redis.exceptions.BusyLoadingError, OSError, TimeoutError)
@@ -126,6 +130,8 @@ class Budget:
         self._owner = uuid.uuid4().hex
         self._windows: dict[int, tuple[Limit, core.Window, str, str]] = {}
         self._orgs_by_tag: dict[str, str] = {}
+        # Each organization's counters epoch as last seen (reservation ids carry it).
+        self._epochs: dict[str, str] = {}
 
     # -- dependencies ------------------------------------------------------------------
 
@@ -211,18 +217,19 @@ class Budget:
         ttl = min(req.ttl_seconds or self.settings.budget_default_ttl_seconds,
                   self.settings.budget_max_ttl_seconds)
         cached = await self.org_limits(org)
-        for _attempt in range(4):
+        for _attempt in range(6):
             now = datetime.now(UTC)
             limits = [lim for s in req.chain for lim in cached.on(s)]
             try:
                 slots = self.slots(limits, now, req)
             except Unavailable:
                 return self._failed(limits, now)
-            rid = "" if req.dry_run else new_reservation_id(org)
+            epoch = self._epochs.get(org, "")
+            rid = "" if req.dry_run else new_reservation_id(org, epoch)
             try:
                 res = await self.counters().reserve(
                     org, slots, now=now, ttl_ms=ttl * 1000, reservation_id=rid or "dry",
-                    dry_run=req.dry_run, version=cached.version,
+                    dry_run=req.dry_run, version=cached.version, epoch=epoch,
                     idem_key=req.idempotency_key, fingerprint=req.fingerprint)
             except REDIS_DOWN as exc:
                 self.log.warning("budget.redis_unreachable", error=type(exc).__name__)
@@ -234,6 +241,9 @@ class Budget:
                     self.log.warning("budget.rebuild_failed", org=org, error=str(exc)[:200])
                     return self._failed(limits, now)
                 cached = await self.org_limits(org, fresh=True)
+                continue
+            if res.status == "EPOCH":  # rebuilt since this replica last looked
+                self._epochs[org] = res.epoch
                 continue
             if res.status == "STALE":
                 cached = await self.org_limits(org, fresh=True)
@@ -338,7 +348,7 @@ class Budget:
                                "hold was given back); to still charge a late commit, pass "
                                "the request's chain")
             return budget_pb2.SETTLEMENT_OUTCOME_LATE_COMMITTED, await self._charge(
-                chain, tokens, cost_nusd, now, request_id)
+                chain, tokens, cost_nusd, now, request_id, reservation_id)
         org_limits = self._cache.get(chain[0].org_id) if chain else None
         states, alerts = await self._settled_states(res.counters, now, org_limits,
                                                     reservation_id)
@@ -379,18 +389,18 @@ class Budget:
             self.alert(slot, st, 0, st.level, request_id)
 
     async def _charge(self, chain: tuple[Scope, ...], tokens: int, cost_nusd: int,
-                      now: datetime, request_id: str) -> list[State]:
+                      now: datetime, request_id: str, reservation_id: str) -> list[State]:
         org = chain[0].org_id
         cached = await self.org_limits(org)
         limits = [lim for s in chain for lim in cached.on(s)]
         slots = self.slots(limits, now, metric_amounts=(tokens, cost_nusd, 1))
         try:
-            res = await self.counters().charge(org, slots, now)
+            res = await self.counters().charge(org, slots, now, reservation_id)
         except REDIS_DOWN as exc:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__})") from None
         if res.status == "EMPTY":  # Redis came back empty: rebuild, then charge
             await self.rebuild_org(org)
-            res = await self.counters().charge(org, slots, now)
+            res = await self.counters().charge(org, slots, now, reservation_id)
             if res.status == "EMPTY":
                 raise Unavailable("the budget counters are being rebuilt; retry shortly")
         states, alerts = await self._settled_states(res.counters, now, cached, "")
@@ -471,7 +481,8 @@ class Budget:
 
     async def rebuild_org(self, org_id: str, *, force: bool = False) -> datetime:
         """Rebuild the current periods' counters of one organization from the usage source
-        (unless another replica did it meanwhile and `force` is not set)."""
+        (unless another replica did it meanwhile and `force` is not set), and open its
+        catch-up window (see catch_up)."""
         counters = self.counters()
         if not await counters.try_lock_rebuild(org_id, self._owner):
             for _ in range(100):  # another replica rebuilds: wait for it
@@ -484,34 +495,102 @@ class Budget:
                 return datetime.now(UTC)  # rebuilt by another replica since we looked
             cached = await self.org_limits(org_id, fresh=True)
             now = datetime.now(UTC)
-            slots = self.slots(cached.limits, now)
-            queries: list[UsageQuery] = []
-            spans: list[tuple[Slot, list[tuple[str, int]]]] = []
-            for slot in slots:
-                fields = _rebuild_spans(slot, now)
-                spans.append((slot, [(name, len(queries) + i) for i, (name, _, _) in
-                                     enumerate(fields)]))
-                queries += [UsageQuery(slot.limit.scope, a, b) for _, a, b in fields]
+            window = self.settings.budget_catchup_seconds if self.usage.live else 0
+            from_ms = _ms(now - timedelta(seconds=window)) if window else 0
+            horizon = _at(from_ms) if window else None
+            plans = [(slot, _spans(slot, now, horizon)) for slot in self.slots(cached.limits,
+                                                                                now)]
+            # Pairs (whole span, part since the horizon): one snapshot answers both.
+            queries = [UsageQuery(slot.limit.scope, a, b)
+                       for slot, spans in plans for sp in spans
+                       for a, b in ((sp.start, sp.end), (sp.recent or sp.start, sp.end))]
             try:
                 totals, watermark = await self.usage.sum(queries)
             except Exception as exc:  # the ledger is away: no rebuild, fail modes decide
                 raise Unavailable(f"cannot rebuild counters: the ledger did not answer "
                                   f"({type(exc).__name__})") from None
-            for slot, names in spans:
-                values = {name: totals[i].of(slot.limit.metric) for name, i in names}
-                values = {k: v for k, v in values.items() if v}
+            answers = iter(totals)
+            fields: list[tuple[Slot, dict[str, int]]] = []
+            for slot, spans in plans:
+                values: dict[str, int] = {}
+                for sp in spans:
+                    whole, recent = (next(answers).of(slot.limit.metric) for _ in range(2))
+                    if whole:
+                        values[sp.field] = whole
+                    if sp.recent is not None:
+                        values[f"L{sp.base}"] = recent
                 bucket_ms, count = slot.bucket
-                if bucket_ms and values:
-                    values["used"] = sum(values.values())
-                    values["lo"] = int(now.timestamp() * 1000) // bucket_ms - count + 1
-                await counters.set_used(slot, values, now, restart_alerts=False)
+                if bucket_ms:
+                    values["used"] = sum(v for k, v in values.items() if k.startswith("b"))
+                    values["lo"] = _ms(now) // bucket_ms - count + 1
+                fields.append((slot, values))
+            epoch = new_epoch()
+            until_ms = _ms(now) + int(window * 1000) if window else 0
+            if await counters.install_rebuild(org_id, fields, now=now, epoch=epoch,
+                                              from_ms=from_ms, until_ms=until_ms,
+                                              force=force):
+                self._epochs[org_id] = epoch
             await counters.remember_org(org_id)
-            await counters.mark_ready(org_id)
-            self.log.info("budget.rebuilt", org=org_id, limits=len(slots),
-                          watermark=watermark.isoformat())
+            self.log.info("budget.rebuilt", org=org_id, limits=len(plans),
+                          watermark=watermark.isoformat(), catchup_seconds=window)
             return watermark
         finally:
             await counters.unlock_rebuild(org_id)
+
+    async def catch_up(self, org_id: str) -> int | None:
+        """One catch-up pass after a rebuild: usage events of reservations made before the
+        rebuild that reach the ledger after it (a router's outbox while NATS was down, the
+        stream, a ledger batch) are added to the counters, each once. The ledger sums the
+        events reserved since the window's horizon, leaving out the reservations made since
+        the rebuild (their ids carry the new epoch) and those committed to this budget since
+        (the counted set): both the counters count themselves. What the sum grew by since
+        the last pass is added (lua/catchup.lua). Returns the amount added (0 when nothing
+        was, or another replica's commit changed the counted set meanwhile: the next pass
+        sums again), None when the window is closed."""
+        counters = self.counters()
+        win = await counters.catchup_window(org_id)
+        if win is None:
+            return None
+        if len(win.counted) > MAX_COUNTED:
+            self.log.warning("budget.catchup_skipped", org=org_id, counted=len(win.counted))
+            return 0
+        cached = await self.org_limits(org_id)
+        now = datetime.now(UTC)
+        horizon, since = _at(win.from_ms), _at(win.since_ms)
+        plans = [(slot, [sp for sp in _spans(slot, now, horizon)
+                         if sp.recent is not None and sp.start <= since])
+                 for slot in self.slots(cached.limits, now)]
+        plans = [(slot, spans) for slot, spans in plans if spans]
+        queries = [UsageQuery(slot.limit.scope, sp.recent or sp.start, sp.end)
+                   for slot, spans in plans for sp in spans]
+        if not queries:
+            return 0
+        totals, _ = await self.usage.sum(queries, reservation_prefix(org_id, win.epoch),
+                                         win.counted)
+        answers = iter(totals)
+        fields = [(slot, {sp.base: next(answers).of(slot.limit.metric) for sp in spans})
+                  for slot, spans in plans]
+        added = await counters.apply_catchup(org_id, win.version, fields, now)
+        if added:
+            self.log.info("budget.caught_up", org=org_id, added=added)
+        return added or 0
+
+    async def catch_up_all(self, interval_seconds: float) -> None:
+        """A catch-up pass for every organization with an open window (one replica at a
+        time per organization; a lost race only costs a repeated pass)."""
+        counters = self.counters()
+        for org in await counters.open_catchups(datetime.now(UTC)):
+            if not await counters.try_lock_catchup(org, self._owner,
+                                                   int(interval_seconds * 1000)):
+                continue
+            try:
+                await self.catch_up(org)
+            except (Unavailable, *REDIS_DOWN) as exc:
+                self.log.warning("budget.catchup_failed", org=org, error=str(exc)[:200])
+            except Exception as exc:  # the ledger away: the next pass tries again
+                self.log.warning("budget.catchup_failed", org=org, error=type(exc).__name__)
+            finally:
+                await counters.unlock_catchup(org)
 
     async def rebuild(self, scope: Scope | None) -> tuple[int, datetime]:
         orgs = [scope.org_id] if scope else await self.limit_store().orgs()
@@ -540,20 +619,47 @@ def _below(scope: Scope, top: Scope) -> bool:
     return True
 
 
-def _rebuild_spans(slot: Slot, now: datetime) -> list[tuple[str, datetime, datetime]]:
-    """(counter field, start, end) ranges to ask the ledger for one counter."""
+@dataclass(frozen=True)
+class Span:
+    """One counter field's range of reservation times to ask the ledger for: `field` is
+    `used` or a rolling bucket `b<index>`, `base` names its catch-up base (`L<base>`), and
+    `recent` is where the part since the catch-up horizon starts (None: none of it is)."""
+
+    field: str
+    base: str
+    start: datetime
+    end: datetime
+    recent: datetime | None
+
+
+def _spans(slot: Slot, now: datetime, horizon: datetime | None) -> list[Span]:
     lim = slot.limit
-    end = now + timedelta(minutes=1)
     if lim.period == K.LIMIT_PERIOD_ROLLING:
         bucket_ms, count = slot.bucket
         cur = int(now.timestamp() * 1000) // bucket_ms
         out = []
         for idx in range(cur - count + 1, cur + 1):
-            a = datetime.fromtimestamp(idx * bucket_ms / 1000, UTC)
-            b = datetime.fromtimestamp((idx + 1) * bucket_ms / 1000, UTC)
+            a = _at(idx * bucket_ms)
+            b = _at((idx + 1) * bucket_ms)
             if lim.reset_at and b <= lim.reset_at:
                 continue
-            out.append((f"b{idx}", max(a, lim.reset_at) if lim.reset_at else a, b))
+            a = max(a, lim.reset_at) if lim.reset_at else a
+            out.append(Span(f"b{idx}", str(idx), a, b, _recent(a, b, horizon)))
         return out
     start = core.charged_since(lim, slot.window) or datetime(1970, 1, 1, tzinfo=UTC)
-    return [("used", start, end)]
+    end = now + timedelta(minutes=1)
+    return [Span("used", "used", start, end, _recent(start, end, horizon))]
+
+
+def _recent(start: datetime, end: datetime, horizon: datetime | None) -> datetime | None:
+    if horizon is None or end <= horizon:
+        return None
+    return max(start, horizon)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -3,13 +3,21 @@ the ledger's SumUsage as the source of counter rebuilds.
 
 Redis keys, all under `<prefix>:{<tag>}` where the tag is a hash of the organization, so
 that every key a chain touches lives in one cluster slot:
-  ready           set once the organization's counters are rebuilt (absent = empty Redis)
+  ready           set once the organization's counters are rebuilt (absent = empty Redis);
+                  its value is the epoch: 8 hex digits, new at every rebuild, that every
+                  reservation id issued since carries
+  catchup         the catch-up window after a rebuild (hash: epoch, since, from, until,
+                  ver); gone when the window closes
+  counted         reservations issued before the rebuild and committed since (set)
   ver             limits version, bumped by every limit change (replicas reload on change)
   rexp            sorted set of held reservation ids by expiry (ms)
   r:<id>          one reservation (see lua/common.lua); a tombstone once settled
   idem:<key>      Reserve idempotency keys
   c:<limit>:<gen>:<period>  one limit's counter in one period: used, reserved, alerted,
-                  and rolling buckets b<index>
+                  rolling buckets b<index>, and after a rebuild the catch-up bases
+                  L<field> and Lv
+Not hash-tagged: `orgs` (tags with reservations, for the sweeper) and `catchups`
+(organization ids by the end of their catch-up window).
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from tokenrt_budget import core
 from tokenrt_budget.core import Limit, Scope
 from tokenrt_common import migrations
 
-SCRIPTS = ("reserve", "settle", "charge", "read", "sweep", "alert", "set_used")
+SCRIPTS = ("reserve", "settle", "charge", "read", "sweep", "alert", "set_used", "rebuild",
+           "catchup")
 # Tombstones of settled reservations answer retries (ALREADY_SETTLED) this long.
 TOMBSTONE_SECONDS = 86400
 # Counters of a finished period are kept this long after it ends (for late commits).
@@ -47,8 +56,26 @@ def org_tag(org_id: str) -> str:
     return hashlib.sha1(org_id.encode()).hexdigest()[:12]
 
 
-def new_reservation_id(org_id: str) -> str:
-    return f"{org_tag(org_id)}.{uuid.uuid4().hex}"
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _is_epoch(epoch: str) -> bool:
+    return len(epoch) == 8 and all(c in "0123456789abcdef" for c in epoch)
+
+
+def new_reservation_id(org_id: str, epoch: str = "") -> str:
+    """`<org tag>.<32 hex>`; the first 8 hex digits are the epoch of the counters the
+    reservation was made in (when the ready marker holds one)."""
+    rand = uuid.uuid4().hex
+    if _is_epoch(epoch):
+        return f"{org_tag(org_id)}.{epoch}{rand[:24]}"
+    return f"{org_tag(org_id)}.{rand}"
+
+
+def reservation_prefix(org_id: str, epoch: str) -> str:
+    """What every reservation id issued in this epoch starts with."""
+    return f"{org_tag(org_id)}.{epoch}"
 
 
 def tag_of_reservation(reservation_id: str) -> str | None:
@@ -85,6 +112,15 @@ class Keys:
     def rebuilding(self, tag: str) -> str:
         return f"{self.base(tag)}:rebuilding"
 
+    def catchup(self, tag: str) -> str:
+        return f"{self.base(tag)}:catchup"
+
+    def counted(self, tag: str) -> str:
+        return f"{self.base(tag)}:counted"
+
+    def catching(self, tag: str) -> str:
+        return f"{self.base(tag)}:catching"
+
     def counter(self, lim: Limit, win: core.Window) -> str:
         base = self.base(org_tag(lim.scope.org_id))
         return f"{base}:c:{lim.limit_id}:{generation(lim)}:{win.key}"
@@ -93,6 +129,11 @@ class Keys:
     def orgs(self) -> str:
         """Tags of organizations with reservations (the sweeper's list; not hash-tagged)."""
         return f"{self.prefix}:orgs"
+
+    @property
+    def catchups(self) -> str:
+        """Organization ids with an open catch-up window, by its end (ms; not hash-tagged)."""
+        return f"{self.prefix}:catchups"
 
 
 def generation(lim: Limit) -> str:
@@ -155,6 +196,19 @@ class ReserveResult:
     counters: list[Counter]
     idem_fingerprint: str = ""
     idem_reservation_id: str = ""
+    epoch: str = ""  # EPOCH: the counters' current epoch
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """An organization's open catch-up window after a rebuild (times in ms)."""
+
+    epoch: str
+    since_ms: int
+    from_ms: int
+    until_ms: int
+    version: int
+    counted: list[str]
 
 
 @dataclass(frozen=True)
@@ -240,7 +294,7 @@ class Counters:
                     future.set_exception(exc)
 
     async def reserve(self, org_id: str, slots: Sequence[Slot], *, now: datetime, ttl_ms: int,
-                      reservation_id: str, dry_run: bool, version: str,
+                      reservation_id: str, dry_run: bool, version: str, epoch: str,
                       idem_key: str = "", fingerprint: str = "") -> ReserveResult:
         tag = org_tag(org_id)
         k = self.keys
@@ -248,13 +302,16 @@ class Counters:
         keys = [k.ready(tag), k.ver(tag), k.rexp(tag), k.res(tag, reservation_id),
                 k.idem(tag, idem_key or "-"), *(s.key for s in slots)]
         args: list[Any] = [now_ms, ttl_ms, reservation_id, int(dry_run), version,
-                           int(bool(idem_key)), fingerprint, k.res_prefix(tag), len(slots)]
+                           int(bool(idem_key)), fingerprint, k.res_prefix(tag), len(slots),
+                           epoch]
         for s in slots:
             args.append(f"{s.need} {int(s.blocking)} {s.spec or spec_of(s.limit, s.window)}")
         out = await self._call("reserve", keys, args)
         status = _text(out[0])
         if status == "IDEM":
             return ReserveResult(status, [], _text(out[1]), _text(out[2]))
+        if status == "EPOCH":
+            return ReserveResult(status, [], epoch=_text(out[1]))
         nums = [int(x) for x in out[1:]]
         return ReserveResult(status, [Counter(*nums[i:i + 4]) for i in range(0, len(nums), 4)])
 
@@ -264,18 +321,22 @@ class Counters:
         if tag is None:
             return SettleResult("MISSING", [])
         k = self.keys
-        out = await self._call("settle", [k.rexp(tag), k.res(tag, reservation_id)],
+        out = await self._call("settle", [k.rexp(tag), k.res(tag, reservation_id),
+                                          k.catchup(tag), k.counted(tag)],
                                ["commit" if commit else "release", tokens, cost_nusd, _ms(now),
                                 TOMBSTONE_SECONDS, reservation_id])
         return SettleResult(_text(out[0]), _counters(out))
 
-    async def charge(self, org_id: str, slots: Sequence[Slot], now: datetime) -> SettleResult:
+    async def charge(self, org_id: str, slots: Sequence[Slot], now: datetime,
+                     reservation_id: str) -> SettleResult:
         tag = org_tag(org_id)
-        args: list[Any] = [_ms(now), len(slots)]
+        k = self.keys
+        args: list[Any] = [_ms(now), len(slots), reservation_id]
         for s in slots:
             bucket_ms, count = s.bucket
             args += [s.need, bucket_ms, count, s.ttl_seconds(now), s.limit.limit_id]
-        out = await self._call("charge", [self.keys.ready(tag), *(s.key for s in slots)], args)
+        out = await self._call("charge", [k.ready(tag), k.catchup(tag), k.counted(tag),
+                                          *(s.key for s in slots)], args)
         return SettleResult(_text(out[0]), _counters(out))
 
     async def read(self, org_id: str, slots: Sequence[Slot], now: datetime) -> list[Counter]:
@@ -322,8 +383,65 @@ class Counters:
     async def unlock_rebuild(self, org_id: str) -> None:
         await self.redis.delete(self.keys.rebuilding(org_tag(org_id)))
 
-    async def mark_ready(self, org_id: str) -> None:
-        await self.redis.set(self.keys.ready(org_tag(org_id)), datetime.now(UTC).isoformat())
+    async def install_rebuild(self, org_id: str, fields: Sequence[tuple[Slot, dict[str, int]]],
+                              *, now: datetime, epoch: str, from_ms: int, until_ms: int,
+                              force: bool) -> bool:
+        """Write rebuilt counters, the new epoch and the catch-up window (until_ms 0 =
+        none) in one script; False when another replica installed one meanwhile."""
+        tag = org_tag(org_id)
+        k = self.keys
+        args: list[Any] = [int(force), epoch, _ms(now), from_ms, until_ms, len(fields)]
+        for slot, values in fields:
+            args += [slot.ttl_seconds(now), len(values)]
+            for name, value in values.items():
+                args += [name, value]
+        done = await self._call("rebuild", [k.ready(tag), k.catchup(tag), k.counted(tag),
+                                            *(slot.key for slot, _ in fields)], args)
+        if done and until_ms:
+            await self.redis.zadd(k.catchups, {org_id: until_ms})
+        return bool(done)
+
+    async def catchup_window(self, org_id: str) -> CatchUp | None:
+        tag = org_tag(org_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.catchup(tag))
+        pipe.smembers(self.keys.counted(tag))
+        head, counted = await pipe.execute()
+        if not head:
+            return None
+        h = {_text(a): _text(b) for a, b in head.items()}
+        return CatchUp(h["epoch"], int(h["since"]), int(h["from"]), int(h["until"]),
+                       int(h["ver"]), sorted(_text(r) for r in counted))
+
+    async def apply_catchup(self, org_id: str, version: int,
+                            fields: Sequence[tuple[Slot, dict[str, int]]],
+                            now: datetime) -> int | None:
+        """Add the ledger's new sums (see lua/catchup.lua); None when the counted set
+        changed since `version` was read."""
+        args: list[Any] = [_ms(now), version, len(fields)]
+        for slot, values in fields:
+            args += [*slot.bucket, len(values)]
+            for name, value in values.items():
+                args += [name, value]
+        out = await self._call("catchup", [self.keys.catchup(org_tag(org_id)),
+                                           *(slot.key for slot, _ in fields)], args)
+        return int(out[1]) if _text(out[0]) == "DONE" else None
+
+    async def open_catchups(self, now: datetime) -> list[str]:
+        """Organizations whose catch-up window is open (closed ones are forgotten)."""
+        await self.redis.zremrangebyscore(self.keys.catchups, "-inf", _ms(now))
+        return [_text(o) for o in await self.redis.zrange(self.keys.catchups, 0, -1)]
+
+    async def try_lock_catchup(self, org_id: str, owner: str, ms: int) -> bool:
+        return bool(await self.redis.set(self.keys.catching(org_tag(org_id)), owner, nx=True,
+                                         px=ms))
+
+    async def unlock_catchup(self, org_id: str) -> None:
+        await self.redis.delete(self.keys.catching(org_tag(org_id)))
+
+    async def epoch(self, org_id: str) -> str:
+        value = await self.redis.get(self.keys.ready(org_tag(org_id)))
+        return _text(value) if value is not None else ""
 
     async def is_ready(self, org_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.ready(org_tag(org_id))))
@@ -474,36 +592,48 @@ class UsageTotals:
 
 
 class UsageSource(Protocol):
-    """Where counters are rebuilt from: charged usage per scope and time range."""
+    """Where counters are rebuilt from: charged usage per scope and time range, leaving
+    out the reservations whose id starts with `exclude_prefix` or is in `exclude_ids`.
+    Queries 2k and 2k+1 are answered from the same snapshot of the source."""
 
-    async def sum(self, queries: Sequence[UsageQuery]
-                  ) -> tuple[list[UsageTotals], datetime]: ...
+    # Whether usage can still arrive after a rebuild (worth a catch-up window).
+    live: bool
+
+    async def sum(self, queries: Sequence[UsageQuery], exclude_prefix: str = "",
+                  exclude_ids: Sequence[str] = ()) -> tuple[list[UsageTotals], datetime]: ...
 
 
 class NoUsage:
     """No history: rebuilt counters start at zero (TOKENRT_BUDGET_REBUILD_SOURCE=none)."""
 
-    async def sum(self, queries: Sequence[UsageQuery]
-                  ) -> tuple[list[UsageTotals], datetime]:
+    live = False
+
+    async def sum(self, queries: Sequence[UsageQuery], exclude_prefix: str = "",
+                  exclude_ids: Sequence[str] = ()) -> tuple[list[UsageTotals], datetime]:
         return [UsageTotals(0, 0, 0) for _ in queries], datetime.now(UTC)
 
 
 class LedgerUsage:
-    """The ledger's SumUsage (events by budget_reserved_at), in chunks of 1000 queries."""
+    """The ledger's SumUsage (events by budget_reserved_at), in chunks of 1000 queries
+    (each chunk one snapshot of the ledger), each distinct query of a chunk asked once."""
 
     CHUNK = 1000
+    live = True
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
         self._stub = ledger_pb2_grpc.LedgerServiceStub(channel)
         self._timeout = timeout
 
-    async def sum(self, queries: Sequence[UsageQuery]
-                  ) -> tuple[list[UsageTotals], datetime]:
+    async def sum(self, queries: Sequence[UsageQuery], exclude_prefix: str = "",
+                  exclude_ids: Sequence[str] = ()) -> tuple[list[UsageTotals], datetime]:
         totals: list[UsageTotals] = []
         watermark = datetime.now(UTC)
         for i in range(0, len(queries), self.CHUNK):
-            request = ledger_pb2.SumUsageRequest()
-            for q in queries[i:i + self.CHUNK]:
+            request = ledger_pb2.SumUsageRequest(exclude_reservation_prefix=exclude_prefix,
+                                                 exclude_reservation_ids=exclude_ids)
+            chunk = queries[i:i + self.CHUNK]
+            distinct = list(dict.fromkeys(chunk))
+            for q in distinct:
                 item = request.queries.add()
                 s = q.scope
                 item.scope.CopyFrom(common_pb2.Scope(
@@ -512,7 +642,9 @@ class LedgerUsage:
                 item.start_time.FromDatetime(q.start)
                 item.end_time.FromDatetime(q.end)
             reply = await self._stub.SumUsage(request, timeout=self._timeout)
-            totals += [UsageTotals(r.tokens, r.cost_nusd, r.requests) for r in reply.results]
+            answers = {q: UsageTotals(r.tokens, r.cost_nusd, r.requests)
+                       for q, r in zip(distinct, reply.results, strict=True)}
+            totals += [answers[q] for q in chunk]
             if reply.HasField("watermark"):
                 watermark = min(watermark, reply.watermark.ToDatetime(UTC))
         return totals, watermark

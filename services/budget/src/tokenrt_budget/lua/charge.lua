@@ -1,18 +1,21 @@
 -- Charge usage without a reservation (a commit that arrived after the reservation
 -- expired, with its chain): adds to used, checks nothing.
--- KEYS: 1 ready marker, 1+i counter of limit i.
--- ARGV: 1 now ms, 2 n, then 5 per limit: amount, bucket ms, buckets, counter ttl s, limit id.
+-- KEYS: 1 ready marker, 2 catch-up hash, 3 counted set (see note_commit), 3+i counter of
+--       limit i.
+-- ARGV: 1 now ms, 2 n, 3 reservation id, then 5 per limit: amount, bucket ms, buckets,
+--       counter ttl s, limit id.
 -- Returns {EMPTY} or {DONE, n, per counter: limit id, used, reserved, alerted}.
 local now = tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'EMPTY'} end
 local n = tonumber(ARGV[2])
 local out = {'DONE', n}
+local charge = note_commit(KEYS[2], KEYS[3], ARGV[3])
 for i = 1, n do
-  local b = 2 + (i - 1) * 5
-  local ck = KEYS[1 + i]
+  local b = 3 + (i - 1) * 5
+  local ck = KEYS[3 + i]
   local bucket_ms, nb = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local used, reserved, alerted, exists = read_counter(ck, bucket_ms, nb, now)
-  used = used + add_used(ck, tonumber(ARGV[b + 1]), bucket_ms, nb, now, now)
+  if charge then used = used + add_used(ck, tonumber(ARGV[b + 1]), bucket_ms, nb, now, now) end
   if not exists then
     redis.call('HSETNX', ck, 'reserved', 0)
     local ttl = tonumber(ARGV[b + 4])

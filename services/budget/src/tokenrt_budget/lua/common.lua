@@ -93,3 +93,38 @@ local function rolling_wait(ck, bucket_ms, nb, now, excess)
   end
   return nb * bucket_ms
 end
+
+-- Replaces a counter's committed usage, keeping outstanding holds: drops used, lo, the
+-- rolling buckets b<index> and the catch-up bases L<name> / Lv, then sets `nf` field/value
+-- pairs from args[first...] (and the alert level when restart_alerts), ttl s (0 = none).
+local function replace_used(ck, restart_alerts, args, first, nf, ttl)
+  local flat = redis.call('HGETALL', ck)
+  for j = 1, #flat, 2 do
+    local name = flat[j]
+    local c = string.sub(name, 1, 1)
+    if name == 'used' or name == 'lo' or c == 'b' or c == 'L' then
+      redis.call('HDEL', ck, name)
+    end
+  end
+  if restart_alerts then redis.call('HDEL', ck, 'alerted') end
+  for j = first, first + 2 * nf - 1, 2 do
+    redis.call('HSET', ck, args[j], args[j + 1])
+  end
+  redis.call('HSETNX', ck, 'reserved', 0)
+  if ttl > 0 then redis.call('EXPIRE', ck, ttl) end
+end
+
+-- A commit after a counter rebuild, while its catch-up window is open (KEYS catchup hash
+-- and counted set of the organization). A reservation issued before the rebuild (its id
+-- carries another epoch) may also have its usage event summed by the catch-up from the
+-- ledger: it is recorded in the counted set, which the catch-up leaves out, and the set's
+-- version moves so that a catch-up computed without it is refused. Returns false when the
+-- reservation was recorded already (a retried late commit: charge nothing again).
+local function note_commit(catchup, counted, rid)
+  local epoch = redis.call('HGET', catchup, 'epoch')
+  if not epoch or string.sub(rid, 14, 21) == epoch then return true end
+  if redis.call('SADD', counted, rid) == 0 then return false end
+  redis.call('HINCRBY', catchup, 'ver', 1)
+  redis.call('PEXPIREAT', counted, tonumber(redis.call('HGET', catchup, 'until')))
+  return true
+end

@@ -3,13 +3,17 @@
 --       5+i counter of limit i.
 -- ARGV: 1 now ms, 2 ttl ms, 3 reservation id, 4 dry run (0/1), 5 expected version,
 --       6 idempotency (0/1), 7 idempotency fingerprint, 8 reservation key prefix,
---       9 n limits, then one per limit: "need blocking(0/1) limit metric bucket_ms buckets
+--       9 n limits, 10 the epoch the reservation id was made with (the ready marker's
+--       value), then one per limit: "need blocking(0/1) limit metric bucket_ms buckets
 --       expire_at(unix s, 0 = none) limit_id" (one string: far cheaper to send than 8).
--- Returns {status, ...}: EMPTY (rebuild first), STALE (reload limits),
--- IDEM fingerprint reservation_id, or OK/REFUSED followed per limit by
--- used, reserved (after the hold), alerted, retry ms.
+-- Returns {status, ...}: EMPTY (rebuild first), EPOCH epoch (the counters were rebuilt
+-- since the caller learnt the epoch: make the id again with this one), STALE (reload
+-- limits), IDEM fingerprint reservation_id, or OK/REFUSED followed per limit by used,
+-- reserved (after the hold), alerted, retry ms.
 local now = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'EMPTY'} end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return {'EMPTY'} end
+if epoch ~= ARGV[10] then return {'EPOCH', epoch} end
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[5] then return {'STALE'} end
 sweep(KEYS[3], ARGV[8], now, 64)
 if ARGV[6] == '1' then
@@ -24,7 +28,7 @@ local specs = {}
 for i = 1, n do
   local ck = KEYS[5 + i]
   local need_s, blocking, limit, metric, bucket_ms, nb, expire_at, lid = string.match(
-    ARGV[9 + i], '^(%d+) ([01]) (%d+) (%d) (%d+) (%d+) (%d+) (%S+)$')
+    ARGV[10 + i], '^(%d+) ([01]) (%d+) (%d) (%d+) (%d+) (%d+) (%S+)$')
   local need = tonumber(need_s)
   limit, bucket_ms, nb = tonumber(limit), tonumber(bucket_ms), tonumber(nb)
   specs[i] = {need_s, need, tonumber(metric), bucket_ms, nb, tonumber(expire_at), lid}

@@ -1,5 +1,5 @@
 -- Commit (actual replaces the estimate) or release a reservation.
--- KEYS: 1 expiry index, 2 reservation.
+-- KEYS: 1 expiry index, 2 reservation, 3 catch-up hash, 4 counted set (see note_commit).
 -- ARGV: 1 mode ("commit" / "release"), 2 actual tokens, 3 actual cost nusd,
 --       4 now ms, 5 tombstone ttl s, 6 reservation id.
 -- Returns {MISSING} (unknown or expired: its hold is given back), {SETTLED, state}
@@ -11,6 +11,7 @@ if not head[1] then return {'MISSING'} end
 if head[1] ~= 'held' then return {'SETTLED', head[1]} end
 local expired = tonumber(head[2]) <= now
 local commit = ARGV[1] == 'commit' and not expired
+local charge = commit and note_commit(KEYS[3], KEYS[4], ARGV[6])
 local at = tonumber(head[3])
 local held = cjson.decode(head[4])
 local out = {'DONE', #held}
@@ -20,7 +21,7 @@ for _, c in ipairs(held) do
   if exists then
     if amount ~= 0 then redis.call('HINCRBY', ck, 'reserved', -amount) end
     reserved = reserved - amount
-    if commit then
+    if charge then
       local actual = amount
       if metric == 1 then actual = tonumber(ARGV[2]) elseif metric == 2 then
         actual = tonumber(ARGV[3]) end

@@ -1,0 +1,50 @@
+-- Apply one catch-up pass: the ledger's sums, per counter field, of the events reserved
+-- since the catch-up horizon that the counters do not count themselves (events of
+-- reservations made since the rebuild and of those in the counted set left out).
+-- Each field's base L<name> is what was added from the ledger so far; the difference is
+-- added. The sums only grow while the counted set stays the same, so an older answer
+-- (a slower replica's) never takes anything back; when the set grew since the base was
+-- taken (Lv below the version) a sum may shrink by usage a commit charged meanwhile, and
+-- the difference is then applied whatever its sign.
+-- KEYS: 1 catch-up hash, 1+i counter i.
+-- ARGV: 1 now ms, 2 counted-set version the sums were taken at, 3 n counters, then per
+--       counter: bucket ms, buckets, n fields, then field/value pairs (field "used", or a
+--       rolling bucket's index).
+-- Returns {RETRY} (the counted set changed: sum again) or {DONE, amount added}.
+local now = tonumber(ARGV[1])
+local ver = tonumber(ARGV[2])
+if tonumber(redis.call('HGET', KEYS[1], 'ver') or '-1') ~= ver then return {'RETRY'} end
+local added = 0
+local j = 4
+for i = 1, tonumber(ARGV[3]) do
+  local ck = KEYS[1 + i]
+  local bucket_ms, nb, nf = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  j = j + 3
+  if redis.call('EXISTS', ck) == 1 then
+    read_counter(ck, bucket_ms, nb, now)  -- drops buckets that left the window
+    local signed = tonumber(redis.call('HGET', ck, 'Lv') or '0') < ver
+    local first = 0
+    if bucket_ms > 0 then first = math.floor(now / bucket_ms) - nb + 1 end
+    for _ = 1, nf do
+      local name, value = ARGV[j], tonumber(ARGV[j + 1])
+      j = j + 2
+      local base = redis.call('HGET', ck, 'L' .. name)
+      if base then
+        local delta = value - tonumber(base)
+        if bucket_ms > 0 and tonumber(name) < first then
+          redis.call('HDEL', ck, 'L' .. name)
+        elseif delta > 0 or (signed and delta < 0) then
+          local at = now
+          if bucket_ms > 0 then at = tonumber(name) * bucket_ms end
+          add_used(ck, delta, bucket_ms, nb, at, now)
+          redis.call('HSET', ck, 'L' .. name, value)
+          added = added + delta
+        end
+      end
+    end
+    redis.call('HSET', ck, 'Lv', ver)
+  else
+    j = j + 2 * nf
+  end
+end
+return {'DONE', added}
