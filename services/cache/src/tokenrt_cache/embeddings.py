@@ -25,6 +25,7 @@ import numpy as np
 
 from tokenrt_cache import semantic
 from tokenrt_cache.minilm import MODEL_NAME, MiniLM, Vector
+from tokenrt_common.secrets import SecretError, env_names, read_key
 
 MEMO_ENTRIES = 4096
 # The longest prompt text sent to a provider (its limit is in tokens; ~4 characters each).
@@ -119,15 +120,14 @@ class LocalModel:
 
 
 def read_api_key(env_name: str, file: str) -> str:
-    """The provider key from a file (first line) or else an environment variable; '' when
-    neither is set. Never logged."""
-    if file:
-        try:
-            return Path(file).read_text().strip().splitlines()[0].strip()
-        except (OSError, IndexError) as exc:
-            raise EmbeddingError(f"cannot read the embedding API key file {file}: "
-                                 f"{type(exc).__name__}") from None
-    return os.environ.get(env_name, "").strip() if env_name else ""
+    """The provider key from a file or else an environment variable (tokenrt_common.secrets);
+    '' when neither is set. Never logged."""
+    try:
+        key = read_key(file, env_names(env_name), os.environ,
+                       setting="TOKENRT_CACHE_EMBEDDING_KEY_FILE")
+    except SecretError as exc:
+        raise EmbeddingError(str(exc)) from None
+    return key.reveal() if key is not None else ""
 
 
 class ProviderEndpoint:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import tokenrt_pricing
 from tokenrt.v1 import compressor_pb2_grpc, router_pb2_grpc
 from tokenrt_common.client import open_channel
+from tokenrt_common.secrets import SecretError, env_names, read_key
 from tokenrt_common.server import Runtime, Servicer, ServiceSpec, StartupError, run, servicer
 from tokenrt_common.settings import Settings
 from tokenrt_compressor.api import CompressorApi
@@ -20,17 +20,15 @@ from tokenrt_counter.tokenizers import Tokenizers
 
 
 def summary_key(s: Settings) -> str:
-    """The router API key of the compressor's summary calls: the file's first line, else
-    the named environment variable; "" when neither is set. Never logged."""
-    if s.compressor_summary_key_file:
-        try:
-            lines = Path(s.compressor_summary_key_file).read_text().split()
-        except OSError as exc:
-            raise StartupError("cannot read TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE "
-                               f"({type(exc).__name__})") from None
-        return lines[0] if lines else ""
-    name = s.compressor_summary_key_env
-    return os.environ.get(name, "").strip() if name else ""
+    """The router API key of the compressor's summary calls, from the key file or else the
+    named environment variable (tokenrt_common.secrets); "" when neither is set. Never
+    logged."""
+    try:
+        key = read_key(s.compressor_summary_key_file, env_names(s.compressor_summary_key_env),
+                       os.environ, setting="TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE")
+    except SecretError as exc:
+        raise StartupError(str(exc)) from None
+    return key.reveal() if key is not None else ""
 
 
 def build(runtime: Runtime) -> list[Servicer]:
