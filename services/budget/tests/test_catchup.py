@@ -1,0 +1,183 @@
+"""After Redis comes back empty and the counters are rebuilt from the ledger, usage that
+was still on its way to the ledger (events in an outbox, the stream or a ledger batch) is
+added once it arrives, and never twice: not for commits that arrive after the rebuild (the
+budget counts those itself), not for late commits of events the rebuild already counted,
+not for retries, not with two replicas catching up at once. Real budget replicas, a real
+ledger, a private Valkey (see test_restart.py) and events published on real JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2, events_pb2
+from tokenrt_common.settings import load_settings
+from tokenrt_usage import Publisher, StreamSpec
+from tokenrt_usage.testing import make_event
+
+from .conftest import BudgetEnv, chain, limit, new_org, scope, wait_ready
+from .test_restart import Valkey, _ledger_sum, valkey, with_ledger  # noqa: F401 (fixtures)
+
+K = common_pb2
+B = budget_pb2
+FAST = {"TOKENRT_BUDGET_CATCHUP_INTERVAL_SECONDS": "0.2"}
+
+
+def _event(org: str, reservation_id: str, tokens: int) -> events_pb2.UsageEvent:
+    event = make_event(org_id=org, project_id="web", user_id="alice", session_id="s1",
+                       input_tokens=tokens - tokens // 4, output_tokens=tokens // 4)
+    event.budget_reservation_id = reservation_id
+    event.budget_reserved_at.FromDatetime(datetime.now(UTC))
+    return event
+
+
+async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_usage_in_flight_at_a_redis_restart_is_counted_once_it_reaches_the_ledger(
+        with_ledger: tuple[BudgetEnv, str], valkey: Valkey, tmp_path: Path) -> None:
+    be, ledger_addr = with_ledger
+    a, b = be.start(**FAST), be.start(**FAST)  # both run catch-up passes
+    for proc in (a, b):
+        await wait_ready(proc.address)  # type: ignore[attr-defined]
+    org = new_org()
+    pub = Publisher(be.env["TOKENRT_NATS_URL"], StreamSpec.from_settings(load_settings(be.env)),
+                    tmp_path / "outbox.sqlite3")
+    await pub.start()
+    assert await pub.wait_ready(within=20)
+    async with grpc.aio.insecure_channel(a.address) as cha, \
+            grpc.aio.insecure_channel(b.address) as chb:  # type: ignore[attr-defined]
+        sa, sb = budget_pb2_grpc.BudgetServiceStub(cha), budget_pb2_grpc.BudgetServiceStub(chb)
+        hard = (await sa.SetLimit(B.SetLimitRequest(limit=limit(
+            f"org:{org}", 1000, period=K.LIMIT_PERIOD_TOTAL)))).limit
+        # A rolling window too: its buckets are rebuilt and caught up one by one.
+        await sa.SetLimit(B.SetLimitRequest(limit=limit(
+            f"project:{org}/web", 10**6, period=K.LIMIT_PERIOD_ROLLING,
+            rolling_window_seconds=600, action=K.LIMIT_ACTION_THROTTLE)))
+
+        async def used() -> int:
+            org_st = await sb.Status(B.StatusRequest(scope=scope(f"org:{org}")))
+            project = await sb.Status(B.StatusRequest(scope=scope(f"project:{org}/web")))
+            assert org_st.enforcement == K.BUDGET_ENFORCEMENT_ENFORCED
+            assert org_st.limits[0].used == project.limits[0].used, (org_st, project)
+            return org_st.limits[0].used
+
+        async def ledger() -> int:
+            return await _ledger_sum(ledger_addr, org)
+
+        async def reserve(stub: budget_pb2_grpc.BudgetServiceStub, tokens: int) -> str:
+            r = await stub.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=tokens))
+            assert r.decision == K.BUDGET_DECISION_ALLOW, r
+            return r.reservation_id
+
+        async def commit(stub: budget_pb2_grpc.BudgetServiceStub, rid: str, tokens: int) -> int:
+            return (await stub.Commit(B.CommitRequest(
+                reservation_id=rid, actual_tokens=tokens, chain=chain(org)))).outcome
+
+        # Before the restart: r1 committed, its event still on its way (the outbox);
+        # r2 and r4 answered but not yet committed; r2's event is in the ledger already.
+        r1, r2, r4 = await reserve(sa, 300), await reserve(sa, 100), await reserve(sa, 40)
+        assert await commit(sa, r1, 300) == B.SETTLEMENT_OUTCOME_COMMITTED
+        await pub.publish(_event(org, r2, 100))
+        await _until("the ledger has r2", lambda: _eq(ledger(), 100))
+
+        valkey.kill()
+        valkey.start()  # back, and empty
+        # The rebuild finds only r2's 100 in the ledger.
+        await _until("rebuilt", lambda: _ok(used()))
+        assert await used() == 100
+        # r2's commit arrives late: charged (the reservation is gone), and the catch-up
+        # takes back the copy the rebuild counted from the ledger.
+        assert await commit(sb, r2, 100) == B.SETTLEMENT_OUTCOME_LATE_COMMITTED
+        await _until("r2 counted once", lambda: _eq(used(), 100), 10)
+        # r4's late commit comes before its event: counted by the commit alone.
+        assert await commit(sa, r4, 40) == B.SETTLEMENT_OUTCOME_LATE_COMMITTED
+        # r3 is made and committed after the rebuild (on the other replica); its event
+        # reaches the ledger at once: counted by the commit alone too.
+        r3 = await reserve(sb, 50)
+        assert await commit(sb, r3, 50) == B.SETTLEMENT_OUTCOME_COMMITTED
+        await pub.publish(_event(org, r3, 50))
+        await pub.publish(_event(org, r4, 40))
+        await _until("the ledger has r2, r3, r4", lambda: _eq(ledger(), 190))
+        await asyncio.sleep(1)  # passes run meanwhile
+        assert await used() == 190
+        # r1's event arrives at last: the catch-up adds it.
+        await pub.publish(_event(org, r1, 300))
+        await _until("the ledger has r1", lambda: _eq(ledger(), 490))
+        await _until("r1 caught up", lambda: _eq(used(), 490), 10)
+        # Retried late commits charge nothing again.
+        for rid, tokens in ((r2, 100), (r4, 40)):
+            assert await commit(sb, rid, tokens) == B.SETTLEMENT_OUTCOME_LATE_COMMITTED
+        await asyncio.sleep(1)
+        assert (await used(), await ledger()) == (490, 490)
+        # The hard limit sees it: 490 + 600 would pass 1000.
+        over = await sa.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=600))
+        assert over.decision == K.BUDGET_DECISION_DENY
+        assert {s.limit_id: s.used for s in over.limits if s.triggered} == {hard.limit_id: 490}
+    await pub.close()
+    assert "budget.caught_up" in be.log_text()
+
+
+async def _eq(value: Awaitable[int], want: int) -> bool:
+    return await value == want
+
+
+async def _ok(value: Awaitable[int]) -> bool:
+    try:
+        await value
+        return True
+    except (AssertionError, grpc.aio.AioRpcError):
+        return False
+
+
+async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
+        with_ledger: tuple[BudgetEnv, str], valkey: Valkey, tmp_path: Path) -> None:
+    """RebuildCounters with reservations held: committed after it, each is counted once,
+    whether its event reached the ledger before the rebuild, or after the commit."""
+    be, ledger_addr = with_ledger
+    proc = be.start(**FAST)
+    await wait_ready(proc.address)  # type: ignore[attr-defined]
+    org = new_org()
+    pub = Publisher(be.env["TOKENRT_NATS_URL"], StreamSpec.from_settings(load_settings(be.env)),
+                    tmp_path / "outbox.sqlite3")
+    await pub.start()
+    assert await pub.wait_ready(within=20)
+    async with grpc.aio.insecure_channel(proc.address) as ch:  # type: ignore[attr-defined]
+        stub = budget_pb2_grpc.BudgetServiceStub(ch)
+        await stub.SetLimit(B.SetLimitRequest(limit=limit(f"org:{org}", 1000)))
+
+        async def used() -> int:
+            st = await stub.Status(B.StatusRequest(scope=scope(f"org:{org}")))
+            return st.limits[0].used
+
+        async def ledger() -> int:
+            return await _ledger_sum(ledger_addr, org)
+
+        held = []
+        for tokens in (100, 60):
+            r = await stub.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=tokens))
+            held.append(r.reservation_id)
+        await pub.publish(_event(org, held[0], 100))  # before its commit
+        await _until("the ledger has the first", lambda: _eq(ledger(), 100))
+        await stub.RebuildCounters(B.RebuildCountersRequest(scope=scope(f"org:{org}")))
+        st = await stub.Status(B.StatusRequest(scope=scope(f"org:{org}")))
+        assert [(s.used, s.reserved) for s in st.limits] == [(100, 160)]
+        for rid, tokens in zip(held, (100, 60), strict=True):
+            c = await stub.Commit(B.CommitRequest(reservation_id=rid, actual_tokens=tokens))
+            assert c.outcome == B.SETTLEMENT_OUTCOME_COMMITTED
+        await pub.publish(_event(org, held[1], 60))
+        await _until("the ledger has both", lambda: _eq(ledger(), 160))
+        await _until("each counted once", lambda: _eq(used(), 160), 10)
+        await asyncio.sleep(1)
+        assert (await used(), await ledger()) == (160, 160)
+    await pub.close()
