@@ -1,8 +1,7 @@
 """Anthropic Messages adapter (`POST {base}/messages`, `x-api-key`, `anthropic-version`).
 
-System and developer messages become the top-level `system`; tool calls are `tool_use`
-blocks in the assistant turn and tool results `tool_result` blocks in the next user turn
-(consecutive turns of one role are merged: the API alternates user and assistant).
+The prompt (system, messages, tools, tool_choice) is converted by
+tokenrt_common.provider_wire, which the counter shares for Anthropic's count_tokens.
 
 Usage: Anthropic's `input_tokens` EXCLUDES the prompt-cache writes and reads, so tokenrt's
 input total is input_tokens + cache_creation_input_tokens + cache_read_input_tokens, with
@@ -13,13 +12,13 @@ reported apart.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
 from tokenrt.v1 import common_pb2
+from tokenrt_common import provider_wire as wire
 from tokenrt_pricing import Usage
 from tokenrt_router.providers.base import (
     Answer,
@@ -29,7 +28,6 @@ from tokenrt_router.providers.base import (
     ProviderRequest,
     StreamEnd,
 )
-from tokenrt_router.providers.convert import append_turn, data_url, text_of, tool_args
 from tokenrt_router.providers.http import HttpAdapter, number
 from tokenrt_router.providers.secrets import Secret
 
@@ -62,14 +60,12 @@ class Anthropic(HttpAdapter):
         return "", None
 
     def body(self, req: ProviderRequest, stream: bool) -> dict[str, Any]:
-        system, messages = _messages(req.messages)
-        body: dict[str, Any] = {"model": req.model_id, "max_tokens": req.max_output,
-                                "messages": messages}
-        if system:
-            body["system"] = system
-        if req.tools:
-            body["tools"] = [_tool(t) for t in req.tools]
-        _sampling(body, req.sampling, bool(req.tools))
+        try:
+            prompt = wire.anthropic_prompt(req.model_id, req.messages, req.tools, req.sampling)
+        except wire.WireError as exc:
+            raise ProviderError(Failure.BAD_REQUEST, str(exc)) from None
+        body: dict[str, Any] = {"max_tokens": req.max_output, **prompt}
+        _sampling(body, req.sampling)
         if stream:
             body["stream"] = True
         return body
@@ -151,70 +147,9 @@ def usage(raw: Any) -> Usage | None:
                  output_tokens=output)
 
 
-def _messages(msgs: Any) -> tuple[str, list[dict[str, Any]]]:
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-    for m in msgs:
-        if m.role in (T.ROLE_SYSTEM, T.ROLE_DEVELOPER):
-            system.append(text_of(m))
-            continue
-        if m.role == T.ROLE_TOOL:
-            role = "user"
-            blocks: list[dict[str, Any]] = [{"type": "tool_result",
-                                             "tool_use_id": m.tool_call_id,
-                                             "content": text_of(m)}]
-        else:
-            role = "assistant" if m.role == T.ROLE_ASSISTANT else "user"
-            blocks = [_part(p) for p in m.content]
-            blocks = [b for b in blocks if b.get("type") != "text" or b["text"]]
-            for c in m.tool_calls:
-                blocks.append({"type": "tool_use", "id": c.id, "name": c.name,
-                               "input": tool_args(c.arguments_json, "Anthropic")})
-        append_turn(out, role, "content", blocks)
-    return "\n\n".join(s for s in system if s), out
-
-
-def _part(p: common_pb2.ContentPart) -> dict[str, Any]:
-    if p.WhichOneof("part") == "text":
-        return {"type": "text", "text": p.text}
-    img = p.image
-    if img.WhichOneof("source") == "url" and not img.url.startswith("data:"):
-        return {"type": "image", "source": {"type": "url", "url": img.url}}
-    if img.WhichOneof("source") == "url":
-        media, data = data_url(img.url)
-        return {"type": "image", "source": {"type": "base64", "media_type": media,
-                                            "data": data}}
-    return {"type": "image", "source": {"type": "base64",
-                                        "media_type": img.media_type or "image/png",
-                                        "data": base64.b64encode(img.data).decode()}}
-
-
-def _tool(t: common_pb2.Tool) -> dict[str, Any]:
-    tool: dict[str, Any] = {"name": t.name,
-                            "input_schema": json.loads(t.parameters_json_schema or "{}")
-                            or {"type": "object"}}
-    if t.description:
-        tool["description"] = t.description
-    return tool
-
-
-def _sampling(body: dict[str, Any], s: common_pb2.SamplingParams, tools: bool) -> None:
+def _sampling(body: dict[str, Any], s: common_pb2.SamplingParams) -> None:
     for name in ("temperature", "top_p"):
         if s.HasField(name):
             body[name] = getattr(s, name)
     if s.stop_sequences:
         body["stop_sequences"] = list(s.stop_sequences)
-    tc = s.tool_choice
-    choice: dict[str, Any] = {}
-    if tc.mode == T.TOOL_CHOICE_MODE_AUTO:
-        choice = {"type": "auto"}
-    elif tc.mode == T.TOOL_CHOICE_MODE_NONE:
-        choice = {"type": "none"}
-    elif tc.mode == T.TOOL_CHOICE_MODE_REQUIRED:
-        choice = {"type": "any"}
-    elif tc.mode == T.TOOL_CHOICE_MODE_TOOL:
-        choice = {"type": "tool", "name": tc.tool_name}
-    if tools and s.HasField("parallel_tool_calls") and not s.parallel_tool_calls:
-        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
-    if tools and choice:
-        body["tool_choice"] = choice

@@ -1,9 +1,8 @@
 """Google Gemini adapter: `POST {base}/models/{model}:generateContent` and
 `:streamGenerateContent?alt=sse`, key in `x-goog-api-key` (never in the URL).
 
-System and developer messages become `systemInstruction`; the conversation is `contents`
-of `user` / `model` turns made of `parts`; tools are `functionDeclarations`, a call is a
-`functionCall` part and a result a `functionResponse` part named after the call.
+The prompt (systemInstruction, contents, tools, toolConfig) is converted by
+tokenrt_common.provider_wire, which the counter shares for Gemini's countTokens.
 Gemini 3 returns a `thoughtSignature` with a function call that must be sent back with
 it: it travels in the tool call's id (`gsig.<signature>`), which the caller echoes.
 
@@ -15,14 +14,14 @@ toolUsePromptTokenCount (grounding / code execution prompts) is billed as input.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
 from tokenrt.v1 import common_pb2
+from tokenrt_common import provider_wire as wire
 from tokenrt_pricing import Usage
 from tokenrt_router.providers.base import (
     Answer,
@@ -32,12 +31,11 @@ from tokenrt_router.providers.base import (
     ProviderRequest,
     StreamEnd,
 )
-from tokenrt_router.providers.convert import append_turn, data_url, text_of, tool_args
 from tokenrt_router.providers.http import HttpAdapter, number
 from tokenrt_router.providers.secrets import Secret
 
 T = common_pb2
-SIGNED = "gsig."
+SIGNED = wire.GEMINI_SIGNED
 FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
             "IMAGE_SAFETY", "LANGUAGE"}
 FINISH = {"STOP": T.FINISH_REASON_STOP, "MAX_TOKENS": T.FINISH_REASON_LENGTH,
@@ -86,15 +84,10 @@ class Gemini(HttpAdapter):
         return f"{self.base_url}/models/{model}:{verb}"
 
     def body(self, req: ProviderRequest) -> dict[str, Any]:
-        system, contents = _contents(req.messages)
-        body: dict[str, Any] = {"contents": contents}
-        if system:
-            body["systemInstruction"] = {"parts": [{"text": system}]}
-        if req.tools:
-            body["tools"] = [{"functionDeclarations": [_function(t) for t in req.tools]}]
-            config = _tool_config(req.sampling.tool_choice)
-            if config:
-                body["toolConfig"] = {"functionCallingConfig": config}
+        try:
+            body = wire.gemini_prompt(req.messages, req.tools, req.sampling)
+        except wire.WireError as exc:
+            raise ProviderError(Failure.BAD_REQUEST, str(exc)) from None
         body["generationConfig"] = _generation(req.sampling, req.max_output)
         return body
 
@@ -188,80 +181,6 @@ def usage(raw: Any) -> Usage | None:
                  cached_input_tokens=min(number(raw, "cachedContentTokenCount"), prompt),
                  output_tokens=number(raw, "candidatesTokenCount") + thoughts,
                  reasoning_tokens=thoughts)
-
-
-def _contents(msgs: Sequence[common_pb2.Message]) -> tuple[str, list[dict[str, Any]]]:
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-    names: dict[str, str] = {}  # tool call id -> function name
-    for m in msgs:
-        if m.role in (T.ROLE_SYSTEM, T.ROLE_DEVELOPER):
-            system.append(text_of(m))
-            continue
-        parts: list[dict[str, Any]]
-        if m.role == T.ROLE_TOOL:
-            role = "user"
-            parts = [{"functionResponse": {
-                "name": m.name or names.get(m.tool_call_id, ""),
-                "response": _response(text_of(m))}}]
-        else:
-            role = "model" if m.role == T.ROLE_ASSISTANT else "user"
-            parts = [_part(p) for p in m.content]
-            parts = [p for p in parts if p.get("text", True)]
-            for c in m.tool_calls:
-                names[c.id] = c.name
-                part: dict[str, Any] = {"functionCall": {
-                    "name": c.name, "args": tool_args(c.arguments_json, "Gemini")}}
-                if c.id.startswith(SIGNED):
-                    part["thoughtSignature"] = c.id[len(SIGNED):]
-                parts.append(part)
-        append_turn(out, role, "parts", parts)
-    return "\n\n".join(s for s in system if s), out
-
-
-def _response(text: str) -> dict[str, Any]:
-    """functionResponse.response must be an object: a JSON object result as is, anything
-    else under "result"."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"result": text}
-    return value if isinstance(value, dict) else {"result": value}
-
-
-def _part(p: common_pb2.ContentPart) -> dict[str, Any]:
-    if p.WhichOneof("part") == "text":
-        return {"text": p.text}
-    img = p.image
-    if img.WhichOneof("source") == "url" and img.url.startswith("data:"):
-        media, data = data_url(img.url)
-        return {"inlineData": {"mimeType": media, "data": data}}
-    if img.WhichOneof("source") == "url":
-        return {"fileData": {"mimeType": img.media_type or "image/jpeg", "fileUri": img.url}}
-    return {"inlineData": {"mimeType": img.media_type or "image/png",
-                           "data": base64.b64encode(img.data).decode()}}
-
-
-def _function(t: common_pb2.Tool) -> dict[str, Any]:
-    fn: dict[str, Any] = {"name": t.name}
-    if t.description:
-        fn["description"] = t.description
-    schema = json.loads(t.parameters_json_schema or "{}")
-    if schema:
-        fn["parametersJsonSchema"] = schema
-    return fn
-
-
-def _tool_config(tc: common_pb2.ToolChoice) -> dict[str, Any]:
-    if tc.mode == T.TOOL_CHOICE_MODE_AUTO:
-        return {"mode": "AUTO"}
-    if tc.mode == T.TOOL_CHOICE_MODE_NONE:
-        return {"mode": "NONE"}
-    if tc.mode == T.TOOL_CHOICE_MODE_REQUIRED:
-        return {"mode": "ANY"}
-    if tc.mode == T.TOOL_CHOICE_MODE_TOOL:
-        return {"mode": "ANY", "allowedFunctionNames": [tc.tool_name]}
-    return {}
 
 
 def _generation(s: common_pb2.SamplingParams, max_output: int) -> dict[str, Any]:
