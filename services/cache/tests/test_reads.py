@@ -1,0 +1,109 @@
+"""The lookup's read connection (reads.py) on real Redis / Valkey: replies reach the
+right callers when many are pipelined, an error reply fails only its call, the URL's
+password and database are used, a lost or hung server fails the waiting calls within
+the timeout, and reads work again once it is back.
+
+Stopping and hanging run on a private Valkey; the rest on the machine's Redis in the
+cache tests' database, under a key prefix of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cache_procs import REDIS_URL
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from tokenrt_cache.reads import ReadConnection
+from tokenrt_testkit.procs import PrivateValkey
+
+
+@pytest.fixture
+def keys() -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    prefix = f"test:cache:reads:{uuid.uuid4().hex[:8]}"
+    yield client, prefix
+    found = list(client.scan_iter(f"{prefix}:*"))
+    if found:
+        client.delete(*found)
+    client.close()
+
+
+async def test_pipelined_reads_answer_their_own_callers(keys: tuple[redis.Redis, str]) -> None:
+    client, prefix = keys
+    for i in range(200):
+        client.hset(f"{prefix}:{i}", mapping={"r": f"value {i}".encode(), "n": i})
+    client.set(f"{prefix}:string", "not a hash")
+    reads = ReadConnection(REDIS_URL, timeout=5)
+    try:
+        calls = [reads.call(("HMGET", f"{prefix}:{i}", "r", "n")) for i in range(200)]
+        wrong = reads.call(("HGETALL", f"{prefix}:string"))
+        pair = reads.call(("HMGET", f"{prefix}:7", "r"), ("HGETALL", f"{prefix}:8"))
+        missing = reads.call(("HMGET", f"{prefix}:none", "r"))
+        replies = await asyncio.gather(*calls)
+        assert replies == [[[f"value {i}".encode(), str(i).encode()]] for i in range(200)]
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await wrong
+        assert await pair == [[b"value 7"], [b"r", b"value 8", b"n", b"8"]]
+        assert await missing == [[None]]
+        # The same connection goes on after the error reply.
+        assert await reads.call(("HMGET", f"{prefix}:3", "n")) == [[b"3"]]
+    finally:
+        await reads.close()
+
+
+async def test_url_password_and_database(valkey: PrivateValkey) -> None:
+    admin = redis.Redis(port=valkey.port, socket_timeout=5)
+    redis.Redis(port=valkey.port, db=3).hset("k", "r", b"in db 3")
+    admin.hset("k", "r", b"in db 0")
+    admin.config_set("requirepass", "s3cret")
+    base = f"127.0.0.1:{valkey.port}"
+    reads = ReadConnection(f"redis://:s3cret@{base}/3", timeout=5)
+    refused = ReadConnection(f"redis://:wrong@{base}/3", timeout=5)
+    try:
+        assert await reads.call(("HMGET", "k", "r")) == [[b"in db 3"]]
+        with pytest.raises(RedisConnectionError, match="cannot connect"):
+            await refused.call(("HMGET", "k", "r"))
+        # Reads queued during one failed connect all hear its error.
+        both = [refused.call(("HMGET", "k", "r")) for _ in range(2)]
+        for call in both:
+            with pytest.raises(RedisConnectionError, match="WRONGPASS|invalid"):
+                await call
+    finally:
+        await reads.close()
+        await refused.close()
+
+
+async def test_hung_then_down_then_back(valkey: PrivateValkey, tmp_path: Path) -> None:
+    redis.Redis(port=valkey.port).hset("k", "r", b"v")
+    reads = ReadConnection(valkey.url, timeout=0.5)
+    try:
+        assert await reads.call(("HMGET", "k", "r")) == [[b"v"]]
+        assert valkey.process is not None
+        valkey.process.send_signal(signal.SIGSTOP)  # connection open, no answers
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisConnectionError, match="lost"):
+                await asyncio.wait_for(reads.call(("HMGET", "k", "r")), 5)
+            took = time.monotonic() - started
+            assert 0.4 < took < 2.0, f"the hung read failed after {took:.2f} s"
+        finally:
+            valkey.process.send_signal(signal.SIGCONT)
+        assert await asyncio.wait_for(reads.call(("HMGET", "k", "r")), 5) == [[b"v"]]
+
+        valkey.stop()
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(reads.call(("HMGET", "k", "r")), 5)
+        valkey.start(tmp_path)
+        redis.Redis(port=valkey.port).hset("k", "r", b"back")  # read at once, no back-off
+        assert await asyncio.wait_for(reads.call(("HMGET", "k", "r")), 5) == [[b"back"]]
+    finally:
+        await reads.close()
