@@ -109,6 +109,14 @@ class Settings:
     # Calibration samples the estimator keeps per model (a sliding window, in Redis).
     counter_calibration_window: int = 2000
 
+    # --- counter: providers' count-tokens APIs (issue 3) ---
+    # Providers whose count-tokens endpoint counts CountMessages exactly, comma separated
+    # ("anthropic", "gemini"); each only when its key is configured (the provider_* key,
+    # base URL and version settings below). "" = never call a provider to count.
+    counter_provider_count: str = ""
+    # Longest wait for one provider count; past it, or on any error, the estimate answers.
+    counter_provider_count_timeout_ms: int = 1500
+
     # --- ledger and usage-event settings (issue 5) ---
     # JetStream stream that stores usage events (subjects `<usage_subject_prefix>.>`).
     usage_stream: str = "USAGE"
@@ -514,7 +522,13 @@ def _validate_counter(s: Settings) -> None:
     _between(s, "counter_max_request_bytes", 1, s.grpc_max_message_bytes,
              "TOKENRT_GRPC_MAX_MESSAGE_BYTES")
     _non_negative(s, "counter_cache_bytes", "counter_offload_bytes")
-    _positive(s, "counter_workers", "counter_calibration_window")
+    _positive(s, "counter_workers", "counter_calibration_window",
+              "counter_provider_count_timeout_ms")
+    unknown = {p.strip() for p in s.counter_provider_count.split(",") if p.strip()} - {
+        "anthropic", "gemini"}
+    if unknown:
+        raise SettingsError(f"{_env_name('counter_provider_count')}: {sorted(unknown)} have "
+                            "no count-tokens API here; use anthropic, gemini or both")
     for key in ("pricing_overrides_path", "pricing_litellm_path"):
         path = getattr(s, key)
         if path and not Path(path).is_file():

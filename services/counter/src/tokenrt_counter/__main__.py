@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import tokenrt_pricing
@@ -11,6 +12,7 @@ from tokenrt_counter.api import CounterApi
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter
 from tokenrt_counter.metrics import CounterCollector
+from tokenrt_counter.provider_api import ProviderCounts, endpoints
 from tokenrt_counter.runner import Runner
 from tokenrt_counter.store import CalibrationStore
 from tokenrt_counter.tokenizers import Tokenizers
@@ -44,10 +46,17 @@ def build(runtime: Runtime) -> list[Servicer]:
     pool = ThreadPoolExecutor(max_workers=s.counter_workers, thread_name_prefix="count")
     store = CalibrationStore(runtime.infra, s.counter_calibration_window,
                              s.dependency_timeout_seconds)
-    runner = Runner(counter, store, pool, s.counter_workers, s.counter_offload_bytes, runtime.log)
+    provider = None
+    enabled = endpoints(s, os.environ, runtime.log)
+    if enabled:
+        provider = ProviderCounts(enabled, counter.cache,
+                                  s.counter_provider_count_timeout_ms / 1000, runtime.log)
+        runtime.spawn(provider.hold_open(), name="provider-counts")
+    runner = Runner(counter, store, pool, s.counter_workers, s.counter_offload_bytes, runtime.log,
+                    provider)
     api = CounterApi(runtime, catalog, runner)
     runtime.spawn(runner.refresh_fits(), name="refresh-fits")
-    runtime.metrics.registry.register(CounterCollector(counter))
+    runtime.metrics.registry.register(CounterCollector(counter, provider))
     runtime.log.info("counter.catalog_loaded", models=len(catalog), version=catalog.version)
     return [servicer(api, counter_pb2_grpc)]
 

@@ -23,6 +23,7 @@ SOURCES = {
     "tokenizer": common_pb2.COUNT_SOURCE_TOKENIZER,
     "calibrated": common_pb2.COUNT_SOURCE_CALIBRATED_ESTIMATE,
     "heuristic": common_pb2.COUNT_SOURCE_HEURISTIC,
+    "provider": common_pb2.COUNT_SOURCE_PROVIDER_API,
 }
 MATCHES = {
     Match.EXACT: counter_pb2.MODEL_MATCH_EXACT,
@@ -114,7 +115,8 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         sampling = request.sampling if request.HasField("sampling") else None
         try:
             result = await self._runner.messages(resolved.entry, request.messages,
-                                                 request.tools, sampling)
+                                                 request.tools, sampling,
+                                                 resolved.provider_model_id)
         except MessageError as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc),

@@ -75,7 +75,7 @@ class MessageError(ValueError):
 @dataclass(frozen=True)
 class Accuracy:
     exact: bool
-    # "tiktoken", "calibrated" or "heuristic".
+    # "tiktoken", "tokenizer", "calibrated", "heuristic" or "provider" (a count-tokens API).
     source: str
     bound_bp: int = 0
     bound_tokens: int = 0

@@ -8,11 +8,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tokenrt_counter.core import Counter
+from tokenrt_counter.provider_api import ProviderCounts
 
 
 class CounterCollector(Collector):
-    def __init__(self, counter: Counter) -> None:
+    def __init__(self, counter: Counter, provider: ProviderCounts | None = None) -> None:
         self._counter = counter
+        self._provider = provider
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         cache = self._counter.cache
@@ -40,3 +42,12 @@ class CounterCollector(Collector):
         for model, n in sorted(self._counter.exact_mismatches.items()):
             mismatches.add_metric([model], n)
         yield mismatches
+        provider = CounterMetricFamily(
+            "tokenrt_counter_provider_counts",
+            "CountMessages calls answered through a provider's count-tokens API, by outcome "
+            "(ok, cached, failed, cooling: skipped while the provider cools down)",
+            labels=["provider", "outcome"])
+        if self._provider is not None:
+            for (name, outcome), n in sorted(self._provider.outcomes.items()):
+                provider.add_metric([name, outcome], n)
+        yield provider

@@ -17,6 +17,7 @@ from tokenrt.v1 import common_pb2
 from tokenrt_counter import estimator
 from tokenrt_counter.core import Accuracy, Budget, Counter, MessagesCount, NeedsWorkers
 from tokenrt_counter.estimator import Fit
+from tokenrt_counter.provider_api import ProviderCounts
 from tokenrt_counter.store import CalibrationStore, StoreUnavailable
 from tokenrt_counter.tokenizers import Encoder
 from tokenrt_pricing import ModelEntry
@@ -30,8 +31,10 @@ REFIT_SECONDS = 1.0
 
 class Runner:
     def __init__(self, counter: Counter, store: CalibrationStore, pool: ThreadPoolExecutor,
-                 workers: int, offload_chars: int, log: structlog.stdlib.BoundLogger) -> None:
+                 workers: int, offload_chars: int, log: structlog.stdlib.BoundLogger,
+                 provider: ProviderCounts | None = None) -> None:
         self.counter = counter
+        self._provider = provider
         self._store = store
         self._pool = pool
         self._workers = workers
@@ -80,9 +83,29 @@ class Runner:
 
     async def messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                        tools: Sequence[common_pb2.Tool],
-                       sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+                       sampling: common_pb2.SamplingParams | None,
+                       model_id: str = "") -> MessagesCount:
+        """Counted here, or by the provider's count-tokens API when it is enabled for the
+        model (the estimate answers when the provider does not). Raises core.MessageError
+        for a malformed chat. `model_id` is the id the provider knows (a dated snapshot)."""
+        result = await self._messages(entry, messages, tools, sampling)
+        if self._provider is None or not self._provider.serves(entry):
+            return result
+        exact = await self._provider.count(entry, model_id or entry.provider_model_id
+                                           or entry.name, messages, tools, sampling)
+        if exact is None:
+            return result
+        # The provider gives the total only: the per-message and tool figures stay the
+        # estimate's, and overhead_tokens takes the difference so the parts sum to it.
+        parts = sum(t for t, _ in result.messages) + result.tools_tokens
+        return dataclasses.replace(result, overhead_tokens=exact - parts,
+                                   accuracy=Accuracy(True, "provider"))
+
+    async def _messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
+                        tools: Sequence[common_pb2.Tool],
+                        sampling: common_pb2.SamplingParams | None) -> MessagesCount:
         """Inline when little of the chat is unseen; else its large unseen texts are
-        counted on the workers first. Raises core.MessageError for a malformed chat."""
+        counted on the workers first."""
         try:
             return self.counter.count_messages(entry, messages, tools, sampling,
                                                Budget(self._offload))
