@@ -20,12 +20,19 @@ from tokenrt_common.settings import load_settings
 from tokenrt_usage import Publisher, StreamSpec
 from tokenrt_usage.testing import make_event
 
-from .conftest import BudgetEnv, chain, limit, new_org, scope, wait_ready
-from .test_restart import Valkey, _ledger_sum, valkey, with_ledger  # noqa: F401 (fixtures)
+from .conftest import BudgetEnv, Valkey, chain, ledger_sum, limit, new_org, scope, wait_ready
 
 K = common_pb2
 B = budget_pb2
 FAST = {"TOKENRT_BUDGET_CATCHUP_INTERVAL_SECONDS": "0.2"}
+
+
+async def _publisher(be: BudgetEnv, tmp: Path) -> Publisher:
+    pub = Publisher(be.env["TOKENRT_NATS_URL"], StreamSpec.from_settings(load_settings(be.env)),
+                    tmp / "outbox.sqlite3")
+    await pub.start()
+    assert await pub.wait_ready(within=20)
+    return pub
 
 
 def _event(org: str, reservation_id: str, tokens: int) -> events_pb2.UsageEvent:
@@ -51,10 +58,7 @@ async def test_usage_in_flight_at_a_redis_restart_is_counted_once_it_reaches_the
     for proc in (a, b):
         await wait_ready(proc.address)  # type: ignore[attr-defined]
     org = new_org()
-    pub = Publisher(be.env["TOKENRT_NATS_URL"], StreamSpec.from_settings(load_settings(be.env)),
-                    tmp_path / "outbox.sqlite3")
-    await pub.start()
-    assert await pub.wait_ready(within=20)
+    pub = await _publisher(be, tmp_path)
     async with grpc.aio.insecure_channel(a.address) as cha, \
             grpc.aio.insecure_channel(b.address) as chb:  # type: ignore[attr-defined]
         sa, sb = budget_pb2_grpc.BudgetServiceStub(cha), budget_pb2_grpc.BudgetServiceStub(chb)
@@ -73,7 +77,7 @@ async def test_usage_in_flight_at_a_redis_restart_is_counted_once_it_reaches_the
             return org_st.limits[0].used
 
         async def ledger() -> int:
-            return await _ledger_sum(ledger_addr, org)
+            return await ledger_sum(ledger_addr, org)
 
         async def reserve(stub: budget_pb2_grpc.BudgetServiceStub, tokens: int) -> str:
             r = await stub.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=tokens))
@@ -148,10 +152,7 @@ async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
     proc = be.start(**FAST)
     await wait_ready(proc.address)  # type: ignore[attr-defined]
     org = new_org()
-    pub = Publisher(be.env["TOKENRT_NATS_URL"], StreamSpec.from_settings(load_settings(be.env)),
-                    tmp_path / "outbox.sqlite3")
-    await pub.start()
-    assert await pub.wait_ready(within=20)
+    pub = await _publisher(be, tmp_path)
     async with grpc.aio.insecure_channel(proc.address) as ch:  # type: ignore[attr-defined]
         stub = budget_pb2_grpc.BudgetServiceStub(ch)
         await stub.SetLimit(B.SetLimitRequest(limit=limit(f"org:{org}", 1000)))
@@ -161,7 +162,7 @@ async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
             return st.limits[0].used
 
         async def ledger() -> int:
-            return await _ledger_sum(ledger_addr, org)
+            return await ledger_sum(ledger_addr, org)
 
         held = []
         for tokens in (100, 60):

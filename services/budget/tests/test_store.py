@@ -16,9 +16,9 @@ from tokenrt.v1 import common_pb2 as K
 from tokenrt_budget import core
 from tokenrt_budget.store import Counters, Slot, new_reservation_id
 
-EPOCH = "0e0c0a01"
-
 from .conftest import REDIS_URL
+
+EPOCH = "0e0c0a01"
 
 ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release", "tick"]),
                          st.integers(0, 40), st.integers(0, 100)), max_size=60)
