@@ -580,4 +580,6 @@ async def _each(items: Sequence[Item], work: Callable[[Item, str], Awaitable[Ans
                 code=3, message=f"{where[:-1]}: {exc}", detail=common_pb2.ErrorDetail(
                     reason=common_pb2.ERROR_REASON_INVALID_ARGUMENT, field=field))
 
+    if len(items) == 1:  # the router's batch at low load: no task, no gather
+        return [await one(0, items[0])]
     return await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
