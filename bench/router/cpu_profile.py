@@ -21,7 +21,9 @@ self, idle samples left out); py-spy from `--py-spy` (default /tmp/pyspy/bin/py-
 installed with `pip install py-spy --target /tmp/pyspy`).
 
 Run: `TIKTOKEN_CACHE_DIR=/work/shared/tiktoken .venv/bin/python bench/router/cpu_profile.py
-[--requests 500] [--variant miss|no-cache|hit] [--spy router] [--json]`.
+[--requests 500] [--variant miss|no-cache|hit] [--env TOKENRT_X=V] [--spy router] [--json]`.
+`--env` passes settings to the stack, to measure what one changes (for example
+TOKENRT_ROUTER_FLUSH_MS, how long the router gathers off-path work into one call).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,6 +128,26 @@ def postgres_backends(pg_port: int, clients: list[int],
     return ours, rest
 
 
+def rpc_counts(metrics_ports: dict[str, int]) -> dict[str, float]:
+    """gRPC calls each service has handled so far, by method (its Prometheus counter)."""
+    out: dict[str, float] = {}
+    for service, port in metrics_ports.items():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for m in re.finditer(r'^tokenrt_grpc_requests_total\{([^}]*)\} ([0-9.e+]+)$', text,
+                             re.MULTILINE):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            method = labels.get("method", "").rsplit("/", 1)[-1]
+            if method in ("Check", "Watch") or not method:
+                continue
+            key = f"{service}.{method}"
+            out[key] = out.get(key, 0.0) + float(m.group(2))
+    return out
+
+
 def spy_summary(raw: Path, top: int) -> dict[str, list[tuple[str, float]]]:
     """Hottest frames of a py-spy raw file: inclusive and self shares of the busy samples."""
     incl: collections.Counter[str] = collections.Counter()
@@ -151,10 +174,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sim_port = free_ports(1)[0]
     sim = start_sim(sim_port)
     state = Path(tempfile.mkdtemp(prefix="cpu-profile-"))
+    overrides = dict(item.split("=", 1) for item in args.env)
     stack = Stack(stack_env(state, TOKENRT_ROUTER_KEYS=f"{KEY}={ORG}/web",
                             TOKENRT_ROUTER_SIM_BASE_URL=f"http://127.0.0.1:{sim_port}/v1",
                             TOKENRT_LOG_LEVEL="warning",
-                            TIKTOKEN_CACHE_DIR=os.environ["TIKTOKEN_CACHE_DIR"]))
+                            TIKTOKEN_CACHE_DIR=os.environ["TIKTOKEN_CACHE_DIR"], **overrides))
     try:
         stack.up()
         return await measure(args, stack, sim)
@@ -216,13 +240,16 @@ async def measure(args: argparse.Namespace, stack: Stack,
     def snapshot() -> dict[int, float]:
         return {p: cpu_seconds(p) for pids in procs.values() for p in pids}
 
+    ports = {name: s.endpoint(name).metrics_port for name in status}
     load0 = os.getloadavg()
+    calls0 = rpc_counts(ports)
     before = snapshot()
     wall0 = time.perf_counter()
     lat = [await one(args.warmup + i) for i in range(args.requests)]
     await asyncio.sleep(args.settle)  # off-path work of the last requests
     wall = time.perf_counter() - wall0 - args.settle
     after = snapshot()
+    calls1 = rpc_counts(ports)
     n = args.requests
     # A process that exited in between (another user's PostgreSQL backend) is left out.
     per_request = {name: round(sum(after[p] - before[p] for p in pids
@@ -232,12 +259,15 @@ async def measure(args: argparse.Namespace, stack: Stack,
                       if "shared" not in k and not k.startswith("client"))
     lat.sort()
     out: dict[str, Any] = {
-        "variant": args.variant, "requests": n,
+        "variant": args.variant, "env": args.env, "requests": n,
         "p50_ms": round(lat[n // 2] * 1000, 2), "p90_ms": round(lat[int(n * 0.9)] * 1000, 2),
         "wall_ms_per_request": round(wall / n * 1000, 2),
         "cpu_ms_per_request": dict(sorted(per_request.items(), key=lambda kv: -kv[1])),
         "cpu_ms_per_request_stack_only": round(stack_total, 3),
         "cpu_ms_per_request_all": round(sum(per_request.values()), 3),
+        "grpc_calls_per_request": {k: round((v - calls0.get(k, 0.0)) / n, 2)
+                                   for k, v in sorted(calls1.items())
+                                   if v - calls0.get(k, 0.0) > 0},
         "pids": procs, "load_before_after": [load0, os.getloadavg()],
         "clock_tick_ms": round(1000 / TICKS, 1),
     }
@@ -278,6 +308,8 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds to wait after the last request for its off-path work")
     ap.add_argument("--variant", choices=("miss", "no-cache", "hit"), default="miss")
+    ap.add_argument("--env", action="append", default=[], metavar="TOKENRT_X=VALUE",
+                    help="a setting for the stack (repeatable), e.g. TOKENRT_ROUTER_FLUSH_MS=50")
     ap.add_argument("--spy", default="", help="comma-separated process names for py-spy")
     ap.add_argument("--spy-seconds", type=int, default=10)
     ap.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy")
@@ -290,7 +322,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"variant {result['variant']}: {result['requests']} requests one at a time, "
+    print(f"variant {result['variant']} {' '.join(result['env'])}: "
+          f"{result['requests']} requests one at a time, "
           f"p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
           f"wall {result['wall_ms_per_request']} ms per request")
     print("CPU per request (ms), from /proc (clock tick "
@@ -299,6 +332,8 @@ def main() -> None:
         print(f"  {ms:8.3f}  {name}")
     print(f"  {result['cpu_ms_per_request_stack_only']:8.3f}  = the stack's own processes")
     print(f"  {result['cpu_ms_per_request_all']:8.3f}  = everything listed")
+    print("gRPC calls handled per request: " + ", ".join(
+        f"{k} {v:g}" for k, v in result["grpc_calls_per_request"].items()))
     print(f"load average before / after: {result['load_before_after']}")
     for name, summary in result.get("py_spy", {}).items():
         if name == "folder":
