@@ -166,10 +166,22 @@ async def run_batch(stub: budget_pb2_grpc.BudgetServiceStub, org: str, seconds: 
     return lat
 
 
-def summary(name: str, lat: list[float], seconds: float) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def summary(name: str, lat: list[float], seconds: float, cpu_s: float) -> dict[str, Any]:
     return {"mode": name, "pairs": len(lat), "pairs_per_s": round(len(lat) / seconds),
             "p50_ms": round(statistics.median(lat) * 1000, 2),
-            "p99_ms": round(pct(lat, 0.99) * 1000, 2), "in_flight": IN_FLIGHT}
+            "p99_ms": round(pct(lat, 0.99) * 1000, 2), "in_flight": IN_FLIGHT,
+            "server_cpu_ms_per_pair": round(cpu_s * 1000 / max(1, len(lat)), 3),
+            "load_average": load_average()}
 
 
 async def main() -> None:
@@ -212,8 +224,9 @@ async def main() -> None:
                     await asyncio.sleep(0.1)
             for name, fn in (("unary", run_unary), ("batch", run_batch)):
                 await fn(stub, org, 1.0)  # warm-up
+                cpu0 = cpu_seconds(proc.pid)
                 lat = await fn(stub, org, args.seconds)
-                results.append(summary(name, lat, args.seconds))
+                results.append(summary(name, lat, args.seconds, cpu_seconds(proc.pid) - cpu0))
             states = (await stub.Status(B.StatusRequest(scope=chain(org).scopes[0]))).limits
             assert len(states) == 3 and all(s.reserved == 0 for s in states)
     finally:
@@ -234,7 +247,8 @@ async def main() -> None:
           f"{os.cpu_count()} cores")
     for r in results:
         print(f"  {r['mode']:6} {r['pairs_per_s']:>6} pairs/s  p50 {r['p50_ms']:.2f} ms  "
-              f"p99 {r['p99_ms']:.2f} ms   (targets >= 5000 pairs/s, p99 < 5 ms)")
+              f"p99 {r['p99_ms']:.2f} ms  server CPU {r['server_cpu_ms_per_pair']:.2f} ms/pair  "
+              f"load {r['load_average']:.2f}   (targets >= 5000 pairs/s, p99 < 5 ms)")
 
 
 if __name__ == "__main__":
