@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tokenrt.v1 import common_pb2 as K
 from tokenrt_budget import core
-from tokenrt_budget.store import Counters, Slot, new_reservation_id
+from tokenrt_budget.store import CatchUp, Counters, Slot, new_reservation_id
 
 from .conftest import REDIS_URL
 
@@ -156,8 +156,11 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         async def used() -> int:
             return (await counters.read(org, [slot], now))[0].used
 
-        assert await counters.apply_catchup(org, 0, [(slot, {"used": 50})], now) == 10
-        assert await counters.apply_catchup(org, 0, [(slot, {"used": 45})], now) == 0
+        def at(version: int, epoch: str = epoch) -> CatchUp:
+            return CatchUp(epoch, 0, 0, until, version, [])
+
+        assert await counters.apply_catchup(org, at(0), [(slot, {"used": 50})], now) == 10
+        assert await counters.apply_catchup(org, at(0), [(slot, {"used": 45})], now) == 0
         assert await used() == 110
 
         # A reservation of the old epoch, committed late (its event is in the 50 already).
@@ -170,10 +173,13 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         win = await counters.catchup_window(org)
         assert win is not None and (win.version, win.counted) == (1, [old])
         # A sum taken before that commit is refused; the next one leaves it out.
-        assert await counters.apply_catchup(org, 0, [(slot, {"used": 60})], now) is None
-        assert await counters.apply_catchup(org, 1, [(slot, {"used": 43})], now) == -7
+        assert await counters.apply_catchup(org, at(0), [(slot, {"used": 60})], now) is None
+        assert await counters.apply_catchup(org, at(1), [(slot, {"used": 43})], now) == -7
         assert await used() == 110
-        assert await counters.apply_catchup(org, 1, [(slot, {"used": 41})], now) == 0
+        assert await counters.apply_catchup(org, at(1), [(slot, {"used": 41})], now) == 0
+        # A pass of another window (an earlier rebuild's) is refused.
+        assert await counters.apply_catchup(org, at(1, "00000000"), [(slot, {"used": 99})],
+                                            now) is None
 
         # A reservation of the new epoch is counted by its commit and never noted.
         rid = new_reservation_id(org, epoch)

@@ -570,7 +570,7 @@ class Budget:
         answers = iter(totals)
         fields = [(slot, {sp.base: next(answers).of(slot.limit.metric) for sp in spans})
                   for slot, spans in plans]
-        added = await counters.apply_catchup(org_id, win.version, fields, now)
+        added = await counters.apply_catchup(org_id, win, fields, now)
         if added:
             self.log.info("budget.caught_up", org=org_id, added=added)
         return added or 0

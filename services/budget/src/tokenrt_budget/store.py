@@ -413,12 +413,12 @@ class Counters:
         return CatchUp(h["epoch"], int(h["since"]), int(h["from"]), int(h["until"]),
                        int(h["ver"]), sorted(_text(r) for r in counted))
 
-    async def apply_catchup(self, org_id: str, version: int,
+    async def apply_catchup(self, org_id: str, window: CatchUp,
                             fields: Sequence[tuple[Slot, dict[str, int]]],
                             now: datetime) -> int | None:
         """Add the ledger's new sums (see lua/catchup.lua); None when the counted set
-        changed since `version` was read."""
-        args: list[Any] = [_ms(now), version, len(fields)]
+        changed since the window was read, or the window is another one."""
+        args: list[Any] = [_ms(now), window.version, len(fields), window.epoch]
         for slot, values in fields:
             args += [*slot.bucket, len(values)]
             for name, value in values.items():

@@ -7,15 +7,17 @@
 -- taken (Lv below the version) a sum may shrink by usage a commit charged meanwhile, and
 -- the difference is then applied whatever its sign.
 -- KEYS: 1 catch-up hash, 1+i counter i.
--- ARGV: 1 now ms, 2 counted-set version the sums were taken at, 3 n counters, then per
---       counter: bucket ms, buckets, n fields, then field/value pairs (field "used", or a
---       rolling bucket's index).
--- Returns {RETRY} (the counted set changed: sum again) or {DONE, amount added}.
+-- ARGV: 1 now ms, 2 counted-set version the sums were taken at, 3 n counters, 4 the
+--       window's epoch, then per counter: bucket ms, buckets, n fields, then field/value
+--       pairs (field "used", or a rolling bucket's index).
+-- Returns {RETRY} (the counted set changed, or another rebuild opened a new window: sum
+-- again) or {DONE, amount added}.
 local now = tonumber(ARGV[1])
 local ver = tonumber(ARGV[2])
-if tonumber(redis.call('HGET', KEYS[1], 'ver') or '-1') ~= ver then return {'RETRY'} end
+local head = redis.call('HMGET', KEYS[1], 'ver', 'epoch')
+if tonumber(head[1] or '-1') ~= ver or head[2] ~= ARGV[4] then return {'RETRY'} end
 local added = 0
-local j = 4
+local j = 5
 for i = 1, tonumber(ARGV[3]) do
   local ck = KEYS[1 + i]
   local bucket_ms, nb, nf = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
