@@ -195,6 +195,10 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         assert await used() == 115
         win = await counters.catchup_window(org)
         assert win is not None and win.version == 1
+        # A Reset drops the bases: the catch-up leaves the counter alone from then on.
+        await counters.set_used(slot, {}, now, restart_alerts=True)
+        assert await counters.apply_catchup(org, at(1), [(slot, {"used": 500})], now) == 0
+        assert await used() == 0
     finally:
         keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
         if keys:

@@ -555,6 +555,9 @@ class Budget:
             self.log.warning("budget.catchup_skipped", org=org_id, counted=len(win.counted))
             return 0
         cached = await self.org_limits(org_id)
+        if cached.version != await counters.version(org_id):
+            # A limit changed or was reset: the ranges must be those the rebuild summed.
+            cached = await self.org_limits(org_id, fresh=True)
         now = datetime.now(UTC)
         horizon, since = _at(win.from_ms), _at(win.since_ms)
         plans = [(slot, [sp for sp in _spans(slot, now, horizon)
