@@ -12,12 +12,14 @@
    compressed 4x; the share of named references still shown in the output (the file's
    content, the function's definition), per strategy.
 
-Run: make bench-compressor   (or .venv/bin/python bench/compressor/bench.py)
+Run: make bench-compressor   (or .venv/bin/python bench/compressor/bench.py [speed] [grpc]
+     [retention]: only the parts named)
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -51,6 +53,7 @@ SPEED_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
 RETENTION_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
                         "summarize", "auto")
 ROUNDS = 15
+FIRST_ROUNDS = 3  # fresh processes per strategy
 
 
 TOKENIZERS = Tokenizers()  # what the service uses; loaded once, like the service
@@ -84,6 +87,8 @@ def speed(entry: tokenrt_pricing.ModelEntry) -> list:
     chat, _ = ide_conversation(random.Random(1), files=60, turns=170, lines=40, asked=6)
     meter = new_meter(entry)
     total = meter.total(chat, [])
+    gc.collect()
+    gc.freeze()  # as the service does after start-up (tokenizers, catalog, modules)
     print(f"speed: {len(chat)} messages, {total} tokens -> 30000 (gpt-4o, o200k_base); {load()}")
     print(f"  {'strategy':<17}{'cold wall/cpu ms':>18}{'warm p50 wall/cpu':>19}"
           f"{'warm p95 wall':>15}{'out tokens':>12}")
@@ -115,7 +120,7 @@ def retention(entry: tokenrt_pricing.ModelEntry) -> None:
     meter = new_meter(entry)
     hits = {s: 0 for s in RETENTION_STRATEGIES}
     total_refs = 0
-    ratios = {s: [] for s in RETENTION_STRATEGIES}
+    ratios: dict[str, list[float]] = {s: [] for s in RETENTION_STRATEGIES}
     for seed in range(20):
         chat, refs = ide_conversation(random.Random(100 + seed), files=30, turns=40, lines=30,
                                       asked=4)
@@ -135,60 +140,157 @@ def retention(entry: tokenrt_pricing.ModelEntry) -> None:
 
 
 def cpu_ms(pid: int) -> float:
-    """CPU time (user + system) a process has used, ms (10 ms resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU time a process has used, ms: the sum of its threads' scheduler run time
+    (/proc/PID/task/*/schedstat, nanoseconds; /proc/PID/stat counts in 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            pass
+    return total / 1e6
+
+
+def request_for(chat: list, strategy: str, session: str) -> compressor_pb2.CompressRequest:
+    return compressor_pb2.CompressRequest(
+        model="gpt-4o", messages=chat, target_tokens=30_000,
+        strategy=common_pb2.CompressionStrategy.Value("COMPRESSION_STRATEGY_" + strategy.upper()),
+        session_id=session, tenant=common_pb2.Tenant(org_id="bench", project_id="bench"),
+        dry_run=bool(session))  # the session stays as seeded: every process sees the same
+
+
+async def serving(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for _ in range(1200):
+        try:
+            if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
+                return
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the compressor did not report SERVING within 60 s")
+
+
+def channel_to(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=[
+        ("grpc.max_send_message_length", 64 << 20),
+        ("grpc.max_receive_message_length", 64 << 20)])
+
+
+async def timed_call(stub: compressor_pb2_grpc.CompressorServiceStub, pid: int,
+                     request: compressor_pb2.CompressRequest) -> tuple[float, float]:
+    """(wall ms, server CPU ms) of one Compress."""
+    cpu, start = cpu_ms(pid), time.perf_counter()
+    await stub.Compress(request, timeout=60)
+    return (time.perf_counter() - start) * 1000, cpu_ms(pid) - cpu
 
 
 async def over_grpc(chat: list, address: str, pid: int) -> None:
-    async with grpc.aio.insecure_channel(address, options=[
-            ("grpc.max_send_message_length", 64 << 20),
-            ("grpc.max_receive_message_length", 64 << 20)]) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(600):
-            try:
-                if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
-                    break
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
+    async with channel_to(address) as channel:
+        await serving(channel)
         stub = compressor_pb2_grpc.CompressorServiceStub(channel)
-        request = compressor_pb2.CompressRequest(
-            model="gpt-4o", messages=chat, target_tokens=30_000,
-            strategy=common_pb2.COMPRESSION_STRATEGY_SELECTIVE_FORGET)
-        times = []
-        cpus = []
+        request = request_for(chat, "selective_forget", "")
         await asyncio.sleep(1)  # let start-up work settle before reading the server's CPU
-        for _ in range(ROUNDS + 1):
-            cpu, start = cpu_ms(pid), time.perf_counter()
-            await stub.Compress(request, timeout=30)
-            times.append((time.perf_counter() - start) * 1000)
-            cpus.append(cpu_ms(pid) - cpu)
-        warm = sorted(times[1:])
-        print(f"gRPC Compress (selective_forget, {request.ByteSize()} bytes): first "
-              f"{times[0]:.1f} ms (server CPU {cpus[0]:.0f} ms), then p50 "
+        calls = [await timed_call(stub, pid, request) for _ in range(ROUNDS + 1)]
+        warm = sorted(w for w, _ in calls[1:])
+        print(f"gRPC Compress (selective_forget, {request.ByteSize()} bytes), one process: "
+              f"first {calls[0][0]:.1f} ms (server CPU {calls[0][1]:.1f} ms), then p50 "
               f"{statistics.median(warm):.1f} ms, max {warm[-1]:.1f} ms (server CPU "
-              f"{statistics.mean(cpus[1:]):.0f} ms a call on average); {load()}")
+              f"{statistics.median(c for _, c in calls[1:]):.1f} ms a call, median); {load()}")
+
+
+class Service:
+    """A compressor process of the bench's own (started outside any event loop)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.address = load_settings(env).endpoint("compressor").address
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "tokenrt_compressor"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+async def seed_sessions(service: Service, chat: list) -> None:
+    """The session state a restarted replica finds in Redis: the previous turn's request."""
+    async with channel_to(service.address) as channel:
+        await serving(channel)
+        stub = compressor_pb2_grpc.CompressorServiceStub(channel)
+        for strategy in ("incremental", "prefix_stable", "auto"):
+            request = request_for(chat[:-1], strategy, f"bench-{strategy}")
+            request.dry_run = False
+            await stub.Compress(request, timeout=60)
+
+
+async def first_calls(service: Service, strategy: str, chat: list, other: list
+                      ) -> tuple[float, float, list[tuple[float, float]]]:
+    """(start-up wall ms, start-up CPU ms, [(wall, CPU) of: the first request, a second
+    request of another never-seen conversation, the first conversation again])."""
+    pid = service.proc.pid
+    async with channel_to(service.address) as channel:
+        await serving(channel)
+        up_wall, up_cpu = (time.perf_counter() - service.started) * 1000, cpu_ms(pid)
+        stub = compressor_pb2_grpc.CompressorServiceStub(channel)
+        await asyncio.sleep(0.5)
+        session = f"bench-{strategy}" if strategy in ("incremental", "prefix_stable",
+                                                      "auto") else ""
+        calls = [await timed_call(stub, pid, request_for(c, strategy, session))
+                 for c in (chat, other, chat)]
+        return up_wall, up_cpu, calls
+
+
+def wall_cpu(rounds: list, k: int) -> str:
+    """The k-th call's median wall / median server CPU over `rounds` of first_calls."""
+    return (f"{statistics.median(r[2][k][0] for r in rounds):.1f}/"
+            f"{statistics.median(r[2][k][1] for r in rounds):.1f}")
 
 
 def grpc_round(chat: list) -> None:
+    other, _ = ide_conversation(random.Random(2), files=60, turns=170, lines=40, asked=6)
     with tempfile.TemporaryDirectory() as tmp:
         env = stack_env(Path(tmp), TOKENRT_LOG_LEVEL="warning")
-        address = load_settings(env).endpoint("compressor").address
-        proc = subprocess.Popen([sys.executable, "-m", "tokenrt_compressor"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        service = Service(env)
         try:
-            asyncio.run(over_grpc(chat, address, proc.pid))
+            asyncio.run(over_grpc(chat, service.address, service.proc.pid))
+            asyncio.run(seed_sessions(service, chat))
         finally:
-            proc.terminate()
-            proc.wait(15)
+            service.stop()
+        print(f"first requests: a fresh process per strategy and round ({FIRST_ROUNDS} rounds, "
+              f"medians; the session strategies' session was seeded by an earlier process); "
+              f"{load()}")
+        print(f"  {'strategy':<17}{'start-up wall/CPU':>19}{'1st: cold':>16}"
+              f"{'2nd: other, cold':>19}{'3rd: warm':>16}{'1st-2nd CPU':>13}"
+              "   (wall/server CPU ms)")
+        for strategy in SPEED_STRATEGIES:
+            rounds = []
+            for _ in range(FIRST_ROUNDS):
+                service = Service(env)
+                try:
+                    rounds.append(asyncio.run(first_calls(service, strategy, chat, other)))
+                finally:
+                    service.stop()
+            med = statistics.median
+            up = f"{med(r[0] for r in rounds):.0f}/{med(r[1] for r in rounds):.0f}"
+            cells = "".join(f"{wall_cpu(rounds, k):>{n}}" for k, n in enumerate((16, 19, 16)))
+            extra = med(r[2][0][1] - r[2][1][1] for r in rounds)
+            print(f"  {strategy:<17}{up:>19}{cells}{extra:>13.1f}")
+        print(f"  ({load()})")
 
 
 def main() -> None:
+    """All parts, or those named: `bench.py [speed] [grpc] [retention]`."""
+    parts = set(sys.argv[1:]) or {"speed", "grpc", "retention"}
     entry = tokenrt_pricing.load().resolve("gpt-4o").entry
-    chat = speed(entry)
-    grpc_round(chat)
-    retention(entry)
+    if "speed" in parts:
+        chat = speed(entry)
+    else:
+        chat, _ = ide_conversation(random.Random(1), files=60, turns=170, lines=40, asked=6)
+    if "grpc" in parts:
+        grpc_round(chat)
+    if "retention" in parts:
+        retention(entry)
 
 
 if __name__ == "__main__":

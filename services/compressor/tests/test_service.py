@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from compressor_chats import ASSISTANT, SYSTEM, TOOL, USER, call, ide_conversati
 
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
 from tokenrt_common.errors import DETAIL_KEY
+from tokenrt_compressor import core
 from tokenrt_compressor.counting import CounterMeter
 from tokenrt_testkit.procs import ServiceProcess, start_service
 from tokenrt_testkit.stack import free_ports, stack_env
@@ -51,6 +53,22 @@ async def stub(compressor: ServiceProcess) -> compressor_pb2_grpc.CompressorServ
 
 
 TENANT = S.Tenant(org_id="acme", project_id="web", user_id="ann")
+
+
+def test_start_up_warms_every_strategy_before_serving(compressor: ServiceProcess) -> None:
+    """In-process (every strategy and tokenizer), then through its own port (every
+    strategy, with a session), before the service reports SERVING."""
+    events = [json.loads(line) for line in compressor.log.read_text().splitlines()
+              if line.startswith("{")]
+    names = [e["event"] for e in events]
+    ready = events[names.index("compressor.ready")]
+    assert set(ready["warm_up_strategy_ms"]) == set(core.STRATEGIES)
+    calls = names.index("compressor.warm_up_calls")
+    assert events[calls]["failed"] == {}
+    served = [e["strategy"] for e in events[:calls] if e["event"] == "compressor.compressed"]
+    assert len(served) == len(core.STRATEGIES)
+    assert calls < names.index("service.health") and events[names.index("service.health")][
+        "serving"]
 
 
 def detail(err: grpc.aio.AioRpcError) -> S.ErrorDetail:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import tokenrt_pricing
 from tokenrt.v1 import compressor_pb2_grpc, router_pb2_grpc
-from tokenrt_common.client import open_channel
+from tokenrt_common.client import open_channel, open_channel_to
 from tokenrt_common.secrets import SecretError, env_names, read_key
 from tokenrt_common.server import Runtime, Servicer, ServiceSpec, StartupError, run, servicer
 from tokenrt_common.settings import Settings
+from tokenrt_compressor import warmup
 from tokenrt_compressor.api import CompressorApi
 from tokenrt_compressor.routed import RouterSummarizer, Summaries
 from tokenrt_compressor.store import SessionStore
@@ -57,10 +60,41 @@ def build(runtime: Runtime) -> list[Servicer]:
         s.compressor_summary_timeout_seconds, s.compressor_summary_input_max_tokens
     ) if key else None
     summaries = Summaries(store, router, s.compressor_summary_model, runtime.log)
+    api = CompressorApi(runtime, catalog, counter, store, pool, summaries)
+    start = time.perf_counter()
+    try:  # on a worker thread, as requests run; before the service reports SERVING
+        done = pool.submit(api.warm_up).result()
+    except Exception as exc:
+        raise StartupError(f"the start-up self-test compression failed ({type(exc).__name__}: "
+                           f"{exc})") from None
     runtime.log.info("compressor.ready", models=len(catalog), version=catalog.version,
-                     summaries=f"router:{s.compressor_summary_model}" if key else "extractive")
-    return [servicer(CompressorApi(runtime, catalog, counter, store, pool, summaries),
-                     compressor_pb2_grpc)]
+                     summaries=f"router:{s.compressor_summary_model}" if key else "extractive",
+                     warm_up_ms=round((time.perf_counter() - start) * 1000),
+                     warm_up_strategy_ms={k: round(v, 1) for k, v in done.spent_ms.items()})
+    model, target = next(((m, t) for m, t in done.targets.items()
+                          if not catalog.resolve(m).entry.tokenizer.startswith("estimate:")),
+                         next(iter(done.targets.items())))
+
+    async def call_self() -> None:  # once the server listens, before SERVING
+        async with open_channel_to(own_address(s), s) as channel:
+            await warmup.call_self(channel, model, target, runtime.log)
+        # What start-up built (catalog, tokenizers, modules: ~80k objects) lives as long as
+        # the process: out of the cyclic collector's scans, whose full pass over it cost
+        # ~35 ms of CPU, every few requests, inside whichever request triggered it.
+        gc.collect()
+        gc.freeze()
+
+    runtime.warm_up = call_self
+    return [servicer(api, compressor_pb2_grpc)]
+
+
+def own_address(s: Settings) -> str:
+    """This process's gRPC address as seen from itself."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(s.bind_host,
+                                                                         s.bind_host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{s.endpoint('compressor').port}"
 
 
 SPEC = ServiceSpec(name="compressor", needs=frozenset({"redis"}), build=build)

@@ -11,13 +11,13 @@ import grpc
 from tokenrt.v1 import common_pb2, compressor_pb2, compressor_pb2_grpc
 from tokenrt_common.errors import abort_with, invalid
 from tokenrt_common.server import Runtime
-from tokenrt_compressor import core
+from tokenrt_compressor import core, warmup
 from tokenrt_compressor.counting import CounterMeter
 from tokenrt_compressor.routed import Request, Summaries
 from tokenrt_compressor.store import SessionStore, Unavailable, session_id
 from tokenrt_counter.api import accuracy_pb
 from tokenrt_counter.core import Counter, MessageError
-from tokenrt_pricing import Catalog, ModelNotFound, Resolved
+from tokenrt_pricing import Catalog, ModelEntry, ModelNotFound, Resolved
 from tokenrt_pricing.cost import round_half_even, schedule_for
 
 S = common_pb2
@@ -68,6 +68,20 @@ class CompressorApi(compressor_pb2_grpc.CompressorServiceServicer):
                               + 2 * s.dependency_timeout_seconds + 5)
         self._options = core.Options(summary_max_tokens=s.compressor_summary_max_tokens,
                                      warm_prefix_min_tokens=s.compressor_warm_prefix_min_tokens)
+
+    def warm_up(self) -> warmup.Done:
+        """What the first request would otherwise pay for, done at start-up (run it on
+        the pool, before the service reports SERVING): every strategy, every tokenizer,
+        the report and its response."""
+        def respond(entry: ModelEntry, result: core.Result) -> None:
+            request = compressor_pb2.CompressRequest(model=entry.name,
+                                                     target_tokens=result.target_tokens)
+            compressor_pb2.CompressResponse(
+                messages=result.messages,
+                report=self._report(self._catalog.resolve(entry.name), request, result,
+                                    common_pb2.CountAccuracy())).SerializeToString()
+
+        return warmup.warm_up(self._counter, warmup.models(self._catalog), respond)
 
     async def _resolve(self, context: grpc.aio.ServicerContext, name: str) -> Resolved:
         if not name.strip():

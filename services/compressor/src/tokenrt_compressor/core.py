@@ -119,6 +119,13 @@ class _Run:
                               if messages[i].role == common_pb2.ROLE_USER), "")
         self.refs = refs.extract(self.question)
         self.summary: Summary | None = None
+        self._copies: list[code.Copy] | None = None
+
+    def copies(self) -> list[code.Copy]:
+        """The file copies in the slots (found once: `auto` looks before `dedup` edits)."""
+        if self._copies is None:
+            self._copies = code.copies(self.slots)
+        return self._copies
 
     def total(self) -> int:
         return self.fixed + sum(s.tokens for s in self.slots if s.kept)
@@ -181,8 +188,9 @@ class _Run:
         s.tokens = sum(self.meter.tokens(m) for m in s.messages)
 
     def dedup(self, by_path: bool) -> int:
-        stale = [(c, stub) for c, stub in code.stale(code.copies(self.slots), by_path)
+        stale = [(c, stub) for c, stub in code.stale(self.copies(), by_path)
                  if self.slots[c.slot].kept and not self.slots[c.slot].pinned]
+        self._copies = None  # the edits below move them
         by_slot: dict[int, list[tuple[code.Copy, str]]] = {}
         for c, stub in stale:
             by_slot.setdefault(c.slot, []).append((c, stub))
@@ -362,7 +370,7 @@ def _choose(run: _Run, matched: list[Slot], options: Options) -> tuple[str, str]
     if prefix >= options.warm_prefix_min_tokens:
         return "prefix_stable", (f"warm prefix of {prefix} tokens "
                                  f"({sum(len(s.indexes) for s in matched)} messages) in session")
-    repeated = code.stale(code.copies(run.slots), by_path=True)
+    repeated = code.stale(run.copies(), by_path=True)
     if repeated:
         return "code_aware", f"{len(repeated)} older copies of files are repeated later"
     if run.refs:
