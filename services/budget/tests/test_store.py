@@ -162,6 +162,9 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         assert await counters.apply_catchup(org, at(0), [(slot, {"used": 50})], now) == 10
         assert await counters.apply_catchup(org, at(0), [(slot, {"used": 45})], now) == 0
         assert await used() == 110
+        # Passes that add nothing wait ever longer for the next (1 s, then 2 s, ...).
+        win = await counters.catchup_window(org)
+        assert win is not None and win.next_ms == int(now.timestamp() * 1000) + 2000
 
         # A reservation of the old epoch, committed late (its event is in the 50 already).
         old = new_reservation_id(org, "00000000")
@@ -171,7 +174,7 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         await counters.charge(org, [late], now, old)  # a retry: charged once
         assert await used() == 117
         win = await counters.catchup_window(org)
-        assert win is not None and (win.version, win.counted) == (1, [old])
+        assert win is not None and (win.version, win.counted, win.next_ms) == (1, [old], 0)
         # A sum taken before that commit is refused; the next one leaves it out.
         assert await counters.apply_catchup(org, at(0), [(slot, {"used": 60})], now) is None
         assert await counters.apply_catchup(org, at(1), [(slot, {"used": 43})], now) == -7

@@ -24,6 +24,7 @@ from tokenrt_budget.store import (
     Slot,
     UsageQuery,
     UsageSource,
+    UsageTotals,
     new_epoch,
     new_reservation_id,
     org_tag,
@@ -36,6 +37,8 @@ from tokenrt_common.settings import Settings
 K = common_pb2
 # Most reservations committed since a rebuild that a catch-up pass leaves out by id.
 MAX_COUNTED = 10_000
+# Catch-up passes that add nothing come ever less often, up to this many intervals apart.
+CATCHUP_BACKOFF = 16
 # Failures that mean "Redis is away": the limits' fail modes decide.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
               redis.exceptions.BusyLoadingError, OSError, TimeoutError)
@@ -544,13 +547,18 @@ class Budget:
         events reserved since the window's horizon, leaving out the reservations made since
         the rebuild (their ids carry the new epoch) and those committed to this budget since
         (the counted set): both the counters count themselves. What the sum grew by since
-        the last pass is added (lua/catchup.lua). Returns the amount added (0 when nothing
-        was, or another replica's commit changed the counted set meanwhile: the next pass
-        sums again), None when the window is closed."""
+        the last pass is added (lua/catchup.lua). A pass that adds nothing doubles the wait
+        for the next, from TOKENRT_BUDGET_CATCHUP_INTERVAL_SECONDS up to 16 times that.
+        Returns the amount added (0 when nothing was, the pass was not due, or another
+        replica's commit changed the counted set meanwhile: the next pass sums again), None
+        when the window is closed."""
         counters = self.counters()
         win = await counters.catchup_window(org_id)
         if win is None:
             return None
+        now = datetime.now(UTC)
+        if _ms(now) < win.next_ms:
+            return 0
         if len(win.counted) > MAX_COUNTED:
             self.log.warning("budget.catchup_skipped", org=org_id, counted=len(win.counted))
             return 0
@@ -558,7 +566,6 @@ class Budget:
         if cached.version != await counters.version(org_id):
             # A limit changed or was reset: the ranges must be those the rebuild summed.
             cached = await self.org_limits(org_id, fresh=True)
-        now = datetime.now(UTC)
         horizon, since = _at(win.from_ms), _at(win.since_ms)
         plans = [(slot, [sp for sp in _spans(slot, now, horizon)
                          if sp.recent is not None and sp.start <= since])
@@ -566,14 +573,16 @@ class Budget:
         plans = [(slot, spans) for slot, spans in plans if spans]
         queries = [UsageQuery(slot.limit.scope, sp.recent or sp.start, sp.end)
                    for slot, spans in plans for sp in spans]
-        if not queries:
-            return 0
-        totals, _ = await self.usage.sum(queries, reservation_prefix(org_id, win.epoch),
-                                         win.counted)
+        totals: list[UsageTotals] = []
+        if queries:
+            totals, _ = await self.usage.sum(queries, reservation_prefix(org_id, win.epoch),
+                                             win.counted)
         answers = iter(totals)
         fields = [(slot, {sp.base: next(answers).of(slot.limit.metric) for sp in spans})
                   for slot, spans in plans]
-        added = await counters.apply_catchup(org_id, win, fields, now)
+        base_ms = int(self.settings.budget_catchup_interval_seconds * 1000)
+        added = await counters.apply_catchup(org_id, win, fields, now,
+                                             (base_ms, base_ms * CATCHUP_BACKOFF))
         if added:
             self.log.info("budget.caught_up", org=org_id, added=added)
         return added or 0

@@ -209,6 +209,7 @@ class CatchUp:
     until_ms: int
     version: int
     counted: list[str]
+    next_ms: int = 0  # when the next pass is due
 
 
 @dataclass(frozen=True)
@@ -411,14 +412,15 @@ class Counters:
             return None
         h = {_text(a): _text(b) for a, b in head.items()}
         return CatchUp(h["epoch"], int(h["since"]), int(h["from"]), int(h["until"]),
-                       int(h["ver"]), sorted(_text(r) for r in counted))
+                       int(h["ver"]), sorted(_text(r) for r in counted), int(h.get("next", 0)))
 
     async def apply_catchup(self, org_id: str, window: CatchUp,
-                            fields: Sequence[tuple[Slot, dict[str, int]]],
-                            now: datetime) -> int | None:
-        """Add the ledger's new sums (see lua/catchup.lua); None when the counted set
-        changed since the window was read, or the window is another one."""
-        args: list[Any] = [_ms(now), window.version, len(fields), window.epoch]
+                            fields: Sequence[tuple[Slot, dict[str, int]]], now: datetime,
+                            wait_ms: tuple[int, int] = (1000, 16000)) -> int | None:
+        """Add the ledger's new sums and schedule the next pass between the shortest and
+        longest wait (see lua/catchup.lua); None when the counted set changed since the
+        window was read, or the window is another one."""
+        args: list[Any] = [_ms(now), window.version, len(fields), window.epoch, *wait_ms]
         for slot, values in fields:
             args += [*slot.bucket, len(values)]
             for name, value in values.items():

@@ -8,8 +8,11 @@
 -- the difference is then applied whatever its sign.
 -- KEYS: 1 catch-up hash, 1+i counter i.
 -- ARGV: 1 now ms, 2 counted-set version the sums were taken at, 3 n counters, 4 the
---       window's epoch, then per counter: bucket ms, buckets, n fields, then field/value
---       pairs (field "used", or a rolling bucket's index).
+--       window's epoch, 5 shortest and 6 longest ms to the next pass, then per counter:
+--       bucket ms, buckets, n fields, then field/value pairs (field "used", or a rolling
+--       bucket's index).
+-- The next pass is due after the shortest wait when this one added something, else
+-- after twice the last wait, up to the longest (hash fields step and next).
 -- Returns {RETRY} (the counted set changed, or another rebuild opened a new window: sum
 -- again) or {DONE, amount added}.
 local now = tonumber(ARGV[1])
@@ -17,7 +20,7 @@ local ver = tonumber(ARGV[2])
 local head = redis.call('HMGET', KEYS[1], 'ver', 'epoch')
 if tonumber(head[1] or '-1') ~= ver or head[2] ~= ARGV[4] then return {'RETRY'} end
 local added = 0
-local j = 5
+local j = 7
 for i = 1, tonumber(ARGV[3]) do
   local ck = KEYS[1 + i]
   local bucket_ms, nb, nf = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
@@ -49,4 +52,8 @@ for i = 1, tonumber(ARGV[3]) do
     j = j + 2 * nf
   end
 end
+local step = tonumber(redis.call('HGET', KEYS[1], 'step') or '0') * 2
+if added ~= 0 or step < tonumber(ARGV[5]) then step = tonumber(ARGV[5]) end
+if step > tonumber(ARGV[6]) then step = tonumber(ARGV[6]) end
+redis.call('HSET', KEYS[1], 'step', step, 'next', now + step)
 return {'DONE', added}

@@ -125,6 +125,7 @@ local function note_commit(catchup, counted, rid)
   if not epoch or string.sub(rid, 14, 21) == epoch then return true end
   if redis.call('SADD', counted, rid) == 0 then return false end
   redis.call('HINCRBY', catchup, 'ver', 1)
+  redis.call('HDEL', catchup, 'next', 'step')  -- the next catch-up pass is due at once
   redis.call('PEXPIREAT', counted, tonumber(redis.call('HGET', catchup, 'until')))
   return true
 end
