@@ -370,13 +370,18 @@ async def test_near_the_end_of_a_budget_the_default_output_is_clamped_to_fit(rou
     assert detail_of(info.value).reason == T.ERROR_REASON_BUDGET_EXCEEDED
 
 
+async def one_request_a_window(budget, env: dict, session: str, seconds: int) -> None:  # type: ignore[no-untyped-def]
+    """A QUEUE limit on the session: one request per rolling window of `seconds`."""
+    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+        scope=session_scope(env, session), metric=T.LIMIT_METRIC_REQUESTS,
+        period=T.LIMIT_PERIOD_ROLLING, rolling_window_seconds=seconds, limit=1,
+        action=T.LIMIT_ACTION_QUEUE, name="one a window")), timeout=10)
+
+
 async def test_queue_waits_for_a_rolling_window_then_serves_or_times_out(router, router_env, budget) -> None:  # type: ignore[no-untyped-def]
     first = request("queue one " + uuid.uuid4().hex)
     session = first.session_id
-    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
-        scope=session_scope(router_env, session), metric=T.LIMIT_METRIC_REQUESTS,
-        period=T.LIMIT_PERIOD_ROLLING, rolling_window_seconds=2, limit=1,
-        action=T.LIMIT_ACTION_QUEUE, name="one a window")), timeout=10)
+    await one_request_a_window(budget, router_env, session, 2)
     await router.Complete(first, metadata=AUTH)
 
     waited = request("queue two " + uuid.uuid4().hex, max_queue_wait_ms=5000)
@@ -403,10 +408,7 @@ async def test_a_request_whose_deadline_passes_while_queued_is_given_up_unsent(r
     provider, holds and charges nothing, and records the request."""
     first = request("deadline one " + uuid.uuid4().hex)
     session = first.session_id
-    await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
-        scope=session_scope(router_env, session), metric=T.LIMIT_METRIC_REQUESTS,
-        period=T.LIMIT_PERIOD_ROLLING, rolling_window_seconds=60, limit=1,
-        action=T.LIMIT_ACTION_QUEUE, name="one a minute")), timeout=10)
+    await one_request_a_window(budget, router_env, session, 60)
     answered = (await router.Complete(first, metadata=AUTH, timeout=15)).completion
     sent = await sim_requests(sim_url)
 
