@@ -107,3 +107,19 @@ async def test_hung_then_down_then_back(valkey: PrivateValkey, tmp_path: Path) -
         assert await asyncio.wait_for(reads.call(("HMGET", "k", "r")), 5) == [[b"back"]]
     finally:
         await reads.close()
+
+
+async def test_rediss_speaks_tls(valkey: PrivateValkey) -> None:
+    """A rediss:// URL makes the connection start TLS: this Valkey has no TLS, so the
+    handshake never completes and the read fails, where the same server answers redis://.
+    (No TLS-enabled server is available here to test a whole TLS session.)"""
+    redis.Redis(port=valkey.port).hset("k", "r", b"v")
+    plain = ReadConnection(f"redis://127.0.0.1:{valkey.port}/0", timeout=1)
+    tls = ReadConnection(f"rediss://127.0.0.1:{valkey.port}/0?ssl_cert_reqs=none", timeout=1)
+    try:
+        assert await plain.call(("HMGET", "k", "r")) == [[b"v"]]
+        with pytest.raises(RedisConnectionError, match="cannot connect"):
+            await tls.call(("HMGET", "k", "r"))
+    finally:
+        await plain.close()
+        await tls.close()
