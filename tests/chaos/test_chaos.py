@@ -261,17 +261,20 @@ def _complete_once(address: str, tenant: Tenant, user: str, first: int = 0) -> O
 
 def test_an_answered_request_survives_a_router_sigkill_right_after(
         chaos_stack: ChaosStack, wide_router: WideRouter) -> None:
-    """Killed while the answered request's event and settlement wait for their flush (held
-    open for 1 s): the next router on the same state folder replays both from its journal,
-    so the ledger has the event and the budget charged it and holds nothing."""
+    """Killed while the answered requests' events and settlements wait for their flush (held
+    open for 1 s): the next router on the same state folder replays them from its journal,
+    so the ledger has the events and the budget charged them and holds nothing. One unary
+    Complete, one StreamComplete (its done message was sent)."""
     user = "u-router-window"
     hard, limit_ids = _hard_limit(chaos_stack, user)
     try:
-        answered = _complete_once(wide_router.get().address, hard, user)
+        address = wide_router.get().address
+        answered = [_complete_once(address, hard, user), _complete_once(address, hard, user, 2)]
     finally:
         wide_router.kill()
+    assert [o.stream for o in answered] == [False, True], "load.py's request kinds changed"
     wide_router.get()  # same state folder: it replays the journal
-    audit = _audit(chaos_stack, [answered], hard, user, limit_ids)
+    audit = _audit(chaos_stack, answered, hard, user, limit_ids)
     assert audit.lost == 0, audit.examples
     assert audit.budget_drift == 0 and audit.hard_budget_reserved == 0, audit.examples
     assert audit.hard_budget_used > 0, "nothing was charged: the settlement was not tested"
