@@ -101,3 +101,13 @@ def test_an_old_segment_with_work_left_is_replaced_and_removed_when_done(tmp_pat
     j.close()
     assert not second.path.exists()
 
+
+
+def test_an_unwritable_folder_means_no_journal_not_no_router(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    j = Journal(blocker / "journal", LOG)
+    j.open()  # logged, not raised
+    assert j.append(b"event") is None
+    assert j.recover() == []
+    j.close()

@@ -81,8 +81,14 @@ class Journal:
     # -- writing ------------------------------------------------------------------------
 
     def open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._seg = self._new_segment()
+        """Start this process's segment. A folder that cannot be written is logged and the
+        router serves without a journal (the off-path work then lives in memory only)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._seg = self._new_segment()
+        except OSError as exc:
+            self._log.error("router.journal_unavailable", path=str(self.folder),
+                            error=str(exc)[:200])
 
     def _new_segment(self) -> Segment:
         self._n += 1
@@ -181,6 +187,8 @@ class Journal:
         Mark each part done (`done(segment)`) once replayed; the file goes when all are."""
         own = self._seg.path if self._seg else None
         out: list[tuple[Segment, list[Entry]]] = []
+        if not self.folder.is_dir():
+            return out
         for path in sorted(self.folder.glob("*.tmp")):  # never made visible: empty
             seg = _lock(path)
             if seg is not None:
