@@ -1,5 +1,6 @@
 """SUMMARIZE through the router: a compressor process of ours, wired to the session stack's
-router and simulator, with an API key of its own."""
+router, budget, ledger and simulator, with a service API key of its own: the summaries are
+charged to the tenant whose conversation they summarise."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import pytest
 from compressor_chats import ide_conversation
 
 from tokenrt.v1 import (
+    budget_pb2,
+    budget_pb2_grpc,
     common_pb2,
     compressor_pb2,
     compressor_pb2_grpc,
@@ -41,15 +44,15 @@ NANO_PRICES = (100, 25, 400)
 DEAD_KEY = "trk_nobody_listens_there_" + uuid.uuid4().hex
 
 
-def _create_key(stack) -> str:  # type: ignore[no-untyped-def]
-    """An API key of a fresh organization, made with the stack's bootstrap admin key."""
+def _create_key(stack, service: bool) -> router_pb2.CreateApiKeyResponse:  # type: ignore[no-untyped-def]
+    """An API key of a fresh organization, made with the stack's bootstrap admin key: a
+    service key (it may act for the tenants it summarises for) or a plain one."""
     admin = (stack.state_dir / "demo-api-key").read_text().strip()
     with grpc.insecure_channel(stack.env["TOKENRT_ROUTER_ADDR"]) as ch:
-        reply = router_pb2_grpc.RouterServiceStub(ch).CreateApiKey(
+        return router_pb2_grpc.RouterServiceStub(ch).CreateApiKey(
             router_pb2.CreateApiKeyRequest(tenant=S.Tenant(org_id=ORG, project_id="summaries"),
-                                           name="compressor"),
+                                           name="compressor", service=service),
             metadata=(("authorization", f"Bearer {admin}"),), timeout=30)
-    return reply.secret
 
 
 def _compressor(stack, tmp: Path, **overrides: str) -> ServiceProcess:  # type: ignore[no-untyped-def]
@@ -59,29 +62,37 @@ def _compressor(stack, tmp: Path, **overrides: str) -> ServiceProcess:  # type: 
 
 @dataclass
 class Compressors:
-    routed: ServiceProcess  # summary calls to the stack's router with `key`
+    routed: ServiceProcess  # summary calls to the stack's router with `key`, a service key
     key: str
+    key_id: str
     down: ServiceProcess  # a key, but nothing listens at its router address
+    plain: ServiceProcess  # summary calls with a plain key (not a service key)
 
 
 @pytest.fixture(scope="module")
 def compressors(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compressors]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("summary-router")
-    key = _create_key(stack)
-    for name, secret in (("key", key), ("dead-key", DEAD_KEY)):
+    made = _create_key(stack, service=True)
+    plain = _create_key(stack, service=False).secret
+    for name, secret in (("key", made.secret), ("dead-key", DEAD_KEY), ("plain-key", plain)):
         (tmp / name).write_text(secret + "\n")
         (tmp / name).chmod(0o600)
     (tmp / "down").mkdir()
-    with ThreadPoolExecutor(2) as pool:  # two starts overlap: each loads every tokenizer
+    (tmp / "plain").mkdir()
+    with ThreadPoolExecutor(3) as pool:  # the starts overlap: each loads every tokenizer
         routed = pool.submit(_compressor, stack, tmp,
                              TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE=str(tmp / "key"))
         down = pool.submit(_compressor, stack, tmp / "down",
                            TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE=str(tmp / "dead-key"),
                            TOKENRT_ROUTER_ADDR=f"127.0.0.1:{free_ports(1)[0]}")
-        procs = Compressors(routed.result(), key, down.result())
+        plain_proc = pool.submit(_compressor, stack, tmp / "plain",
+                                 TOKENRT_COMPRESSOR_SUMMARY_KEY_FILE=str(tmp / "plain-key"))
+        procs = Compressors(routed.result(), made.secret, made.api_key.api_key_id,
+                            down.result(), plain_proc.result())
     yield procs
     procs.routed.stop()
     procs.down.stop()
+    procs.plain.stop()
 
 
 def sim_requests(stack) -> int:  # type: ignore[no-untyped-def]
@@ -106,12 +117,14 @@ def summary_action(answer: compressor_pb2.CompressResponse) -> compressor_pb2.Co
     return found[0]
 
 
-async def ledger_events(stack, n: int) -> list[events_pb2.UsageEvent]:  # type: ignore[no-untyped-def]
+async def ledger_events(stack, org: str, session: str, n: int) -> list[events_pb2.UsageEvent]:  # type: ignore[no-untyped-def]
+    """An organization's events of one session: at least n, or what came within ~20 s."""
     async with grpc.aio.insecure_channel(stack.env["TOKENRT_LEDGER_ADDR"]) as ch:
         stub = ledger_pb2_grpc.LedgerServiceStub(ch)
         for _ in range(100):
             r = await stub.ListEvents(ledger_pb2.ListEventsRequest(
-                filter=ledger_pb2.UsageFilter(org_id=ORG), page_size=50), timeout=5)
+                filter=ledger_pb2.UsageFilter(org_id=org, session_id=session), page_size=50),
+                timeout=5)
             if len(r.events) >= n:
                 return list(r.events)
             await asyncio.sleep(0.2)
@@ -144,14 +157,65 @@ async def test_router_summary_costs_once_then_comes_from_the_session_cache(
     assert "from the session cache" in summary_action(again).note
     assert again.report.summary_cost_nusd == 0 and again.report.summary_usage.input_tokens == 0
 
-    # The call is in the ledger under the compressor key's tenant, tagged with the caller,
-    # and the router compressed nothing (compression OFF: no loop back to a compressor).
-    (event,) = [e for e in await ledger_events(stack, 1)
-                if e.tags["tokenrt.summary_for.session"] == "s-routed"]
+    # The call is in the ledger under the caller's tenant and session, made by the
+    # compressor's service key; none under the key's own organization. The router
+    # compressed nothing (compression OFF: no loop back to a compressor).
+    (event,) = await ledger_events(stack, CALLER.org_id, "s-routed", 1)
+    assert (event.org_id, event.project_id, event.user_id, event.session_id) == (
+        CALLER.org_id, CALLER.project_id, CALLER.user_id, "s-routed")
+    assert event.api_key_id == compressors.key_id
     assert event.served_model == "sim/gpt-4.1-nano" and event.cost_nusd == r.summary_cost_nusd
-    assert event.tags["tokenrt.summary_for.org"] == CALLER.org_id
+    assert event.tags["tokenrt.origin"] == "compressor.summary"
     assert not event.compression_applied
+    assert await ledger_events(stack, ORG, "s-routed", 0) == []
     assert key not in proc.log.read_text()
+
+
+async def test_summaries_spend_the_callers_budget(stack, compressors: Compressors,  # type: ignore[no-untyped-def]
+                                                  meter: CounterMeter) -> None:
+    """A hard cost limit on the caller's session: the summary is charged to it, and once it
+    is spent the router refuses the next summary (the extractive one stands in)."""
+    session = "s-budget-" + uuid.uuid4().hex[:6]
+    scope = S.Scope(kind=S.SCOPE_KIND_SESSION, org_id=CALLER.org_id,
+                    project_id=CALLER.project_id, user_id=CALLER.user_id, session_id=session)
+    chats = [ide_conversation(random.Random(seed), files=5, turns=10, lines=20, asked=1)[0]
+             for seed in (24, 25)]
+    async with grpc.aio.insecure_channel(stack.env["TOKENRT_BUDGET_ADDR"]) as ch:
+        budget = budget_pb2_grpc.BudgetServiceStub(ch)
+        limit = (await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+            scope=scope, metric=S.LIMIT_METRIC_COST, period=S.LIMIT_PERIOD_TOTAL,
+            limit=10**12, action=S.LIMIT_ACTION_DENY, name="summaries")), timeout=10)).limit
+        first = await compress(compressors.routed.address, chats[0],
+                               meter.total(chats[0], []) // 2, session, allow_summarize=True)
+        cost = first.report.summary_cost_nusd
+        assert cost > 0 and "sim/gpt-4.1-nano" in summary_action(first).note
+        for _ in range(100):  # the router settles off the request's path
+            [state] = (await budget.Status(budget_pb2.StatusRequest(scope=scope))).limits
+            if state.used and not state.reserved:
+                break
+            await asyncio.sleep(0.1)
+        assert state.used == cost
+        limit.limit = cost
+        await budget.SetLimit(budget_pb2.SetLimitRequest(limit=limit), timeout=10)
+        second = await compress(compressors.routed.address, chats[1],
+                                meter.total(chats[1], []) // 2, session, allow_summarize=True)
+    note = summary_action(second).note
+    assert "extractive fallback: router RESOURCE_EXHAUSTED" in note, note
+    assert second.report.summary_cost_nusd == 0
+
+
+async def test_a_plain_key_cannot_charge_the_caller(stack, compressors: Compressors,  # type: ignore[no-untyped-def]
+                                                    meter: CounterMeter) -> None:
+    """A compressor configured with a key that is not a service key: the router refuses to
+    let it act for the caller (PERMISSION_DENIED), so no summary is charged to anyone."""
+    chat, _ = ide_conversation(random.Random(26), files=5, turns=10, lines=20, asked=1)
+    before = sim_requests(stack)
+    answer = await compress(compressors.plain.address, chat, meter.total(chat, []) // 2,
+                            "s-plain", allow_summarize=True)
+    note = summary_action(answer).note
+    assert "extractive fallback: router PERMISSION_DENIED" in note, note
+    assert "not a service key" in note and answer.report.summary_cost_nusd == 0
+    assert sim_requests(stack) == before
 
 
 async def test_summary_options_and_router_refusals(compressors: Compressors,

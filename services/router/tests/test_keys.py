@@ -16,10 +16,30 @@ import pytest
 import structlog
 from aiohttp import ClientSession
 
-from tokenrt.v1 import common_pb2, router_pb2
+from tokenrt.v1 import (
+    budget_pb2,
+    budget_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    ledger_pb2,
+    ledger_pb2_grpc,
+    router_pb2,
+)
+from tokenrt_common.context import (
+    ACT_FOR_ORG_HEADER,
+    ACT_FOR_PROJECT_HEADER,
+    ACT_FOR_USER_HEADER,
+)
 from tokenrt_common.settings import load_settings
 from tokenrt_router.cli import register
-from tokenrt_router.keys import FailureGuard, KeyMap, Keys, KeyStore, peer_host
+from tokenrt_router.keys import (
+    FailureGuard,
+    KeyConfigError,
+    KeyMap,
+    Keys,
+    KeyStore,
+    peer_host,
+)
 from tokenrt_router.refusal import Refusal
 
 from .conftest import (
@@ -57,6 +77,24 @@ def test_peer_host_strips_ports_from_grpc_peers() -> None:
     assert peer_host("ipv6:[::1]:51234") == "::1"
     assert peer_host("ipv6:%5B::1%5D:51234") == "::1"
     assert peer_host("10.0.0.7") == "10.0.0.7"
+
+
+def test_static_service_keys_from_the_environment_and_the_keys_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text(json.dumps([{"key": "k-file", "org": "o", "project": "p",
+                                      "service": True}]))
+    env = {"TOKENRT_ROUTER_KEYS": "k-svc=o/p//service;k-user=o/p/u/service;k-plain=o/p/u",
+           "TOKENRT_ROUTER_KEYS_FILE": str(keys_file)}
+    keys = KeyMap.from_settings(load_settings(env))
+    found = {k: keys.authenticate(f"Bearer {k}") for k in ("k-svc", "k-user", "k-plain", "k-file")}
+    assert {k: (c.service, c.user_id) for k, c in found.items() if c} == {
+        "k-svc": (True, ""), "k-user": (True, "u"), "k-plain": (False, "u"), "k-file": (True, "")}
+    acting = found["k-svc"].act_for("t-org", "t-proj", "ann")  # type: ignore[union-attr]
+    assert (acting.org_id, acting.project_id, acting.user_id) == ("t-org", "t-proj", "ann")
+    assert acting.api_key_id == found["k-svc"].api_key_id  # type: ignore[union-attr]
+    assert not (acting.service or acting.admin or acting.bootstrap)
+    with pytest.raises(KeyConfigError):
+        KeyMap.from_settings(load_settings({"TOKENRT_ROUTER_KEYS": "k=o/p/u/admin"}))
 
 
 # -- on real processes ----------------------------------------------------------------
@@ -287,3 +325,157 @@ async def test_key_store_outage_keeps_known_keys_and_answers_unavailable_for_oth
 
 async def _connected() -> None:
     """What the router waits for before migrating: here the pool exists already."""
+
+
+# -- service keys: acting for a named tenant (issue 7) ------------------------------
+
+
+def act_for(org: str, project: str = "web", user: str = "") -> tuple[tuple[str, str], ...]:
+    headers = ((ACT_FOR_ORG_HEADER, org), (ACT_FOR_PROJECT_HEADER, project))
+    return headers + (((ACT_FOR_USER_HEADER, user),) if user else ())
+
+
+def chat(session: str, user: str = "") -> router_pb2.CompleteRequest:
+    return router_pb2.CompleteRequest(
+        session_id=session, user_id=user,
+        messages=[T.Message(role=T.ROLE_USER, content=[T.ContentPart(
+            text=f"Summarise session {session} in one line.")])],
+        sampling=T.SamplingParams(max_output_tokens=16),
+        preferences=router_pb2.RoutingPreferences(
+            forced_model="sim/gpt-4.1-nano", cache=T.CachePolicy(no_cache=True, no_store=True)))
+
+
+async def create_service_key(r: RouterProc, org: str) -> router_pb2.CreateApiKeyResponse:
+    async with grpc.aio.insecure_channel(r.address) as ch:
+        return await r.stub(ch).CreateApiKey(router_pb2.CreateApiKeyRequest(
+            tenant=T.Tenant(org_id=org, project_id="svc"), name="compressor", service=True),
+            metadata=auth(ADMIN_KEY), timeout=10)
+
+
+async def events_of(stack, org: str, session: str, n: int) -> list[events_pb2.UsageEvent]:  # type: ignore[no-untyped-def]
+    """The ledger's events of a tenant's session (at least n, or what came within 15 s)."""
+    async with grpc.aio.insecure_channel(stack.settings.endpoint("ledger").address) as ch:
+        stub = ledger_pb2_grpc.LedgerServiceStub(ch)
+        deadline = time.monotonic() + 15
+        while True:
+            r = await stub.ListEvents(ledger_pb2.ListEventsRequest(
+                filter=ledger_pb2.UsageFilter(org_id=org, session_id=session), page_size=50),
+                timeout=5)
+            if len(r.events) >= n or time.monotonic() > deadline:
+                return list(r.events)
+            await asyncio.sleep(0.2)
+
+
+def test_only_the_bootstrap_admin_creates_service_keys(keys_router, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    org = "h5-" + uuid.uuid4().hex[:8]
+    org_admin = asyncio.run(create_key(keys_router, org, project="ops", admin=True)).secret
+
+    async def by_org_admin() -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(keys_router.address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await keys_router.stub(ch).CreateApiKey(router_pb2.CreateApiKeyRequest(
+                    tenant=T.Tenant(org_id=org, project_id="svc"), service=True),
+                    metadata=auth(org_admin), timeout=10)
+        return info.value
+
+    err = asyncio.run(by_org_admin())
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "bootstrap admin" in (err.details() or "")
+    made = asyncio.run(create_service_key(keys_router, org))
+    assert made.api_key.service and not made.api_key.admin
+    # The CLI's flag (its own org admin may not either), and the role in its listing.
+    code, _, err_text = keys_cli(keys_router, capsys, monkeypatch, "create", "--org", org,
+                                 "--project", "svc", "--service", key=org_admin)
+    assert code == 1 and "PERMISSION_DENIED" in err_text
+    code, out, err_text = keys_cli(keys_router, capsys, monkeypatch, "create", "--org", org,
+                                   "--project", "svc", "--service", "--json")
+    assert code == 0 and json.loads(out)["api_key"]["service"] is True, err_text
+    code, out, _ = keys_cli(keys_router, capsys, monkeypatch, "list", "--org", org)
+    rows = [line for line in out.splitlines() if line.startswith("key_")]
+    assert code == 0 and len(rows) == 3 and sum(" service " in r for r in rows) == 2
+    assert sum(" admin " in r for r in rows) == 1
+
+
+async def test_a_service_key_acts_for_the_named_tenant_budget_and_usage(keys_router, stack) -> None:  # type: ignore[no-untyped-def]
+    own_org, tenant = "h5-svc-" + uuid.uuid4().hex[:8], "h5-ten-" + uuid.uuid4().hex[:8]
+    service = await create_service_key(keys_router, own_org)
+    key, key_id = service.secret, service.api_key.api_key_id
+    session = "s-" + uuid.uuid4().hex[:8]
+    scope = T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=tenant, project_id="web", user_id="ann",
+                    session_id=session)
+    async with grpc.aio.insecure_channel(keys_router.address) as ch, \
+            grpc.aio.insecure_channel(stack.settings.endpoint("budget").address) as bch:
+        router, budget = keys_router.stub(ch), budget_pb2_grpc.BudgetServiceStub(bch)
+        limit = (await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+            scope=scope, metric=T.LIMIT_METRIC_COST, period=T.LIMIT_PERIOD_TOTAL,
+            limit=10**12, action=T.LIMIT_ACTION_DENY, name="h5")), timeout=10)).limit
+        done = await router.Complete(chat(session), metadata=auth(key) + act_for(
+            tenant, user="ann"), timeout=30)
+        cost = done.completion.cost_nusd
+        assert cost > 0
+        # Usage: the tenant's, made by the service key; none under the key's own org.
+        [event] = await events_of(stack, tenant, session, 1)
+        assert (event.org_id, event.project_id, event.user_id) == (tenant, "web", "ann")
+        assert event.api_key_id == key_id and event.cost_nusd == cost
+        assert await events_of(stack, own_org, session, 0) == []
+        # Budget: the tenant's session limit was charged.
+        for _ in range(100):
+            [state] = (await budget.Status(budget_pb2.StatusRequest(scope=scope))).limits
+            if state.used and not state.reserved:
+                break
+            await asyncio.sleep(0.1)
+        assert state.used == cost
+        # ...and decides: at its limit, the tenant's next request is refused, while the
+        # service key's own requests (its own tenant) still pass.
+        limit.limit = cost
+        await budget.SetLimit(budget_pb2.SetLimitRequest(limit=limit), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await router.Complete(chat(session), metadata=auth(key) + act_for(
+                tenant, user="ann"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await router.Complete(chat(session), metadata=auth(key), timeout=30)
+        [own] = await events_of(stack, own_org, session, 1)
+        assert own.org_id == own_org and own.project_id == "svc" and own.api_key_id == key_id
+
+
+async def test_a_plain_key_cannot_act_for_another_tenant(keys_router) -> None:  # type: ignore[no-untyped-def]
+    org, victim = "h5-" + uuid.uuid4().hex[:8], "h5-victim-" + uuid.uuid4().hex[:8]
+    plain = (await create_key(keys_router, org)).secret
+    org_admin = (await create_key(keys_router, org, project="ops", admin=True)).secret
+    service = (await create_service_key(keys_router, org)).secret
+    async with grpc.aio.insecure_channel(keys_router.address) as ch:
+        stub = keys_router.stub(ch)
+
+        async def refused(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call
+            return info.value
+
+        # Plain, org-admin and even the bootstrap admin key: not service keys.
+        for key in (plain, org_admin, ADMIN_KEY):
+            for call in (stub.Complete(chat("s-x"), metadata=auth(key) + act_for(victim)),
+                         stub.ListModels(router_pb2.ListModelsRequest(),
+                                         metadata=auth(key) + act_for(victim))):
+                err = await refused(call)
+                assert err.code() == grpc.StatusCode.PERMISSION_DENIED, err
+                assert "not a service key" in (err.details() or "")
+        # One header alone counts as naming a tenant.
+        err = await refused(stub.Complete(chat("s-x"), metadata=auth(plain) + (
+            (ACT_FOR_USER_HEADER, "someone"),)))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        # A service key: org and project both, well-formed; acting, it is no admin; a user
+        # it acts for binds the request's user_id.
+        err = await refused(stub.Complete(chat("s-x"), metadata=auth(service) + (
+            (ACT_FOR_ORG_HEADER, victim),)))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert ACT_FOR_PROJECT_HEADER in (err.details() or "")
+        err = await refused(stub.Complete(chat("s-x"), metadata=auth(service) + act_for(
+            victim, project="a b")))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        err = await refused(stub.ListApiKeys(router_pb2.ListApiKeysRequest(org_id=victim),
+                                             metadata=auth(service) + act_for(victim)))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        err = await refused(stub.Complete(chat("s-x", user="bob"), metadata=auth(service)
+                                          + act_for(victim, user="ann")))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert_no_secrets(keys_router.log)

@@ -8,6 +8,11 @@ from contextvars import ContextVar
 from typing import Any
 
 REQUEST_ID_HEADER = "x-request-id"
+# A router service key (router.proto ApiKey.service) names the tenant a request acts for
+# with these request headers (gRPC metadata); the router refuses them from any other key.
+ACT_FOR_ORG_HEADER = "tokenrt-act-for-org"
+ACT_FOR_PROJECT_HEADER = "tokenrt-act-for-project"
+ACT_FOR_USER_HEADER = "tokenrt-act-for-user"
 
 request_id: ContextVar[str | None] = ContextVar("tokenrt_request_id", default=None)
 # The full gRPC method of the call being served, e.g. "/tokenrt.v1.CounterService/CountText".

@@ -4,14 +4,18 @@ and span, with the extractive summariser standing in when the router cannot answ
 The loop: the router calls the compressor, which calls the router. A summary call asks
 for compression OFF, so the router never calls the compressor for it and nothing can
 recurse; it forces its model (no selection, no degrade) and bypasses the response cache
-(that cache is namespaced by the compressor's tenant, not the caller's, and a semantic
-hit could hand one tenant a summary of another's conversation).
+(summaries are cached per session and span here; a semantic hit there could answer with
+the summary of a similar but different span, and a call without a full tenant is in the
+compressor key's namespace, shared by all such callers).
 
-Whose usage: the router charges the tenant of the API key it is called with, and its API
-has no way for a key to act for another organization or project. So summary calls spend
-under the compressor's own key and carry the caller's tenant in tags
-(`tokenrt.summary_for.org`, `.project`, `.user`, `.session`); the caller's report gives
-their usage and cost (`summary_usage`, `summary_cost_nusd`).
+Whose usage: the compressor's key is a router service key (`tokenrt keys create
+--service`), so each summary call names the tenant whose conversation it summarises (the
+`tokenrt-act-for-*` headers, and the session as the request's session_id): the router
+applies that tenant's budgets and records the usage under it, the event's api_key_id
+naming the compressor's key. A request without a full tenant (org and project) is charged
+to the compressor key's own tenant. The calls also carry the tenant in tags
+(`tokenrt.summary_for.org`, `.project`, `.user`, `.session`), and the caller's report
+gives their usage and cost (`summary_usage`, `summary_cost_nusd`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ import structlog
 import xxhash
 
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
-from tokenrt_common.context import new_request_id, request_id
+from tokenrt_common.context import (
+    ACT_FOR_ORG_HEADER,
+    ACT_FOR_PROJECT_HEADER,
+    ACT_FOR_USER_HEADER,
+    new_request_id,
+    request_id,
+)
 from tokenrt_compressor import core
 from tokenrt_compressor.graph import digest, message_text
 from tokenrt_compressor.store import SessionStore, Unavailable
@@ -80,20 +90,33 @@ def tenant_tags(tenant: common_pb2.Tenant, session_id: str) -> dict[str, str]:
     return {k: v.encode()[:256].decode("utf-8", "ignore") for k, v in tags.items() if v}
 
 
+def act_for(tenant: common_pb2.Tenant) -> tuple[tuple[str, str], ...]:
+    """The headers naming the tenant a summary call is made for (none without an org and
+    a project: the call is then the compressor key's own)."""
+    if not (tenant.org_id and tenant.project_id):
+        return ()
+    headers = ((ACT_FOR_ORG_HEADER, tenant.org_id), (ACT_FOR_PROJECT_HEADER, tenant.project_id))
+    return headers + (((ACT_FOR_USER_HEADER, tenant.user_id),) if tenant.user_id else ())
+
+
 class RouterSummarizer:
-    """One summary = one router Complete with the compressor's API key."""
+    """One summary = one router Complete with the compressor's (service) API key, made
+    for the tenant whose conversation it summarises."""
 
     def __init__(self, stub: router_pb2_grpc.RouterServiceStub, api_key: str,
                  timeout_seconds: float, input_max_tokens: int) -> None:
         self._stub = stub
-        self._metadata = (("authorization", f"Bearer {api_key}"),)  # never logged
+        self._auth = ("authorization", f"Bearer {api_key}")  # never logged
         self._timeout = timeout_seconds
         self._max_chars = input_max_tokens * CHARS_PER_TOKEN
 
     async def complete(self, span: Sequence[common_pb2.Message], max_tokens: int, model: str,
-                       tags: dict[str, str]) -> router_pb2.Completion:
+                       tenant: common_pb2.Tenant, session_id: str) -> router_pb2.Completion:
+        headers = act_for(tenant)
         request = router_pb2.CompleteRequest(
             request_id=f"{request_id.get() or new_request_id()}.summary",
+            # The session's budget applies too (only when acting for its tenant).
+            session_id=session_id if headers else "",
             messages=[
                 common_pb2.Message(role=common_pb2.ROLE_SYSTEM, content=[common_pb2.ContentPart(
                     text=INSTRUCTIONS.format(max_tokens=max_tokens))]),
@@ -105,9 +128,9 @@ class RouterSummarizer:
                 cache=common_pb2.CachePolicy(no_cache=True, no_store=True),
                 compression=router_pb2.CompressionPolicy(
                     mode=router_pb2.COMPRESSION_MODE_OFF)),
-            tags=tags)
+            tags=tenant_tags(tenant, session_id))
         try:
-            response = await self._stub.Complete(request, metadata=self._metadata,
+            response = await self._stub.Complete(request, metadata=(self._auth, *headers),
                                                  timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise Refused(f"router {exc.code().name}: {(exc.details() or '')[:300]}") from exc
@@ -208,8 +231,8 @@ class Summaries:
         if time.monotonic() < self._down_until:
             raise Refused(f"{self._down_reason} (not retried for {COOLDOWN_SECONDS:g} s)")
         try:
-            done = await self._router.complete(span, max_tokens, model,
-                                               tenant_tags(req.tenant, req.session_id))
+            done = await self._router.complete(span, max_tokens, model, req.tenant,
+                                               req.session_id)
         except Refused as exc:
             cause = exc.__cause__
             if isinstance(cause, grpc.aio.AioRpcError) and cause.code() in DOWN:

@@ -13,7 +13,13 @@ from google.protobuf import timestamp_pb2
 
 import tokenrt_pricing.protos as pricing_pb
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
-from tokenrt_common.context import new_request_id, request_id
+from tokenrt_common.context import (
+    ACT_FOR_ORG_HEADER,
+    ACT_FOR_PROJECT_HEADER,
+    ACT_FOR_USER_HEADER,
+    new_request_id,
+    request_id,
+)
 from tokenrt_router.job import PROVIDERS, Job, selection_reason
 from tokenrt_router.keys import Caller, KeyRecord, Keys, KeyStoreUnavailable
 from tokenrt_router.pipeline import Router, select
@@ -34,12 +40,18 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
         self._keys = keys
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """The key's caller; for a service key naming a tenant (tokenrt-act-for-*
+        headers), that tenant, made by the service key."""
         auth = ""
+        act_for: dict[str, str] = {}
         for k, v in context.invocation_metadata() or ():
             if k == "authorization":
                 auth = v if isinstance(v, str) else v.decode()
+            elif k in ACT_FOR:
+                act_for[k] = v if isinstance(v, str) else v.decode()
         try:
-            return await self._keys.caller(auth, context.peer() or "")
+            caller = await self._keys.caller(auth, context.peer() or "")
+            return acting_caller(caller, act_for) if act_for else caller
         except Refusal as r:
             await context.abort(r.code, r.message, trailing_metadata=r.trailers(""))
             raise
@@ -146,11 +158,16 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
             if len(request.name) > 200 or not request.name.isprintable():
                 raise invalid("name", "name must be at most 200 printable characters")
             _may_manage(caller, t.org_id)
+            if request.service and not caller.global_admin:
+                raise Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                              "only the bootstrap admin key creates service keys: a service "
+                              "key may act for any organization", T.ErrorDetail(field="service"))
             record, secret = await self._keys.store_or_refuse().create(
-                t.org_id, t.project_id, t.user_id, request.name, request.admin)
+                t.org_id, t.project_id, t.user_id, request.name, request.admin,
+                request.service)
         self._keys.log.info("router.key_created", api_key_id=record.api_key_id,
                             org_id=record.org_id, project_id=record.project_id,
-                            admin=record.admin, by=caller.api_key_id)
+                            admin=record.admin, service=record.service, by=caller.api_key_id)
         return router_pb2.CreateApiKeyResponse(api_key=api_key_pb(record), secret=secret)
 
     async def RevokeApiKey(self, request: router_pb2.RevokeApiKeyRequest,  # noqa: N802
@@ -221,6 +238,27 @@ def new_job(caller: Caller, req: router_pb2.CompleteRequest, rid: str, stream: b
 MAX_MESSAGES = 100_000
 
 
+ACT_FOR = {ACT_FOR_ORG_HEADER: "org_id", ACT_FOR_PROJECT_HEADER: "project_id",
+           ACT_FOR_USER_HEADER: "user_id"}
+
+
+def acting_caller(caller: Caller, act_for: dict[str, str]) -> Caller:
+    """`caller` acting for the tenant the tokenrt-act-for-* headers name: only a service
+    key may (PERMISSION_DENIED otherwise); org and project are both needed."""
+    if not caller.service:
+        raise Refusal(S.PERMISSION_DENIED, T.ERROR_REASON_TENANT_FORBIDDEN,
+                      f"this API key ({caller.api_key_id}) is not a service key: it cannot act "
+                      f"for another tenant; send no {'/'.join(sorted(act_for))} header")
+    ids = {ACT_FOR[k]: v for k, v in act_for.items()}
+    for header, name in ACT_FOR.items():
+        if name != "user_id" and not ids.get(name):
+            raise invalid(header, f"a service key acting for a tenant names its org and "
+                          f"project: the {header} header is missing")
+        if ids.get(name):
+            _check_id(header, ids[name])
+    return caller.act_for(ids["org_id"], ids["project_id"], ids.get("user_id", ""))
+
+
 def _check_id(field: str, value: str) -> None:
     if not TENANT_ID.fullmatch(value):
         raise invalid(field, f"{field} must be 1-200 characters without whitespace or '/'")
@@ -258,7 +296,7 @@ def api_key_pb(r: KeyRecord) -> router_pb2.ApiKey:
     return router_pb2.ApiKey(
         api_key_id=r.api_key_id, name=r.name,
         tenant=T.Tenant(org_id=r.org_id, project_id=r.project_id, user_id=r.user_id),
-        admin=r.admin, key_prefix=r.key_prefix, created_at=_ts(r.created_at),
+        admin=r.admin, service=r.service, key_prefix=r.key_prefix, created_at=_ts(r.created_at),
         revoked_at=_ts(r.revoked_at), last_used_at=_ts(r.last_used_at))
 
 

@@ -52,6 +52,9 @@ def _register_keys(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     c.add_argument("--user", default="", help="bind the key to one user")
     c.add_argument("--name", default="", help="a label, e.g. the laptop it lives on")
     c.add_argument("--admin", action="store_true", help="may manage its organization's keys")
+    c.add_argument("--service", action="store_true",
+                   help="a service key (e.g. the compressor's): may act for any tenant named "
+                        "in the tokenrt-act-for-* headers; bootstrap admin only")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=keys_command)
     ls = sub.add_parser("list", help="list keys (never their secrets)")
@@ -112,7 +115,8 @@ async def _keys(settings: Settings, key: str, args: argparse.Namespace) -> int:
             made = await stub.CreateApiKey(router_pb2.CreateApiKeyRequest(
                 tenant=common_pb2.Tenant(org_id=args.org, project_id=args.project,
                                          user_id=args.user),
-                name=args.name, admin=args.admin), metadata=meta, timeout=30)
+                name=args.name, admin=args.admin, service=args.service), metadata=meta,
+                timeout=30)
             if args.json:
                 print(json.dumps(_as_dict(made)))
             else:
@@ -139,13 +143,17 @@ async def _keys(settings: Settings, key: str, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_as_dict(r) for r in rows]))
         return 0
-    print(f"{'ID':<22} {'PREFIX':<9} {'TENANT':<36} {'ADMIN':<6} {'NAME':<16} STATE")
+    print(f"{'ID':<22} {'PREFIX':<9} {'TENANT':<36} {'ROLE':<8} {'NAME':<16} STATE")
     for r in rows:
         state = ("revoked " + r.revoked_at.ToJsonString() if r.HasField("revoked_at")
                  else "active")
         print(f"{r.api_key_id:<22} {r.key_prefix:<9} {_tenant(r):<36} "
-              f"{'yes' if r.admin else '':<6} {r.name[:16]:<16} {state}")
+              f"{_role(r):<8} {r.name[:16]:<16} {state}")
     return 0
+
+
+def _role(k: router_pb2.ApiKey) -> str:
+    return "+".join(n for n, on in (("admin", k.admin), ("service", k.service)) if on)
 
 
 def _tenant(k: router_pb2.ApiKey) -> str:

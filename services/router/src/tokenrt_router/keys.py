@@ -5,10 +5,15 @@ A key itself is never stored or logged: only its SHA-256 (keys are 256-bit rando
 values, so a fast hash is enough) and its first characters (`key_prefix`).
 
 * Static keys come from `TOKENRT_ROUTER_KEYS_FILE` (entries with `key_sha256` or, for
-  development, `key`) and `TOKENRT_ROUTER_KEYS` (`key=org/project[/user]`). An `admin`
-  entry of the file is the bootstrap admin: it acts across organizations.
+  development, `key`) and `TOKENRT_ROUTER_KEYS` (`key=org/project[/user]`, or
+  `key=org/project/[user]/service` for a service key). An `admin` entry of the file is the
+  bootstrap admin: it acts across organizations.
 * Stored keys are made by `CreateApiKey` (`tokenrt keys create`). An admin stored key
   manages the keys of its own organization only.
+* A service key (`service`, made only by the bootstrap admin: `tokenrt keys create
+  --service`; or `service: true` in the keys file) may act for any tenant: a request
+  names it in the `tokenrt-act-for-*` headers and is then that tenant's request (its
+  budgets, cache namespace and usage), the service key's id still naming who made it.
 * What a replica read about a key (valid, revoked, unknown) is trusted for
   `TOKENRT_ROUTER_KEYS_CACHE_SECONDS`: a revocation takes effect on every replica within
   that. While Postgres cannot be reached, keys already cached stay usable; others are
@@ -64,6 +69,8 @@ class Caller:
     name: str = ""
     # From configuration (the bootstrap path), not from the key store.
     bootstrap: bool = False
+    # May act for any tenant (a service key, e.g. the compressor's).
+    service: bool = False
 
     @property
     def global_admin(self) -> bool:
@@ -72,6 +79,12 @@ class Caller:
 
     def may_manage(self, org_id: str) -> bool:
         return self.admin and (self.bootstrap or org_id == self.org_id)
+
+    def act_for(self, org_id: str, project_id: str, user_id: str) -> Caller:
+        """This service key acting for a tenant: the tenant's request in every respect
+        (no admin rights, no further acting), made by this key (`api_key_id`)."""
+        assert self.service, "only a service key acts for a tenant"
+        return Caller(self.api_key_id, org_id, project_id, user_id, name=self.name)
 
 
 def key_hash(key: str) -> str:
@@ -127,21 +140,27 @@ class KeyMap:
                     raise KeyConfigError(f"{where}: needs key_sha256 (64 hex digits) or key")
                 by_hash[digest.lower()] = _caller(
                     digest, str(row["org"]), str(row["project"]), str(row.get("user") or ""),
-                    bool(row.get("admin")), str(row.get("name") or ""))
+                    bool(row.get("admin")), str(row.get("name") or ""),
+                    bool(row.get("service")))
         for pair in filter(None, (p.strip() for p in settings.router_keys.split(";"))):
             key, eq, tenant = pair.partition("=")
             parts = tenant.split("/")
-            if not eq or not key or len(parts) not in (2, 3) or not all(parts[:2]):
-                raise KeyConfigError("TOKENRT_ROUTER_KEYS: write key=org/project[/user]; "
+            if (not eq or not key or len(parts) not in (2, 3, 4) or not all(parts[:2])
+                    or (len(parts) == 4 and parts[3] != "service")):
+                raise KeyConfigError("TOKENRT_ROUTER_KEYS: write key=org/project[/user], or "
+                                     "key=org/project/[user]/service for a service key; "
                                      "pairs separated by ';'")
             digest = key_hash(key.strip())
             by_hash[digest] = _caller(digest, parts[0], parts[1],
-                                      parts[2] if len(parts) == 3 else "", False, "")
+                                      parts[2] if len(parts) >= 3 else "", False, "",
+                                      service=len(parts) == 4)
         return cls(by_hash)
 
 
-def _caller(digest: str, org: str, project: str, user: str, admin: bool, name: str) -> Caller:
-    return Caller("key_" + digest[:12], org, project, user, admin, name, bootstrap=True)
+def _caller(digest: str, org: str, project: str, user: str, admin: bool, name: str,
+            service: bool = False) -> Caller:
+    return Caller("key_" + digest[:12], org, project, user, admin, name, bootstrap=True,
+                  service=service)
 
 
 # -- the key store (Postgres) -------------------------------------------------------
@@ -162,14 +181,15 @@ class KeyRecord:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    service: bool = False
 
     def caller(self) -> Caller:
         return Caller(self.api_key_id, self.org_id, self.project_id, self.user_id, self.admin,
-                      self.name)
+                      self.name, service=self.service)
 
 
 _COLUMNS = ("api_key_id, key_sha256, key_prefix, name, org_id, project_id, user_id, admin, "
-            "created_at, revoked_at, last_used_at")
+            "created_at, revoked_at, last_used_at, service")
 
 
 def _record(row: asyncpg.Record) -> KeyRecord:
@@ -226,14 +246,14 @@ class KeyStore:
         return _record(rows[0]).caller() if rows else None
 
     async def create(self, org_id: str, project_id: str, user_id: str, name: str,
-                     admin: bool) -> tuple[KeyRecord, str]:
+                     admin: bool, service: bool = False) -> tuple[KeyRecord, str]:
         secret = new_secret()
         rows = await self._run(
             f"INSERT INTO {self._s}.api_keys (api_key_id, key_sha256, key_prefix, name, org_id, "
-            f"project_id, user_id, admin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+            f"project_id, user_id, admin, service) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
             f"RETURNING {_COLUMNS}",
             "key_" + secrets.token_hex(8), key_hash(secret), secret[:SHOWN_PREFIX_CHARS], name,
-            org_id, project_id, user_id, admin)
+            org_id, project_id, user_id, admin, service)
         return _record(rows[0]), secret
 
     async def get(self, api_key_id: str) -> KeyRecord | None:
