@@ -20,23 +20,26 @@ Every call is bounded by the caller's asyncio timeout; `Unavailable` means Redis
 connected yet.
 
 A lookup reads only (one HMGET, plus the bucket's candidates in the same round trip for a
-semantic lookup), on a connection of its own (`reads.ReadConnection`: the reads of one
-event-loop turn in one write, ~20 µs of CPU per read where redis-py costs ~100 µs): its
-hit / miss counters are added up in memory and written by `flush`, one pipeline every few
-hundred milliseconds for every namespace (`Tally`). Everything else goes through redis-py.
+semantic lookup): its hit / miss counters are added up in memory and written by `flush`,
+one pipeline every few hundred milliseconds for every namespace (`Tally`). The reads and
+the Lua scripts go over one connection of the cache's own (`pipelined.PipelinedConnection`:
+the commands of one event-loop turn in one write, ~20 µs of CPU per command where redis-py
+costs ~100 µs); the counters' flush, the tenant configs and the namespace registry reads
+use redis-py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
-from tokenrt_cache.reads import ReadConnection
+from tokenrt_cache.pipelined import PipelinedConnection
 from tokenrt_common.connect import Infra
 
 SCRIPTS = ("semantic_hit", "store", "invalidate", "stats", "skip")
@@ -113,21 +116,12 @@ class CacheStore:
         self._prefix = prefix
         self._registry = f"{prefix}:tenants"
         self._sources = _load_scripts()
-        self._scripts: dict[str, AsyncScript] = {}
-        self._client: aioredis.Redis | None = None
+        self._shas = {name: hashlib.sha1(src.encode()).hexdigest()  # Redis's script id
+                      for name, src in self._sources.items()}
         self.tally = Tally()
-        # The lookup's reads: their own lean connection (reads.py), not redis-py's pool.
-        self._reads = ReadConnection(infra.settings.redis_url,
-                                     infra.settings.dependency_timeout_seconds)
-
-    def _script(self, name: str) -> AsyncScript:
-        client = self._infra.redis
-        if client is None:
-            raise Unavailable("redis is not connected yet")
-        if client is not self._client:
-            self._client = client
-            self._scripts = {n: client.register_script(src) for n, src in self._sources.items()}
-        return self._scripts[name]
+        # Reads and scripts: a lean connection of their own (pipelined.py), not redis-py's.
+        self._conn = PipelinedConnection(infra.settings.redis_url,
+                                         infra.settings.dependency_timeout_seconds)
 
     def _redis(self) -> aioredis.Redis:
         if self._infra.redis is None:
@@ -138,8 +132,17 @@ class CacheStore:
         return [f"{self._prefix}:{{{ns}}}", self._registry, ns, *rest]
 
     async def _run(self, name: str, ns: str, *args: Any) -> Any:
-        return await self._script(name)(keys=[f"{self._prefix}:{{{ns}}}:stats"],
-                                        args=self._args(ns, *args))
+        """Run a Lua script by its SHA-1; loaded first when Redis does not know it
+        (a restarted or flushed Redis)."""
+        call = ("EVALSHA", self._shas[name], 1, f"{self._prefix}:{{{ns}}}:stats",
+                *self._args(ns, *args))
+        try:
+            (reply,) = await self._conn.call(call)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            _sha, reply = await self._conn.call(("SCRIPT", "LOAD", self._sources[name]), call)
+        return reply
 
     # ---- entries -----------------------------------------------------------------
 
@@ -152,16 +155,16 @@ class CacheStore:
         turn). Reads only; the caller counts the outcome with `tally`."""
         read = ("HMGET", self._key(ns, "e", key), *ENTRY_FIELDS)
         if not bucket:
-            (v,) = await self._reads.call(read)
+            (v,) = await self._conn.call(read)
             return Found(_entry(key, v) if v[0] is not None else None, {})
-        v, flat = await self._reads.call(read, ("HGETALL", self._key(ns, "sem", bucket)))
+        v, flat = await self._conn.call(read, ("HGETALL", self._key(ns, "sem", bucket)))
         if v[0] is not None:
             return Found(_entry(key, v), {})
         return Found(None, {bytes(flat[i]).decode(): bytes(flat[i + 1])
                             for i in range(0, len(flat), 2)})
 
     async def close(self) -> None:
-        await self._reads.close()
+        await self._conn.close()
 
     async def flush(self) -> None:
         """Write the pending lookup counters (one pipeline); on failure they stay pending."""

@@ -1,7 +1,8 @@
-"""The lookup's read connection (reads.py) on real Redis / Valkey: replies reach the
-right callers when many are pipelined, an error reply fails only its call, the URL's
+"""The cache's pipelined connection (pipelined.py) on real Redis / Valkey: replies reach
+the right callers when many are pipelined, an error reply fails only its call, the URL's
 password and database are used, a lost or hung server fails the waiting calls within
-the timeout, and reads work again once it is back.
+the timeout, and commands work again once it is back; the store's Lua scripts run over
+it and are loaded again when Redis forgot them.
 
 Stopping and hanging run on a private Valkey; the rest on the machine's Redis in the
 cache tests' database, under a key prefix of their own.
@@ -18,12 +19,17 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 from cache_procs import REDIS_URL
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from tokenrt_cache.reads import ReadConnection
+from tokenrt_cache.pipelined import PipelinedConnection
+from tokenrt_cache.store import CacheStore
+from tokenrt_common.connect import Infra
+from tokenrt_common.settings import load_settings
 from tokenrt_testkit.procs import PrivateValkey
+from tokenrt_testkit.stack import stack_env
 
 
 @pytest.fixture
@@ -42,7 +48,7 @@ async def test_pipelined_reads_answer_their_own_callers(keys: tuple[redis.Redis,
     for i in range(200):
         client.hset(f"{prefix}:{i}", mapping={"r": f"value {i}".encode(), "n": i})
     client.set(f"{prefix}:string", "not a hash")
-    reads = ReadConnection(REDIS_URL, timeout=5)
+    reads = PipelinedConnection(REDIS_URL, timeout=5)
     try:
         calls = [reads.call(("HMGET", f"{prefix}:{i}", "r", "n")) for i in range(200)]
         wrong = reads.call(("HGETALL", f"{prefix}:string"))
@@ -66,8 +72,8 @@ async def test_url_password_and_database(valkey: PrivateValkey) -> None:
     admin.hset("k", "r", b"in db 0")
     admin.config_set("requirepass", "s3cret")
     base = f"127.0.0.1:{valkey.port}"
-    reads = ReadConnection(f"redis://:s3cret@{base}/3", timeout=5)
-    refused = ReadConnection(f"redis://:wrong@{base}/3", timeout=5)
+    reads = PipelinedConnection(f"redis://:s3cret@{base}/3", timeout=5)
+    refused = PipelinedConnection(f"redis://:wrong@{base}/3", timeout=5)
     try:
         assert await reads.call(("HMGET", "k", "r")) == [[b"in db 3"]]
         with pytest.raises(RedisConnectionError, match="cannot connect"):
@@ -84,7 +90,7 @@ async def test_url_password_and_database(valkey: PrivateValkey) -> None:
 
 async def test_hung_then_down_then_back(valkey: PrivateValkey, tmp_path: Path) -> None:
     redis.Redis(port=valkey.port).hset("k", "r", b"v")
-    reads = ReadConnection(valkey.url, timeout=0.5)
+    reads = PipelinedConnection(valkey.url, timeout=0.5)
     try:
         assert await reads.call(("HMGET", "k", "r")) == [[b"v"]]
         assert valkey.process is not None
@@ -114,8 +120,8 @@ async def test_rediss_speaks_tls(valkey: PrivateValkey) -> None:
     handshake never completes and the read fails, where the same server answers redis://.
     (No TLS-enabled server is available here to test a whole TLS session.)"""
     redis.Redis(port=valkey.port).hset("k", "r", b"v")
-    plain = ReadConnection(f"redis://127.0.0.1:{valkey.port}/0", timeout=1)
-    tls = ReadConnection(f"rediss://127.0.0.1:{valkey.port}/0?ssl_cert_reqs=none", timeout=1)
+    plain = PipelinedConnection(f"redis://127.0.0.1:{valkey.port}/0", timeout=1)
+    tls = PipelinedConnection(f"rediss://127.0.0.1:{valkey.port}/0?ssl_cert_reqs=none", timeout=1)
     try:
         assert await plain.call(("HMGET", "k", "r")) == [[b"v"]]
         with pytest.raises(RedisConnectionError, match="cannot connect"):
@@ -123,3 +129,32 @@ async def test_rediss_speaks_tls(valkey: PrivateValkey) -> None:
     finally:
         await plain.close()
         await tls.close()
+
+
+async def test_scripts_loaded_again_after_script_flush(valkey: PrivateValkey,
+                                                      tmp_path: Path) -> None:
+    settings = load_settings(stack_env(tmp_path, TOKENRT_REDIS_URL=valkey.url))
+    infra = Infra(settings, frozenset({"redis"}), structlog.get_logger())
+    infra.start()
+    store = CacheStore(infra, "test:cache:scripts")
+    key = "0123456789abcdef0123456789abcdef"
+
+    async def put(body: bytes) -> tuple[bool, int]:
+        return await store.store("o/p", key, body, saved_tokens=10, cost_nusd=7, now_ms=1,
+                                 ttl_ms=60_000, model="m", tags=["t"], bucket="",
+                                 semantic_value=b"", max_entries=10, bucket_size=4)
+
+    admin = redis.Redis(port=valkey.port)
+    try:
+        assert await put(b"first") == (False, 0)
+        admin.script_flush()  # as after a Redis restart: the scripts are gone
+        assert await put(b"second") == (True, 0)  # NOSCRIPT -> loaded -> run
+        found = await store.lookup("o/p", key, "")
+        assert found.entry is not None and found.entry.response == b"second"
+        stats = await store.stats("o/p", 2)
+        assert stats.counters["stores"] == 2 and stats.entries == 1
+        assert await store.invalidate("o/p", "tag", "t", 2) == 1
+        assert (await store.lookup("o/p", key, "")).entry is None
+    finally:
+        await store.close()
+        await infra.close()
