@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,7 +42,6 @@ MAX_BATCH = 1000
 # Items of one StoreBatch stored at the same time (each holds a Redis connection).
 BATCH_PARALLEL = 16
 UNAVAILABLE_LOG_SECONDS = 5.0
-T = TypeVar("T")
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
 REDIS_DOWN = (TimeoutError, RedisError, Unavailable, OSError)
@@ -50,20 +49,6 @@ EMBEDDING_DOWN = (TimeoutError, EmbeddingError)
 LEXICAL = cache_pb2.EMBEDDING_BACKEND_LEXICAL
 LOCAL = cache_pb2.EMBEDDING_BACKEND_LOCAL_MODEL
 PROVIDER = cache_pb2.EMBEDDING_BACKEND_PROVIDER
-
-
-def _shielded(work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-    """`work` run to its end even when the caller stops waiting (its outcome is then
-    dropped): redis-py closes a connection whose command was cancelled mid-reply, and
-    reconnecting under load costs more than the command."""
-    task = asyncio.ensure_future(work)
-    task.add_done_callback(_drop_outcome)
-    return asyncio.shield(task)
-
-
-def _drop_outcome(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so an abandoned failure is not reported as unhandled
 
 
 def _local_model_installed() -> bool:
@@ -318,12 +303,10 @@ class CacheService:
                         query = self._query(r.request, embedder)
                         if query is not None:
                             signing = asyncio.create_task(self._signature(query, embedder))
-                    if query is None:  # batched with other lookups' reads
-                        found = await self._store.lookup(ns, key, "")
-                    else:
-                        # Shielded: a lookup past the timeout answers a miss, but its Redis
-                        # commands end normally (a cancelled one costs the connection).
-                        found = await _shielded(self._store.lookup(ns, key, query.bucket))
+                    # Past the timeout the lookup answers a miss; its Redis commands still
+                    # end normally on the pipelined connection (their replies are dropped).
+                    found = await self._store.lookup(ns, key,
+                                                     query.bucket if query is not None else "")
             except REDIS_DOWN as exc:
                 self._redis_down("lookup", exc)
                 return cache_pb2.LookupResponse(
@@ -354,7 +337,7 @@ class CacheService:
         if verdict.keys:
             try:
                 async with asyncio.timeout(self._lookup_timeout):
-                    entry = await _shielded(self._store.semantic_hit(ns, verdict.keys))
+                    entry = await self._store.semantic_hit(ns, verdict.keys)
             except REDIS_DOWN as exc:
                 self._redis_down("lookup", exc)
                 return cache_pb2.LookupResponse(
