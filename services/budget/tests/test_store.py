@@ -207,3 +207,72 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         if keys:
             await r.delete(*keys)
         await r.aclose()
+
+
+steps = st.lists(st.tuples(st.sampled_from(["arrive", "commit", "read", "apply"]),
+                           st.integers(0, 5)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(1, 50), st.booleans()), min_size=1, max_size=6), steps)
+def test_any_interleaving_of_late_events_commits_and_passes_counts_each_once(
+        reservations: list[tuple[int, bool]], sequence: list[tuple[str, int]]) -> None:
+    """Reservations made before a rebuild (amount, whether their event was in the ledger at
+    the rebuild), then in any order: their events reach the ledger, their late commits
+    (retried or not) arrive, catch-up passes read the ledger and apply, also late and out
+    of order. Once every event has arrived and a pass has run, each is counted once."""
+    asyncio.run(_interleave(reservations, sequence))
+
+
+async def _interleave(reservations: list[tuple[int, bool]],
+                      sequence: list[tuple[str, int]]) -> None:
+    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                     K.LIMIT_PERIOD_TOTAL, 10**9, K.LIMIT_ACTION_DENY)
+    now = datetime.now(UTC)
+    slot = _slot(counters, lim, now, 0)
+    rids = [new_reservation_id(org, "00000000") for _ in reservations]
+    ledger = {i for i, (_, early) in enumerate(reservations) if early}
+    older = 1000  # reserved before the horizon: in the rebuild, never caught up
+    recent = sum(reservations[i][0] for i in ledger)
+    until = int(now.timestamp() * 1000) + 60_000
+    passes: dict[int, tuple[CatchUp, int]] = {}
+
+    async def read() -> tuple[CatchUp, int]:
+        win = await counters.catchup_window(org)
+        assert win is not None
+        return win, sum(reservations[i][0] for i in ledger if rids[i] not in win.counted)
+
+    try:
+        await counters.install_rebuild(org, [(slot, {"used": older + recent, "Lused": recent})],
+                                       now=now, epoch="1a2b3c4d", from_ms=0, until_ms=until,
+                                       force=True)
+        for op, k in sequence:
+            i = k % len(reservations)
+            if op == "arrive":
+                ledger.add(i)
+            elif op == "commit":
+                late = _slot(counters, lim, now, reservations[i][0])
+                await counters.charge(org, [late], now, rids[i])
+            elif op == "read":
+                passes[k] = await read()
+            elif k in passes:
+                win, total = passes.pop(k)
+                await counters.apply_catchup(org, win, [(slot, {"used": total})], now)
+        ledger = set(range(len(reservations)))
+        for _ in range(2):  # the first may meet a commit's version change: one more
+            win, total = await read()
+            if await counters.apply_catchup(org, win, [(slot, {"used": total})],
+                                            now) is not None:
+                break
+        for win, total in passes.values():  # slow replicas' passes, applied last
+            await counters.apply_catchup(org, win, [(slot, {"used": total})], now)
+        [c] = await counters.read(org, [slot], now)
+        assert c.used == older + sum(amount for amount, _ in reservations)
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
