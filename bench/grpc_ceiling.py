@@ -6,7 +6,8 @@ latency and the CPU each side spends per call, read from /proc. Whatever a token
 service does on top of this costs more, so calls/s here bound every unary-RPC target
 (budget pairs/s, cache lookups/s, router requests/s) from above.
 
-Run: `make bench-grpc` (or `.venv/bin/python bench/grpc_ceiling.py [--seconds 5] [--in-flight 64] [--json]`).
+Run: `make bench-grpc`
+(or `.venv/bin/python bench/grpc_ceiling.py [--seconds 5] [--in-flight 64] [--json]`).
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"bare grpc.aio unary (health Check), {args.in_flight} in flight, {result['cores']} cores, "
-          f"load {result['load_average']:.2f}")
+    print(f"bare grpc.aio unary (health Check), {args.in_flight} in flight, "
+          f"{result['cores']} cores, load {result['load_average']:.2f}")
     print(f"  {result['calls_per_s']:,.0f} calls/s   p50 {result['p50_ms']:.2f} ms   "
           f"p99 {result['p99_ms']:.2f} ms")
     print(f"  CPU per call: server {result['server_cpu_ms_per_call']:.3f} ms, "
