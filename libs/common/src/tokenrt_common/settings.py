@@ -138,8 +138,9 @@ class Settings:
     ledger_durable: str = "ledger"
     # Postgres schema of the ledger's tables.
     ledger_schema: str = "ledger"
-    # Most messages written in one ledger transaction.
-    ledger_batch_size: int = 1000
+    # Most messages written in one ledger transaction (reached while draining a backlog;
+    # at a steady rate a batch is what arrived within ledger_batch_wait_ms).
+    ledger_batch_size: int = 10000
     # Longest wait to fill a batch before writing what arrived, in milliseconds.
     ledger_batch_wait_ms: int = 50
     # Seconds JetStream waits for the ledger's ack before redelivering a message.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -51,6 +52,14 @@ ROLLUP_MEASURES: dict[str, str] = {
     "streamed_requests": "count(*) FILTER (WHERE stream)",
     "ttft_ms_sum": "coalesce(sum(time_to_first_token_ms) FILTER (WHERE stream), 0)",
 }
+# The usage_events columns ROLLUP_MEASURES and the rollup keys read.
+ROLLUP_INPUTS = (
+    "occurred_at", "org_id", "project_id", "user_id", "session_id", "model", "provider",
+    "status", "degraded", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
+    "output_tokens", "reasoning_tokens", "cost_nusd", "cache_saved_tokens",
+    "cache_saved_cost_nusd", "compression_applied", "compression_saved_tokens",
+    "compression_saved_cost_nusd", "latency_ms", "time_to_first_token_ms", "stream",
+)
 ROLLUP_KEYS = ("bucket_start", "org_id", "project_id", "user_id", "session_id", "model",
                "provider")
 GRAINS = ("minute", "hour", "day")
@@ -65,40 +74,48 @@ class Rejected(ValueError):
 
 
 Row = tuple[Any, ...]
+_OCCURRED = itemgetter(1)  # a Row's occurred_at
 
 
-def _ts(seconds: int, nanos: int) -> datetime:
-    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+_PARSE = events_pb2.UsageEvent.FromString
 
 
 def decode(data: bytes, now: datetime) -> Row:
-    """The usage_events row of one message; Rejected with the reason when unusable."""
-    event = events_pb2.UsageEvent()
+    """The usage_events row of one message; Rejected with the reason when unusable.
+
+    Runs once per event on the ledger's hot path, so it reads each field once and builds
+    timestamps with positional timedelta arithmetic (cheaper than keyword arguments).
+    """
     try:
-        event.ParseFromString(data)
+        event = _PARSE(data)
     except DecodeError as exc:
         raise Rejected(f"decode: {exc}") from None
     found = problems(event)
     if found:
         raise Rejected("invalid: " + ", ".join(found))
-    occurred = _ts(event.occurred_at.seconds, event.occurred_at.nanos)
+    t = event.occurred_at
+    occurred = _EPOCH + timedelta(0, t.seconds, t.nanos // 1000)
     if not EARLIEST <= occurred <= now + MAX_CLOCK_SKEW:
         raise Rejected(f"invalid: occurred_at {occurred.isoformat()} is out of range")
-    text = (event.event_id, event.org_id, event.project_id, event.user_id, event.session_id,
-            event.api_key_id, event.served_model, event.budget_reservation_id)
-    if any("\x00" in t for t in text):
+    event_id, org_id, project_id = event.event_id, event.org_id, event.project_id
+    user_id, session_id, api_key_id = event.user_id, event.session_id, event.api_key_id
+    model, reservation = event.served_model, event.budget_reservation_id
+    if "\x00" in "".join((event_id, org_id, project_id, user_id, session_id, api_key_id, model,
+                          reservation)):
         raise Rejected("invalid: a text field contains a NUL character")
-    reserved = (_ts(event.budget_reserved_at.seconds, event.budget_reserved_at.nanos)
-                if event.HasField("budget_reserved_at") else None)
+    reserved = None
+    if event.HasField("budget_reserved_at"):
+        t = event.budget_reserved_at
+        reserved = _EPOCH + timedelta(0, t.seconds, t.nanos // 1000)
     u = event.usage
     return (
-        event.event_id, occurred, event.org_id, event.project_id, event.user_id,
-        event.session_id, event.api_key_id, event.provider, event.served_model, event.status,
+        event_id, occurred, org_id, project_id, user_id, session_id, api_key_id,
+        event.provider, model, event.status,
         u.input_tokens, u.cached_input_tokens, u.cache_write_input_tokens, u.output_tokens,
         u.reasoning_tokens, event.cost_nusd, event.cache_hit, event.cache_saved_tokens,
         event.cache_saved_cost_nusd, event.compression_applied, event.compression_saved_tokens,
         event.compression_saved_cost_nusd, event.latency_ms, event.time_to_first_token_ms,
-        event.stream, bool(event.degraded_from_model), event.budget_reservation_id, reserved,
+        event.stream, bool(event.degraded_from_model), reservation, reserved,
         data,
     )
 
@@ -112,8 +129,19 @@ def next_month(m: datetime) -> datetime:
 
 
 def months_of(rows: list[Row]) -> set[datetime]:
-    """First instants (UTC) of the months the rows' occurred_at fall in."""
-    return {month_start(row[1]) for row in rows}
+    """First instants (UTC) of the months the rows' occurred_at fall in.
+
+    Every month from the earliest to the latest row (usually one or two): min and max
+    over the batch run in C, where a set of every row's month cost ~2 us per event.
+    """
+    if not rows:
+        return set()
+    m, last = month_start(min(rows, key=_OCCURRED)[1]), month_start(max(rows, key=_OCCURRED)[1])
+    out = {m}
+    while m < last:
+        m = next_month(m)
+        out.add(m)
+    return out
 
 
 # --- time ranges over rollups ---

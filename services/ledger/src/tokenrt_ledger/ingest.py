@@ -136,8 +136,9 @@ class Ingestor:
         while True:
             batch = await queue.get()
             new = await self._store(batch)
-            for msg in batch.msgs:
-                await msg.ack()
+            publish = self.nc.publish
+            for msg in batch.msgs:  # an empty message to the reply subject acks (+ACK)
+                await publish(msg.reply)
             self.inserted += new
             if batch.drained:
                 self.watermark = datetime.now(UTC) - _age(batch.started)

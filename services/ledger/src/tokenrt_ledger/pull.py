@@ -3,9 +3,14 @@
 nats-py's `fetch` waits for every message with its own timeout, which costs more CPU per
 message than storing it does. Here messages land, through a subscription callback, in a
 buffer that `fetch` drains: up to `batch` messages, or whatever arrived within `wait`
-seconds of the first one. It speaks the JetStream pull protocol directly: a request
-`{"batch": n, "expires": ns}` to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`, answered
-by up to n messages and, when it ends early, a status message (404 / 408 / 409).
+seconds of the first one — or, while the stream still holds more for the consumer (the
+last message's `num_pending`), until the batch is full or `BACKLOG_FILL_SECONDS` have
+passed: draining a backlog, full batches cost Postgres far less per event than the few
+thousand a busy event loop receives in 50 ms.
+
+It speaks the JetStream pull protocol directly: a request `{"batch": n, "expires": ns}`
+to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`, answered by up to n messages and,
+when it ends early, a status message (404 / 408 / 409).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NotJSMessageError
 
 STATUS = "Status"
 HEARTBEAT = "100"
@@ -24,6 +30,8 @@ CONFLICT = "409"
 # A request that neither filled nor got its status this long after expiring is lost
 # (e.g. NATS reconnected) and is replaced.
 GRACE_SECONDS = 1.0
+# Longest a fetch keeps filling a batch while the stream has a backlog.
+BACKLOG_FILL_SECONDS = 0.5
 
 
 class BatchPuller:
@@ -93,19 +101,31 @@ class BatchPuller:
             pass
         return True
 
+    def _backlog(self) -> bool:
+        """Whether the stream held more for the consumer after the last message received."""
+        try:
+            return self._buffer[-1].metadata.num_pending > 0
+        except (IndexError, NotJSMessageError):  # nothing buffered, or not from JetStream
+            return False
+
     async def fetch(self, wait: float) -> list[Msg]:
         """Up to `batch` messages: [] after `idle_seconds` without any, else whatever
-        arrived within `wait` seconds of the first."""
+        arrived within `wait` seconds of the first (longer while there is a backlog)."""
         idle_end = time.monotonic() + self.idle
         while not self._buffer:
             await self._ensure_request(self.idle)
             if not await self._wait_signal(idle_end):
                 return []
-        fill_end = time.monotonic() + wait
+        now = time.monotonic()
+        fill_end, cap = now + wait, now + max(wait, BACKLOG_FILL_SECONDS)
         while len(self._buffer) < self.batch:
             await self._ensure_request(max(wait, 0.01))
-            if not await self._wait_signal(fill_end):
+            if await self._wait_signal(fill_end):
+                continue
+            now = time.monotonic()
+            if now >= cap or not self._backlog():
                 break
+            fill_end = min(cap, now + wait)
         out = self._buffer[: self.batch]
         del self._buffer[: self.batch]
         return out

@@ -17,6 +17,7 @@ import structlog
 from tokenrt_ledger.core import (
     EVENT_COLUMNS,
     GRAINS,
+    ROLLUP_INPUTS,
     ROLLUP_KEYS,
     ROLLUP_MEASURES,
     Row,
@@ -120,8 +121,22 @@ class LedgerStore:
     # --- ingest ---
 
     def _build_ingest_sql(self) -> str:
+        """One statement: new event ids, their events, and every rollup.
+
+        The inserted events are aggregated once, by minute (`agg`); the minute rollup takes
+        those rows as they are and the hour and day rollups (with and without the session)
+        sum them again. With a backlog, a batch of 10,000 events of the same few minutes
+        becomes a few thousand rollup rows, and each grain's upsert touches each of its
+        rows once. Rollup rows are locked in primary-key order (ORDER BY) so that
+        concurrent writers cannot deadlock on them.
+        """
         s = self.s
         cols = ", ".join(EVENT_COLUMNS)
+        keys = ", ".join(ROLLUP_KEYS)
+        dims = ", ".join(ROLLUP_KEYS[1:])
+        measures = ", ".join(ROLLUP_MEASURES)
+        exprs = ", ".join(f"{e} AS {m}" for m, e in ROLLUP_MEASURES.items())
+        sums = ", ".join(f"sum({m})::bigint" for m in ROLLUP_MEASURES)
         parts = [
             f"""WITH fresh AS (
                 INSERT INTO {s}.event_ids (event_id, occurred_at)
@@ -134,30 +149,31 @@ class LedgerStore:
                        clock_timestamp()
                 FROM {self._staging} st JOIN fresh USING (event_id)
                 ORDER BY st.event_id
-                RETURNING {", ".join(c for c in EVENT_COLUMNS if c != "payload")}
+                RETURNING {", ".join(ROLLUP_INPUTS)}
+            ), agg AS MATERIALIZED (
+                SELECT date_trunc('minute', occurred_at, 'UTC') AS bucket_start, {dims}, {exprs}
+                FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7
             )"""]
-        keys = ", ".join(ROLLUP_KEYS)
-        measures = ", ".join(ROLLUP_MEASURES)
-        exprs = ", ".join(ROLLUP_MEASURES.values())
         for grain in GRAINS:
-            table = f"{s}.rollup_{grain}"
-            updates = ", ".join(f"{m} = rollup_{grain}.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)
+            table = f"rollup_{grain}"
+            updates = ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)
+            source = ("SELECT * FROM agg" if grain == "minute" else
+                      f"SELECT date_trunc('{grain}', bucket_start, 'UTC'), {dims}, {sums} "
+                      "FROM agg GROUP BY 1, 2, 3, 4, 5, 6, 7")
             parts.append(f""", r_{grain} AS (
-                INSERT INTO {table} AS rollup_{grain} ({keys}, {measures})
-                SELECT date_trunc('{grain}', occurred_at, 'UTC'), org_id, project_id, user_id,
-                       session_id, model, provider, {exprs}
-                FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+                INSERT INTO {s}.{table} AS {table} ({keys}, {measures})
+                {source} ORDER BY 1, 2, 3, 4, 5, 6, 7
                 ON CONFLICT ({keys}) DO UPDATE SET {updates}
             )""")
         user_keys = ", ".join(k for k in ROLLUP_KEYS if k != "session_id")
+        user_dims = ", ".join(k for k in ROLLUP_KEYS[1:] if k != "session_id")
         for grain in USER_GRAINS:
-            name = f"rollup_{grain}_user"
-            updates = ", ".join(f"{m} = {name}.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)
+            table = f"rollup_{grain}_user"
+            updates = ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)
             parts.append(f""", u_{grain} AS (
-                INSERT INTO {s}.{name} AS {name} ({user_keys}, {measures})
-                SELECT date_trunc('{grain}', occurred_at, 'UTC'), org_id, project_id, user_id,
-                       model, provider, {exprs}
-                FROM ins GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+                INSERT INTO {s}.{table} AS {table} ({user_keys}, {measures})
+                SELECT date_trunc('{grain}', bucket_start, 'UTC'), {user_dims}, {sums}
+                FROM agg GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
                 ON CONFLICT ({user_keys}) DO UPDATE SET {updates}
             )""")
         parts.append(" SELECT count(*) FROM ins")
