@@ -6,10 +6,10 @@ cache store, usage event, calibration sample. The usage event and the settlement
 written to the journal (journal.py: one write(2)) before the answer is returned, so a
 router that dies right after answering loses neither: the next one replays them.
 
-Deadlines: before each costly stage (budget reserve, compression, provider call) and
-before a budget queue wait, a request whose caller's deadline has passed (or would pass
-during the wait) is given up with DEADLINE_EXCEEDED; its reservation is released and
-nothing is charged (the provider was not called).
+Deadlines: before each costly stage (counting and lookup, budget reserve, compression,
+provider call) and before a budget queue wait, a request whose caller's deadline has
+passed (or would pass during the wait) is given up with DEADLINE_EXCEEDED; its
+reservation is released and nothing is charged (the provider was not called).
 
 Failure policies: cache down → skipped; counter down → a byte-based upper estimate;
 compressor down → uncompressed when it fits, else CONTEXT_TOO_LONG; budget down →
@@ -244,6 +244,8 @@ class Router:
         """Count ‖ lookup, then (on a miss) select, reserve and compress."""
         req = job.req
         _check(req)
+        if not dry_run:  # waited in the server's queue past its caller's deadline
+            _in_time(job, "counting")
         prefs = req.preferences
         job.requested_model = prefs.forced_model or prefs.preferred_model
         job.anchor = self.entry(job.requested_model or self.models[0]).name
