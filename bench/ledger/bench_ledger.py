@@ -2,7 +2,12 @@
 
 1. Sustained ingest: publisher processes publish N events as fast as they can while one
    ledger process consumes; the figure is N / (first publish -> last rollup committed).
-   Also the ledger alone draining a backlog of N events it did not see arrive.
+   Also the ledger alone draining a backlog of N events it did not see arrive (timed from
+   the moment it answers gRPC, over the events it stored after that). Both with the CPU
+   each part spent per event, from /proc: publishers, the ledger process, its Postgres
+   backends and the NATS server (when they run on this machine). On a machine other
+   processes load, CPU per event says more than events/s: it gives the rate the parts
+   would reach on two free cores.
 2. End-to-end lag at a fixed rate (default 5,000 events/s for 20 s): per event,
    recorded_at (the ledger's clock at insert, just before its commit) - the publish time.
 3. A month of one project's usage (default 1M events, written with the ledger's own ingest
@@ -19,6 +24,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -60,6 +66,9 @@ ENV = {
        if k in ("TOKENRT_LEDGER_WRITERS", "TOKENRT_LEDGER_BATCH_SIZE",
                 "TOKENRT_LEDGER_BATCH_WAIT_MS")},
 }
+# The ledger's Postgres connections carry this name, so that its backends can be found.
+APP_NAME = f"ledger-bench-{TAG}"
+TICKS = os.sysconf("SC_CLK_TCK")
 SETTINGS = load_settings(ENV)
 SPEC = StreamSpec.from_settings(SETTINGS)
 SCHEMA = SETTINGS.ledger_schema
@@ -68,8 +77,10 @@ STARTED: list[subprocess.Popen[bytes]] = []  # every ledger process, stopped at 
 
 def start_ledger() -> tuple[subprocess.Popen[bytes], str]:
     grpc_port, metrics_port = free_ports(2)
+    sep = "&" if "?" in PG_DSN else "?"
     env = {**ENV, "TOKENRT_LEDGER_ADDR": f"127.0.0.1:{grpc_port}",
-           "TOKENRT_LEDGER_METRICS_PORT": str(metrics_port)}
+           "TOKENRT_LEDGER_METRICS_PORT": str(metrics_port),
+           "TOKENRT_POSTGRES_DSN": f"{PG_DSN}{sep}application_name={APP_NAME}"}
     log = open(f"/tmp/tokenrt-bench-{TAG}-ledger.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "tokenrt_ledger"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, cwd=ROOT)
@@ -99,11 +110,71 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
+# --- CPU per event, from /proc ---
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far; 0 when it is not readable (gone, remote)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def nats_pid() -> int | None:
+    """The process listening on the NATS URL's port, when it runs here (`ss -ltnp`)."""
+    port = NATS_URL.rsplit(":", 1)[-1].strip("/")
+    try:
+        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"pid=(\d+)", out)
+    return int(found.group(1)) if found else None
+
+
+class CpuMeter:
+    """CPU seconds spent since `start()` by the ledger, its Postgres backends and NATS."""
+
+    def __init__(self, pg: asyncpg.Connection, ledger_pid: int) -> None:
+        self.pg = pg
+        self.ledger_pid = ledger_pid
+        self.nats_pid = nats_pid()
+        self.backends: dict[int, float] = {}
+        self.base: dict[str, float] = {}
+
+    async def _scan_backends(self) -> None:
+        """Note every backend of the ledger (it may open more while it runs)."""
+        for row in await self.pg.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1", APP_NAME):
+            self.backends.setdefault(row[0], cpu_seconds(row[0]))
+
+    async def start(self) -> None:
+        await self._scan_backends()
+        self.base = {"ledger": cpu_seconds(self.ledger_pid),
+                     "nats": cpu_seconds(self.nats_pid) if self.nats_pid else 0.0}
+
+    async def poll(self) -> None:
+        await self._scan_backends()
+
+    async def spent(self) -> dict[str, float]:
+        await self._scan_backends()
+        return {"ledger": cpu_seconds(self.ledger_pid) - self.base["ledger"],
+                "postgres": sum(cpu_seconds(p) - c for p, c in self.backends.items()),
+                "nats": (cpu_seconds(self.nats_pid) - self.base["nats"]
+                         if self.nats_pid else float("nan"))}
+
+
+def per_event_us(spent: dict[str, float], events: int) -> dict[str, float]:
+    return {k: v / events * 1e6 for k, v in spent.items()}
+
+
 # --- publishing from worker processes ---
 
 
 def _publish_worker(count: int, org: str, seed: int, queue: multiprocessing.Queue) -> None:
-    async def go() -> tuple[float, float]:
+    async def go() -> tuple[float, float, float]:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
         pub = Publisher(NATS_URL, SPEC, f"/tmp/tokenrt-bench-{TAG}-outbox-{seed}.sqlite3")
         await pub.start()
@@ -112,18 +183,20 @@ def _publish_worker(count: int, org: str, seed: int, queue: multiprocessing.Queu
                              session_id=f"s{i % 500}", model_index=i % 3,
                              input_tokens=1000 + i % 997, output_tokens=100 + i % 89,
                              cost_nusd=10_000 + i % 7919) for i in range(count)]
-        began = time.time()
+        began, cpu0 = time.time(), time.process_time()
         for i in range(0, count, 1000):
             await pub.publish_many(events[i:i + 1000])
-        ended = time.time()
+        ended, cpu = time.time(), time.process_time() - cpu0
         assert await pub.flush(within=60)
         await pub.close()
-        return began, ended
+        return began, ended, cpu
 
     queue.put(asyncio.run(go()))
 
 
-def publish_in_processes(total: int, workers: int, org: str) -> list[tuple[float, float]]:
+def publish_in_processes(total: int, workers: int,
+                         org: str) -> list[tuple[float, float, float]]:
+    """(start, end, CPU seconds) of each worker's publishing."""
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = ctx.Queue()
     procs = [ctx.Process(target=_publish_worker, args=(total // workers, org, i, queue))
@@ -142,12 +215,14 @@ async def committed(pg: asyncpg.Connection, org: str) -> int:
 
 
 async def wait_committed(pg: asyncpg.Connection, org: str, want: int,
-                         limit: float = 180) -> float:
+                         limit: float = 300, meter: CpuMeter | None = None) -> float:
     """Wall time at which the rollups first hold `want` events of `org`."""
     deadline = time.time() + limit
     while time.time() < deadline:
         if await committed(pg, org) >= want:
             return time.time()
+        if meter is not None:
+            await meter.poll()
         await asyncio.sleep(0.02)
     raise RuntimeError(f"only {await committed(pg, org)} of {want} events committed")
 
@@ -155,20 +230,37 @@ async def wait_committed(pg: asyncpg.Connection, org: str, want: int,
 async def bench_ingest(pg: asyncpg.Connection, n: int, workers: int) -> dict[str, float]:
     proc, address = start_ledger()
     await wait_ready(address)
-    times = await asyncio.to_thread(publish_in_processes, n, workers, "ingest")
-    done = await wait_committed(pg, "ingest", n)
+    meter = CpuMeter(pg, proc.pid)
+    await meter.start()
+    load0 = os.getloadavg()[0]
+    publishing = asyncio.create_task(
+        asyncio.to_thread(publish_in_processes, n, workers, "ingest"))
+    done = await wait_committed(pg, "ingest", n, meter=meter)
+    times = await publishing
+    spent = await meter.spent()
     began = min(t[0] for t in times)
-    publish_rate = n / (max(t[1] for t in times) - began)
-    sustained = n / (done - began)
+    out: dict[str, float] = {
+        "publish_rate": n / (max(t[1] for t in times) - began),
+        "sustained": n / (done - began), "sustained_load": (load0 + os.getloadavg()[0]) / 2}
+    out.update({f"sustained_{k}_us": v for k, v in per_event_us(spent, n).items()})
+    out["sustained_publishers_us"] = sum(t[2] for t in times) / n * 1e6
 
     stop(proc)  # now a backlog the ledger did not see arrive
     await asyncio.to_thread(publish_in_processes, n, workers, "backlog")
     proc, address = start_ledger()
-    t0 = time.time()
-    done = await wait_committed(pg, "backlog", n)
-    drain = n / (done - t0)  # includes the process start (about 1 s)
+    await wait_ready(address)  # start-up (imports, migrations) is not part of the drain
+    meter = CpuMeter(pg, proc.pid)
+    await meter.start()
+    t0, before, load0 = time.time(), await committed(pg, "backlog"), os.getloadavg()[0]
+    done = await wait_committed(pg, "backlog", n, meter=meter)
+    drained = n - before
+    out["drain"] = drained / (done - t0)
+    out["drain_load"] = (load0 + os.getloadavg()[0]) / 2
+    out["drain_events"] = drained
+    out.update({f"drain_{k}_us": v
+                for k, v in per_event_us(await meter.spent(), drained).items()})
     stop(proc)
-    return {"publish_rate": publish_rate, "sustained": sustained, "drain": drain}
+    return out
 
 
 async def bench_lag(pg: asyncpg.Connection, rate: int, seconds: int) -> dict[str, float]:
@@ -291,6 +383,19 @@ async def cleanup() -> None:
         f.unlink()
 
 
+def print_cpu(prefix: str, r: dict[str, float], *, with_publishers: bool) -> None:
+    """CPU per event by part, and the rates that CPU allows on this machine's cores."""
+    parts = ["ledger", "postgres", "nats"] + (["publishers"] if with_publishers else [])
+    us = {p: r[f"{prefix}_{p}_us"] for p in parts}
+    known = [v for v in us.values() if v == v]  # NaN: NATS runs elsewhere
+    text = ", ".join(f"{p} {v:.1f}" for p, v in us.items())
+    cores = os.cpu_count() or 1
+    print(f"    CPU per event (us): {text}; total {sum(known):.1f}")
+    print(f"    CPU allows: {1e6 / us['ledger']:,.0f} events/s for the ledger process "
+          f"(one core), {cores * 1e6 / sum(known):,.0f} events/s for all of it on "
+          f"{cores} free cores")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,11 +414,16 @@ async def main() -> None:
     try:
         if "ingest" not in skip:
             r = await bench_ingest(conn, args.events, args.workers)
-            print(f"ingest: {args.events} events, {args.workers} publisher processes")
+            print(f"ingest: {args.events} events, {args.workers} publisher processes, "
+                  f"batch {SETTINGS.ledger_batch_size}, {SETTINGS.ledger_writers} writers")
             print(f"  publish rate (acked)            {r['publish_rate']:>10,.0f} events/s")
             print(f"  publish -> committed rollups    {r['sustained']:>10,.0f} events/s  "
-                  "(target >= 20,000)")
-            print(f"  backlog drain, ledger alone     {r['drain']:>10,.0f} events/s")
+                  f"(target >= 20,000; load {r['sustained_load']:.1f})")
+            print_cpu("sustained", r, with_publishers=True)
+            print(f"  backlog drain, ledger alone     {r['drain']:>10,.0f} events/s  "
+                  f"({r['drain_events']:,.0f} events after it was ready; "
+                  f"load {r['drain_load']:.1f})")
+            print_cpu("drain", r, with_publishers=False)
         if "lag" not in skip:
             r = await bench_lag(conn, args.rate, args.seconds)
             print(f"lag: {r['events']:,} events at {r['rate']:,.0f} events/s")
