@@ -149,7 +149,7 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
                                               until_ms=until, force=False)
         assert not await counters.install_rebuild(org, [], now=now, epoch="ffffffff",
                                                   from_ms=0, until_ms=until, force=False)
-        assert await counters.open_catchups(now) == [org]
+        assert await counters.due_catchups(now) == [org]
         win = await counters.catchup_window(org)
         assert win is not None and (win.epoch, win.version, win.counted) == (epoch, 0, [])
 

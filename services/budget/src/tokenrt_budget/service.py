@@ -408,6 +408,11 @@ class Budget:
                 raise Unavailable("the budget counters are being rebuilt; retry shortly")
         states, alerts = await self._settled_states(res.counters, now, cached, "")
         self._alerts_after(alerts, request_id)
+        if self.usage.live:  # a catch-up window may have to take it back from the ledger
+            try:
+                await self.counters().schedule_catchup(org, _ms(now))
+            except REDIS_DOWN:
+                pass  # the window's passes still come, only later
         return states
 
     # -- limits --------------------------------------------------------------------------
@@ -557,7 +562,8 @@ class Budget:
         if win is None:
             return None
         now = datetime.now(UTC)
-        if _ms(now) < win.next_ms:
+        if _ms(now) < win.next_ms:  # another replica's pass moved it
+            await counters.schedule_catchup(org_id, win.next_ms)
             return 0
         if len(win.counted) > MAX_COUNTED:
             self.log.warning("budget.catchup_skipped", org=org_id, counted=len(win.counted))
@@ -591,12 +597,13 @@ class Budget:
         """A catch-up pass for every organization with an open window (one replica at a
         time per organization; a lost race only costs a repeated pass)."""
         counters = self.counters()
-        for org in await counters.open_catchups(datetime.now(UTC)):
+        for org in await counters.due_catchups(datetime.now(UTC)):
             if not await counters.try_lock_catchup(org, self._owner,
                                                    int(interval_seconds * 1000)):
                 continue
             try:
-                await self.catch_up(org)
+                if await self.catch_up(org) is None:  # the window closed
+                    await counters.forget_catchup(org)
             except (Unavailable, *REDIS_DOWN) as exc:
                 self.log.warning("budget.catchup_failed", org=org, error=str(exc)[:200])
             except Exception as exc:  # the ledger away: the next pass tries again

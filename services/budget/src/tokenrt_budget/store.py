@@ -17,7 +17,7 @@ that every key a chain touches lives in one cluster slot:
                   rolling buckets b<index>, and after a rebuild the catch-up bases
                   L<field> and Lv
 Not hash-tagged: `orgs` (tags with reservations, for the sweeper) and `catchups`
-(organization ids by the end of their catch-up window).
+(organization ids in a catch-up window, by when their next pass is due).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class Keys:
 
     @property
     def catchups(self) -> str:
-        """Organization ids with an open catch-up window, by its end (ms; not hash-tagged)."""
+        """Organization ids in a catch-up window, by when their next pass is due (ms)."""
         return f"{self.prefix}:catchups"
 
 
@@ -399,7 +399,7 @@ class Counters:
         done = await self._call("rebuild", [k.ready(tag), k.catchup(tag), k.counted(tag),
                                             *(slot.key for slot, _ in fields)], args)
         if done and until_ms:
-            await self.redis.zadd(k.catchups, {org_id: until_ms})
+            await self.schedule_catchup(org_id, _ms(now))
         return bool(done)
 
     async def catchup_window(self, org_id: str) -> CatchUp | None:
@@ -427,12 +427,22 @@ class Counters:
                 args += [name, value]
         out = await self._call("catchup", [self.keys.catchup(org_tag(org_id)),
                                            *(slot.key for slot, _ in fields)], args)
-        return int(out[1]) if _text(out[0]) == "DONE" else None
+        if _text(out[0]) != "DONE":
+            return None
+        await self.schedule_catchup(org_id, int(out[2]))
+        return int(out[1])
 
-    async def open_catchups(self, now: datetime) -> list[str]:
-        """Organizations whose catch-up window is open (closed ones are forgotten)."""
-        await self.redis.zremrangebyscore(self.keys.catchups, "-inf", _ms(now))
-        return [_text(o) for o in await self.redis.zrange(self.keys.catchups, 0, -1)]
+    async def schedule_catchup(self, org_id: str, at_ms: int) -> None:
+        """When the organization's next catch-up pass is due (`due_catchups`)."""
+        await self.redis.zadd(self.keys.catchups, {org_id: at_ms})
+
+    async def due_catchups(self, now: datetime) -> list[str]:
+        """Organizations in a catch-up window whose next pass is due."""
+        return [_text(o) for o in await self.redis.zrangebyscore(self.keys.catchups, "-inf",
+                                                                 _ms(now))]
+
+    async def forget_catchup(self, org_id: str) -> None:
+        await self.redis.zrem(self.keys.catchups, org_id)
 
     async def try_lock_catchup(self, org_id: str, owner: str, ms: int) -> bool:
         return bool(await self.redis.set(self.keys.catching(org_tag(org_id)), owner, nx=True,

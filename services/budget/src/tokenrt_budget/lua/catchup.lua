@@ -14,7 +14,7 @@
 -- The next pass is due after the shortest wait when this one added something, else
 -- after twice the last wait, up to the longest (hash fields step and next).
 -- Returns {RETRY} (the counted set changed, or another rebuild opened a new window: sum
--- again) or {DONE, amount added}.
+-- again) or {DONE, amount added, when the next pass is due (ms)}.
 local now = tonumber(ARGV[1])
 local ver = tonumber(ARGV[2])
 local head = redis.call('HMGET', KEYS[1], 'ver', 'epoch')
@@ -56,4 +56,4 @@ local step = tonumber(redis.call('HGET', KEYS[1], 'step') or '0') * 2
 if added ~= 0 or step < tonumber(ARGV[5]) then step = tonumber(ARGV[5]) end
 if step > tonumber(ARGV[6]) then step = tonumber(ARGV[6]) end
 redis.call('HSET', KEYS[1], 'step', step, 'next', now + step)
-return {'DONE', added}
+return {'DONE', added, now + step}
