@@ -45,6 +45,7 @@ LENGTHS = struct.Struct("<II")  # event length, settlement length
 SUFFIX = ".seg"
 ROTATE_SECONDS = 2.0
 MAX_RECORD = 64 << 20
+STALE_TMP_SECONDS = 60.0
 
 
 @dataclass(eq=False)
@@ -190,7 +191,11 @@ class Journal:
         if not self.folder.is_dir():
             return out
         for path in sorted(self.folder.glob("*.tmp")):  # never made visible: empty
-            seg = _lock(path)
+            try:  # (a fresh one may be another router's, between its open and its lock)
+                stale = time.time() - path.stat().st_mtime > STALE_TMP_SECONDS
+            except FileNotFoundError:
+                continue
+            seg = _lock(path) if stale else None
             if seg is not None:
                 _remove(seg)
         for path in sorted(self.folder.glob("*" + SUFFIX)):
