@@ -12,7 +12,7 @@ from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
 from tokenrt_common.errors import ServiceError, abort, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_counter import estimator
-from tokenrt_counter.core import Accuracy, MessageError, estimate_accuracy
+from tokenrt_counter.core import Accuracy, MessageError, Refs, estimate_accuracy
 from tokenrt_counter.features import Features
 from tokenrt_counter.runner import Runner
 from tokenrt_counter.store import StoreUnavailable
@@ -114,13 +114,17 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         self._check_size(request.ByteSize(), "request")  # upb: ~0.03 ms / 200 KB
         sampling = request.sampling if request.HasField("sampling") else None
         try:
-            result = await self._runner.messages(resolved.entry, request.messages,
-                                                 request.tools, sampling,
-                                                 resolved.provider_model_id)
+            result = await self._runner.messages(
+                resolved.entry, request.messages, request.tools, sampling,
+                resolved.provider_model_id, Refs(request.message_digests, request.tool_digests))
         except MessageError as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc),
                                field=exc.field) from None
+        if result.unknown_messages or result.unknown_tools:  # no count: resend these in full
+            return counter_pb2.CountMessagesResponse(
+                model=resolved.name, tokenizer=resolved.entry.tokenizer,
+                unknown_messages=result.unknown_messages, unknown_tools=result.unknown_tools)
         return counter_pb2.CountMessagesResponse(
             input_tokens=result.total,
             messages=[counter_pb2.MessageTokens(index=i, tokens=t, image_tokens=img)

@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from tokenrt.v1 import common_pb2
@@ -89,6 +90,10 @@ class MessagesCount:
     overhead_tokens: int
     accuracy: Accuracy
     features: Features = field(default_factory=Features)
+    # Positions sent by digest only whose digest is not in the cache for this model; when
+    # either list is non-empty there is no count (the caller must resend them in full).
+    unknown_messages: list[int] = field(default_factory=list)
+    unknown_tools: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -109,6 +114,38 @@ class Budget:
         self.left -= chars
         if self.left < 0:
             raise NeedsWorkers
+
+
+DIGEST_BYTES = 16  # xxh3-128
+
+
+@dataclass(frozen=True)
+class Refs:
+    """The request's optional digests: empty, or one per message / tool (each empty or
+    DIGEST_BYTES long). An empty message or tool with a digest goes by reference."""
+
+    messages: Sequence[bytes] = ()
+    tools: Sequence[bytes] = ()
+
+    def check(self, n_messages: int, n_tools: int) -> None:
+        for name, digests, n in (("message_digests", self.messages, n_messages),
+                                 ("tool_digests", self.tools, n_tools)):
+            if digests and len(digests) != n:
+                raise MessageError(name, f"{name} has {len(digests)} entries: leave it empty "
+                                   f"or give one (possibly empty) per item, {n}")
+            for i, d in enumerate(digests):
+                if d and len(d) != DIGEST_BYTES:
+                    raise MessageError(f"{name}[{i}]", f"{name}[{i}] is {len(d)} bytes; a "
+                                       f"digest is {DIGEST_BYTES} bytes (xxh3-128) or empty")
+
+    def by_reference(self, messages: Sequence[common_pb2.Message],
+                     tools: Sequence[common_pb2.Tool]) -> tuple[list[int], list[int]]:
+        """Positions of the messages and tools sent by digest only."""
+        return ([i for i, d in enumerate(self.messages) if d and messages[i].ByteSize() == 0],
+                [i for i, d in enumerate(self.tools) if d and tools[i].ByteSize() == 0])
+
+
+NO_REFS = Refs()
 
 
 def estimate_accuracy(fit: Fit, tokens: int) -> Accuracy:
@@ -212,19 +249,48 @@ class Counter:
     def count_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                        tools: Sequence[common_pb2.Tool],
                        sampling: common_pb2.SamplingParams | None = None,
-                       budget: Budget | None = None) -> MessagesCount:
+                       budget: Budget | None = None, refs: Refs = NO_REFS) -> MessagesCount:
+        """Raises MessageError for a malformed chat. Messages and tools sent by digest only
+        (`refs`) come from the cache; the unknown ones are listed in the result, which then
+        has no count."""
         if not messages:
             raise MessageError("messages", "messages is empty: a chat request needs at least one")
+        refs.check(len(messages), len(tools))
         encoder = self.encoder(entry)  # messages and tools are checked when first counted
         if encoder is None:
-            return self._estimate_messages(entry, messages, tools, sampling, budget)
-        return self._openai_messages(entry, encoder, messages, tools, sampling, budget)
+            return self._estimate_messages(entry, messages, tools, sampling, budget, refs)
+        return self._openai_messages(entry, encoder, messages, tools, sampling, budget, refs)
+
+    def _known(self, entry: ModelEntry, kind: str, name: str, i: int,
+               item: Any, digests: Sequence[bytes],
+               check: Callable[[int, Any], None], compute: Callable[[], object]
+               ) -> object | None:
+        """The value of one message or tool, by its digest. A message seen before costs one
+        serialisation, one hash and one lookup; one sent by digest only (empty, with a
+        digest) costs a lookup and is None when unknown. The key is always derived from
+        content this counter saw (a digest sent with content must match it), and holds the
+        model, so a lookup returns only what this counter computed for that model."""
+        ref = digests[i] if digests else b""
+        if ref and item.ByteSize() == 0:
+            return self.cache.get((entry.name, kind, int.from_bytes(ref, "big")))
+        digest = chunks.digest_bytes(item.SerializeToString())
+        if ref and int.from_bytes(ref, "big") != digest:
+            raise MessageError(f"{name}[{i}]", f"{name}[{i}] does not match the content "
+                               f"of {name.split('_')[0]}s[{i}] (xxh3-128 of its protobuf "
+                               "serialisation, tokenrt_counter.client)")
+        key = (entry.name, kind, digest)
+        hit = self.cache.get(key)
+        if hit is None:
+            check(i, item)
+            hit = compute()
+            self.cache.put(key, hit)
+        return hit
 
     def _openai_messages(self, entry: ModelEntry, encoder: Encoder,
                          messages: Sequence[common_pb2.Message],
                          tools: Sequence[common_pb2.Tool],
                          sampling: common_pb2.SamplingParams | None,
-                         budget: Budget | None) -> MessagesCount:
+                         budget: Budget | None, refs: Refs) -> MessagesCount:
         def count(text: str) -> int:
             return self.count_exact(encoder, text, budget) if text else 0
 
@@ -234,31 +300,33 @@ class Counter:
         if not framing.documented:
             uncertain += framing.priming + framing.per_message * len(messages)
         per_message: list[tuple[int, int]] = []
+        unknown_messages: list[int] = []
         for i, m in enumerate(messages):
-            # A message seen before costs one serialisation, one hash and one lookup. Its
-            # count depends on the model (framing, image formula), so the model is in the key.
-            key = (entry.name, "message", chunks.digest_bytes(m.SerializeToString()))
-            hit = cast("tuple[int, int, int] | None", self.cache.get(key))
+            # The count depends on the model (framing, image formula): the model is in the key.
+            hit = cast("tuple[int, int, int] | None", self._known(
+                entry, "message", "message_digests", i, m, refs.messages, check_message,
+                partial(self._openai_message, entry, framing, m, count)))
             if hit is None:
-                check_message(i, m)
-                hit = self._openai_message(entry, framing, m, count)
-                self.cache.put(key, hit)
+                unknown_messages.append(i)
+                continue
             tokens, image_tokens, message_uncertain = hit
             uncertain += message_uncertain
             per_message.append((tokens, image_tokens))
         func_init = 10 if encoder.name == "cl100k_base" else 7
         tools_tokens, tools_exact = (0, True) if not tools else (TOOLS_END, True)
+        unknown_tools: list[int] = []
         for i, t in enumerate(tools):
-            tool_key = (encoder.name, "tool", func_init,
-                        chunks.digest_bytes(t.SerializeToString()))
-            tool_hit = cast("tuple[int, bool] | None", self.cache.get(tool_key))
+            tool_hit = cast("tuple[int, bool] | None", self._known(
+                entry, "tool", "tool_digests", i, t, refs.tools, check_tool,
+                partial(tool_tokens, t, count, func_init)))
             if tool_hit is None:
-                check_tool(i, t)
-                tool_hit = tool_tokens(t, count, func_init)
-                self.cache.put(tool_key, tool_hit)
+                unknown_tools.append(i)
+                continue
             n, exact = tool_hit
             tools_tokens += n
             tools_exact = tools_exact and exact
+        if unknown_messages or unknown_tools:
+            return unknown(unknown_messages, unknown_tools)
         if not tools_exact or not framing.documented:
             uncertain += tools_tokens
         overhead = framing.priming
@@ -324,31 +392,43 @@ class Counter:
             f = f + of_text(call.name) + self.features(call.arguments_json, budget)
         return f + Features(images=n_images)
 
+    def _tool_features(self, t: common_pb2.Tool, budget: Budget | None) -> Features:
+        return (of_text(t.name) + of_text(t.description)
+                + self.features(t.parameters_json_schema, budget))
+
     def _estimate_messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                            tools: Sequence[common_pb2.Tool],
                            sampling: common_pb2.SamplingParams | None,
-                           budget: Budget | None) -> MessagesCount:
+                           budget: Budget | None, refs: Refs) -> MessagesCount:
         fit = self.fit(entry)
         image_weight = fit.weights[-1]
         total_features = Features()
         per_message: list[tuple[int, int]] = []
+        unknown_messages: list[int] = []
         for i, m in enumerate(messages):
             # Features do not depend on the fit, so a message seen before costs a lookup.
-            key = ("features", "message", chunks.digest_bytes(m.SerializeToString()))
-            f = self.cache.get(key)
+            f = self._known(entry, "message-features", "message_digests", i, m,
+                            refs.messages, check_message,
+                            partial(self._message_features, m, budget))
             if f is None:
-                check_message(i, m)
-                f = self._message_features(m, budget)
-                self.cache.put(key, f)
+                unknown_messages.append(i)
+                continue
             assert isinstance(f, Features)
             total_features = total_features + f
             tokens = fit.estimate(f)
             per_message.append((tokens, min(tokens, math.ceil(image_weight * f.images))))
         tools_features = Features()
+        unknown_tools: list[int] = []
         for i, t in enumerate(tools):
-            check_tool(i, t)
-            tools_features = (tools_features + of_text(t.name) + of_text(t.description)
-                              + self.features(t.parameters_json_schema, budget))
+            tf = self._known(entry, "tool-features", "tool_digests", i, t, refs.tools,
+                             check_tool, partial(self._tool_features, t, budget))
+            if tf is None:
+                unknown_tools.append(i)
+                continue
+            assert isinstance(tf, Features)
+            tools_features = tools_features + tf
+        if unknown_messages or unknown_tools:
+            return unknown(unknown_messages, unknown_tools)
         if sampling is not None and sampling.response_format.json_schema:
             tools_features = tools_features + self.features(
                 sampling.response_format.json_schema, budget)
@@ -357,6 +437,12 @@ class Counter:
                                Accuracy(False, "heuristic"), total_features)
         result.accuracy = estimate_accuracy(fit, result.total)
         return result
+
+
+def unknown(messages: list[int], tools: list[int]) -> MessagesCount:
+    """The answer when some items sent by digest only are not known: no count."""
+    return MessagesCount([], 0, 0, Accuracy(False, "heuristic"), unknown_messages=messages,
+                         unknown_tools=tools)
 
 
 def check_messages(messages: Sequence[common_pb2.Message],

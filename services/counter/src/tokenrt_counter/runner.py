@@ -15,7 +15,16 @@ import structlog
 
 from tokenrt.v1 import common_pb2
 from tokenrt_counter import estimator
-from tokenrt_counter.core import Accuracy, Budget, Counter, MessagesCount, NeedsWorkers
+from tokenrt_counter.core import (
+    NO_REFS,
+    Accuracy,
+    Budget,
+    Counter,
+    MessagesCount,
+    NeedsWorkers,
+    Refs,
+    unknown,
+)
 from tokenrt_counter.estimator import Fit
 from tokenrt_counter.provider_api import ProviderCounts
 from tokenrt_counter.store import CalibrationStore, StoreUnavailable
@@ -84,12 +93,21 @@ class Runner:
     async def messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                        tools: Sequence[common_pb2.Tool],
                        sampling: common_pb2.SamplingParams | None,
-                       model_id: str = "") -> MessagesCount:
+                       model_id: str = "", refs: Refs = NO_REFS) -> MessagesCount:
         """Counted here, or by the provider's count-tokens API when it is enabled for the
         model (the estimate answers when the provider does not). Raises core.MessageError
-        for a malformed chat. `model_id` is the id the provider knows (a dated snapshot)."""
-        result = await self._messages(entry, messages, tools, sampling)
-        if self._provider is None or not self._provider.serves(entry):
+        for a malformed chat. `model_id` is the id the provider knows (a dated snapshot).
+        Items sent by digest only (`refs`) come from the cache; a provider needs the
+        content, so for a provider-counted model every such item is reported unknown."""
+        provider = self._provider is not None and self._provider.serves(entry)
+        if provider and (refs.messages or refs.tools):
+            refs.check(len(messages), len(tools))
+            by_ref = refs.by_reference(messages, tools)
+            if by_ref[0] or by_ref[1]:
+                return unknown(*by_ref)
+        result = await self._messages(entry, messages, tools, sampling, refs)
+        if self._provider is None or not provider or result.unknown_messages \
+                or result.unknown_tools:
             return result
         exact = await self._provider.count(entry, model_id or entry.provider_model_id
                                            or entry.name, messages, tools, sampling)
@@ -103,12 +121,13 @@ class Runner:
 
     async def _messages(self, entry: ModelEntry, messages: Sequence[common_pb2.Message],
                         tools: Sequence[common_pb2.Tool],
-                        sampling: common_pb2.SamplingParams | None) -> MessagesCount:
+                        sampling: common_pb2.SamplingParams | None,
+                        refs: Refs) -> MessagesCount:
         """Inline when little of the chat is unseen; else its large unseen texts are
         counted on the workers first."""
         try:
             return self.counter.count_messages(entry, messages, tools, sampling,
-                                               Budget(self._offload))
+                                               Budget(self._offload), refs)
         except NeedsWorkers:
             pass
         encoder = self.counter.encoder(entry)
@@ -116,7 +135,8 @@ class Runner:
             texts = [p.text for m in messages for p in m.content if p.text]
             await asyncio.gather(*(self.text(entry, t)
                                    for t in self.counter.uncached(encoder, texts)))
-        return await self._run(self.counter.count_messages, entry, messages, tools, sampling)
+        return await self._run(self.counter.count_messages, entry, messages, tools, sampling,
+                               None, refs)
 
     async def calibrate(self, by_model: dict[str, list[estimator.Sample]],
                         tokenizer: dict[str, str]) -> dict[str, Fit]:

@@ -73,16 +73,20 @@ class CountTextResponse(_message.Message):
     def __init__(self, tokens: _Optional[int] = ..., accuracy: _Optional[_Union[_common_pb2.CountAccuracy, _Mapping]] = ..., model: _Optional[str] = ..., tokenizer: _Optional[str] = ...) -> None: ...
 
 class CountMessagesRequest(_message.Message):
-    __slots__ = ("model", "messages", "tools", "sampling")
+    __slots__ = ("model", "messages", "tools", "sampling", "message_digests", "tool_digests")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
     tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
     sampling: _common_pb2.SamplingParams
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ...) -> None: ...
+    message_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    tool_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., message_digests: _Optional[_Iterable[bytes]] = ..., tool_digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class MessageTokens(_message.Message):
     __slots__ = ("index", "tokens", "image_tokens")
@@ -95,7 +99,7 @@ class MessageTokens(_message.Message):
     def __init__(self, index: _Optional[int] = ..., tokens: _Optional[int] = ..., image_tokens: _Optional[int] = ...) -> None: ...
 
 class CountMessagesResponse(_message.Message):
-    __slots__ = ("input_tokens", "messages", "tools_tokens", "overhead_tokens", "accuracy", "model", "tokenizer", "features")
+    __slots__ = ("input_tokens", "messages", "tools_tokens", "overhead_tokens", "accuracy", "model", "tokenizer", "features", "unknown_messages", "unknown_tools")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOLS_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +108,8 @@ class CountMessagesResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_TOOLS_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     messages: _containers.RepeatedCompositeFieldContainer[MessageTokens]
     tools_tokens: int
@@ -112,7 +118,9 @@ class CountMessagesResponse(_message.Message):
     model: str
     tokenizer: str
     features: ScriptFeatures
-    def __init__(self, input_tokens: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[MessageTokens, _Mapping]]] = ..., tools_tokens: _Optional[int] = ..., overhead_tokens: _Optional[int] = ..., accuracy: _Optional[_Union[_common_pb2.CountAccuracy, _Mapping]] = ..., model: _Optional[str] = ..., tokenizer: _Optional[str] = ..., features: _Optional[_Union[ScriptFeatures, _Mapping]] = ...) -> None: ...
+    unknown_messages: _containers.RepeatedScalarFieldContainer[int]
+    unknown_tools: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, input_tokens: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[MessageTokens, _Mapping]]] = ..., tools_tokens: _Optional[int] = ..., overhead_tokens: _Optional[int] = ..., accuracy: _Optional[_Union[_common_pb2.CountAccuracy, _Mapping]] = ..., model: _Optional[str] = ..., tokenizer: _Optional[str] = ..., features: _Optional[_Union[ScriptFeatures, _Mapping]] = ..., unknown_messages: _Optional[_Iterable[int]] = ..., unknown_tools: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CountBatchRequest(_message.Message):
     __slots__ = ("model", "texts")
