@@ -29,6 +29,7 @@ from tokenrt_ledger.core import (
 from tokenrt_ledger.migrate import ident, migrate
 
 RETRIES = 5
+INGEST_WORK_MEM = "64MB"  # for the ingest transaction only (SET LOCAL)
 USER_GRAINS = ("hour", "day")  # grains that also have a rollup without the session
 DIMENSIONS = ("org_id", "project_id", "user_id", "session_id", "model", "provider")
 
@@ -191,7 +192,10 @@ class LedgerStore:
         for attempt in range(1, RETRIES + 1):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
+                    # Sorting a 10,000-event batch (with its payloads) needs ~5 MB: more than
+                    # the default work_mem, so it would spill to disk.
                     await conn.execute(
+                        f"SET LOCAL work_mem = '{INGEST_WORK_MEM}'; "
                         f"CREATE TEMP TABLE IF NOT EXISTS {self._staging} ON COMMIT DELETE ROWS "
                         f"AS SELECT {', '.join(EVENT_COLUMNS)} FROM {self.s}.usage_events "
                         "WITH NO DATA")
