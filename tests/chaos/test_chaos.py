@@ -194,7 +194,7 @@ def test_the_audit_sees_loss_doubling_and_wrong_figures(chaos_stack: ChaosStack,
 
 # --- the windows the phases above hit only by chance, held open so a kill lands in them ---
 
-WIDE_FLUSH = {"TOKENRT_ROUTER_FLUSH_MS": "1000",  # the largest allowed; default 5 ms
+WIDE_FLUSH = {"TOKENRT_ROUTER_FLUSH_MS": "1000",  # the largest allowed; default 50 ms
               "TOKENRT_ROUTER_PROVIDER_TIMEOUT_SECONDS": "5"}
 
 

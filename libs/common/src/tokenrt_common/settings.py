@@ -265,8 +265,10 @@ class Settings:
     router_models: str = ("sim/gpt-4o-mini,sim/gpt-4o,sim/gpt-4.1,sim/gpt-4.1-mini,"
                           "sim/claude-sonnet-4,sim/claude-haiku-4-5")
     # Coalescing window of the off-path work (settlements, cache stores, usage events,
-    # calibration samples), milliseconds.
-    router_flush_ms: int = 5
+    # calibration samples), milliseconds. The journal makes events and settlements durable
+    # before the answer, so a wider window costs only a later commit (a reservation held up
+    # to this much longer) and a later cache entry, and saves calls at low load.
+    router_flush_ms: int = 50
     # AUTO compression starts when the prompt passes this share of (window - max output),
     # in basis points.
     router_compression_threshold_bp: int = 9000
