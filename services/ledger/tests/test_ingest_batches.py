@@ -1,6 +1,7 @@
 """The ingest path's parts on real Postgres and NATS: every rollup equals the raw events
 after batches with duplicates across hours, days and months; a fetch fills a whole batch
-while the stream has a backlog and still returns after `wait` when it has not."""
+while the stream has a backlog and still returns after `wait` when it has not; the
+watermark never passes a batch that is not committed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api
 
+from tokenrt_common.settings import load_settings
 from tokenrt_ledger.core import ROLLUP_MEASURES, decode, months_of
+from tokenrt_ledger.ingest import Batch, Ingestor
 from tokenrt_ledger.pull import BatchPuller
 from tokenrt_ledger.store import LedgerStore
 from tokenrt_usage import ensure_streams, usage_subject
@@ -102,3 +105,21 @@ async def test_a_fetch_fills_the_batch_while_the_stream_has_a_backlog(
         assert time.monotonic() - began < 4
     finally:
         await puller.stop()
+
+
+def test_the_watermark_waits_for_every_earlier_batch() -> None:
+    ingestor = Ingestor(None, None, None, load_settings({}),  # type: ignore[arg-type]
+                        structlog.get_logger())
+    t2, t3 = (datetime(2026, 11, 1, 0, i, tzinfo=UTC) for i in (2, 3))
+    first, second = Batch([], [], 0.0, None), Batch([], [], 0.0, t2)
+    ingestor._order.extend([first, second])
+    second.committed = True  # the second writer finished first
+    ingestor._advance()
+    assert ingestor.watermark is None  # the first batch's events may predate t2
+    first.committed = True
+    ingestor._advance()
+    assert ingestor.watermark == t2 and not ingestor._order
+    third = Batch([], [], 0.0, t3)
+    ingestor._order.append(third)
+    ingestor._advance()
+    assert ingestor.watermark == t2  # not before the third batch commits

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -41,7 +42,10 @@ class Batch:
     rows: list[Row]
     msgs: list[Msg]  # every message of the batch, acked after the commit
     started: float  # monotonic time of the fetch that began the batch
-    drained: bool  # the fetch found fewer messages than a full batch
+    # Wall time of that fetch's start when it left nothing waiting in the stream: every
+    # event published before it is stored once this batch and every earlier one are.
+    watermark: datetime | None
+    committed: bool = False
 
 
 class Ingestor:
@@ -58,6 +62,9 @@ class Ingestor:
         self.writers = settings.ledger_writers
         self.log = log
         # Wall-clock time up to which every published event is known to be stored.
+        # Batches in fetch order: the watermark only moves past committed ones (with
+        # several writers a later batch can commit before an earlier one).
+        self._order: deque[Batch] = deque()
         self.watermark: datetime | None = None
         self.inserted = 0
         self.dead_lettered = 0
@@ -104,8 +111,12 @@ class Ingestor:
                              detail=str(exc)[:200])
             await asyncio.sleep(FETCH_IDLE_SECONDS)
             return None
-        if not msgs:
-            self.watermark = wall  # nothing waiting: everything before `wall` is stored
+        if not msgs:  # nothing waiting: everything before `wall` is stored once in flight is
+            if self._order and self._order[-1].committed:
+                self._order[-1].watermark = wall  # one marker however long a batch is stuck
+            else:
+                self._order.append(Batch([], [], started, wall, committed=True))
+            self._advance()
             return None
         rows, good = [], []
         for msg in msgs:
@@ -114,7 +125,17 @@ class Ingestor:
                 good.append(msg)
             except Rejected as exc:
                 await self._dead_letter(msg, str(exc))
-        return Batch(rows, good, started, len(msgs) < self.batch_size)
+        batch = Batch(rows, good, started, wall if puller.caught_up else None)
+        self._order.append(batch)
+        return batch
+
+    def _advance(self) -> None:
+        """Move the watermark past every committed batch that has no uncommitted one before
+        it."""
+        while self._order and self._order[0].committed:
+            done = self._order.popleft()
+            if done.watermark is not None:
+                self.watermark = done.watermark
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata
@@ -140,8 +161,8 @@ class Ingestor:
             for msg in batch.msgs:  # an empty message to the reply subject acks (+ACK)
                 await publish(msg.reply)
             self.inserted += new
-            if batch.drained:
-                self.watermark = datetime.now(UTC) - _age(batch.started)
+            batch.committed = True
+            self._advance()
             self.log.debug("ledger.batch", messages=len(batch.msgs), new=new,
                            ms=round((time.monotonic() - batch.started) * 1000, 1))
 
@@ -172,7 +193,3 @@ class Ingestor:
                 await self._dead_letter(msg, f"store: {exc}")
         batch.msgs = keep
         return new
-
-
-def _age(started: float) -> timedelta:
-    return timedelta(seconds=time.monotonic() - started)

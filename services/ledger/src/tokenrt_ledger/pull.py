@@ -51,6 +51,9 @@ class BatchPuller:
         self._requested = 0
         self._delivered = 0
         self._pause_until = 0.0
+        # After a fetch: it took everything received and the stream held nothing more for
+        # the consumer when its last message was delivered.
+        self.caught_up = False
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg,
@@ -103,10 +106,7 @@ class BatchPuller:
 
     def _backlog(self) -> bool:
         """Whether the stream held more for the consumer after the last message received."""
-        try:
-            return self._buffer[-1].metadata.num_pending > 0
-        except (IndexError, NotJSMessageError):  # nothing buffered, or not from JetStream
-            return False
+        return bool(self._buffer) and _pending_after(self._buffer[-1]) > 0
 
     async def fetch(self, wait: float) -> list[Msg]:
         """Up to `batch` messages: [] after `idle_seconds` without any, else whatever
@@ -128,4 +128,13 @@ class BatchPuller:
             fill_end = min(cap, now + wait)
         out = self._buffer[: self.batch]
         del self._buffer[: self.batch]
+        self.caught_up = not self._buffer and _pending_after(out[-1]) == 0
         return out
+
+
+def _pending_after(msg: Msg) -> int:
+    """Messages the stream held for the consumer when `msg` was delivered (-1: unknown)."""
+    try:
+        return int(msg.metadata.num_pending)
+    except NotJSMessageError:
+        return -1
