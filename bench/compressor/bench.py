@@ -51,7 +51,10 @@ from tokenrt_testkit.stack import stack_env  # noqa: E402
 SPEED_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
                     "prefix_stable", "auto")
 RETENTION_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
-                        "summarize", "auto")
+                        "summarize", "prefix_stable", "auto")
+# Also with the session's previous turn sent (its output, at the same target): prefix_stable
+# then keeps that prefix, chosen for the previous question, and auto takes prefix_stable.
+WITH_SESSION = ("prefix_stable", "auto")
 ROUNDS = 15
 FIRST_ROUNDS = 3  # fresh processes per strategy
 
@@ -118,25 +121,31 @@ def shown(output: list, ref: str) -> bool:
 
 def retention(entry: tokenrt_pricing.ModelEntry) -> None:
     meter = new_meter(entry)
-    hits = {s: 0 for s in RETENTION_STRATEGIES}
+    rows = [*RETENTION_STRATEGIES, *(f"{s}+session" for s in WITH_SESSION)]
+    hits = dict.fromkeys(rows, 0)
     total_refs = 0
-    ratios: dict[str, list[float]] = {s: [] for s in RETENTION_STRATEGIES}
+    ratios: dict[str, list[float]] = {s: [] for s in rows}
     for seed in range(20):
         chat, refs = ide_conversation(random.Random(100 + seed), files=30, turns=40, lines=30,
                                       asked=4)
         refs = [r for r in refs if shown(chat, r)]  # references actually shown earlier
         total = meter.total(chat, [])
         total_refs += len(refs)
-        for strategy in RETENTION_STRATEGIES:
-            _, result = once(meter, chat, total // 4, strategy, None)
+        for row in rows:
+            strategy, _, warm = row.partition("+")
+            session = None
+            if warm:
+                before = once(meter, chat[:-1], total // 4, strategy, None)[1]
+                session = core.Session(before.sent, frozenset(before.seen))
+            _, result = once(meter, chat, total // 4, strategy, session)
             assert result.compressed_tokens <= total // 4
-            ratios[strategy].append(result.compressed_tokens / total)
-            hits[strategy] += sum(shown(result.messages, r) for r in refs)
+            ratios[row].append(result.compressed_tokens / total)
+            hits[row] += sum(shown(result.messages, r) for r in refs)
     print(f"retention after 4x compression: 20 conversations, {total_refs} named references "
           "(files and functions shown earlier)")
-    for strategy in RETENTION_STRATEGIES:
-        print(f"  {strategy:<17}{100 * hits[strategy] / total_refs:6.1f}% kept "
-              f"(mean size {100 * statistics.mean(ratios[strategy]):.1f}% of the original)")
+    for row in rows:
+        print(f"  {row:<22}{100 * hits[row] / total_refs:6.1f}% kept "
+              f"(mean size {100 * statistics.mean(ratios[row]):.1f}% of the original)")
 
 
 def cpu_ms(pid: int) -> float:

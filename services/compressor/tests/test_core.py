@@ -14,7 +14,7 @@ import tokenrt_pricing
 from tokenrt.v1 import common_pb2
 from tokenrt_compressor import core
 from tokenrt_compressor.counting import CounterMeter
-from tokenrt_compressor.graph import INSTRUCTIONS, last_user_index
+from tokenrt_compressor.graph import INSTRUCTIONS, last_user_index, message_text
 from tokenrt_compressor.summary import Extractive
 from tokenrt_counter.core import MessageError
 
@@ -210,13 +210,19 @@ def test_incremental_dedups_identical_content_and_reports_unchanged(meter: Count
     assert [a.kind for a in r2.actions] == ["deduplicated"]
 
 
+def shows(messages: list[common_pb2.Message], path: str) -> bool:
+    return any(f"# {path}\n" in message_text(m) for m in messages)
+
+
 def test_prefix_stable_keeps_what_was_sent(meter: CounterMeter) -> None:
     rng = random.Random(3)
     chat, _ = ide_conversation(rng, files=6, turns=12, lines=30, asked=2)
     total = meter.total(chat, [])
     first = run(meter, chat, total * 2 // 3, "selective_forget")
     session = core.Session(first.sent, frozenset())
-    grown = [*chat, text(ASSISTANT, "an answer " * 30), text(USER, "and src/pkg0/module_0.py?")]
+    paths = [f"src/pkg{i % 7}/module_{i}.py" for i in range(6)]
+    sent = next(p for p in paths if shows(first.messages, p))
+    grown = [*chat, text(ASSISTANT, "an answer " * 30), text(USER, f"and {sent}?")]
     target = first.compressed_tokens + 20
     stable = run(meter, grown, target, "prefix_stable", session)
     assert stable.compressed_tokens <= target
@@ -224,10 +230,20 @@ def test_prefix_stable_keeps_what_was_sent(meter: CounterMeter) -> None:
     assert stable.messages[:stable.prefix_messages] == first.messages[:stable.prefix_messages]
     assert stable.prefix_messages >= n // 2
     assert stable.prefix_tokens == meter.total(stable.messages[:stable.prefix_messages], []) - 3
+    assert shows(stable.messages, sent)
     auto = run(meter, grown, target, "auto", session)
     assert auto.strategy_used == "prefix_stable" and "warm prefix" in auto.reason
     plain = run(meter, grown, target, "selective_forget")
     assert plain.messages[:stable.prefix_messages] != stable.messages[:stable.prefix_messages]
+
+    # A question about a file only an early unit shows, which the session dropped: the
+    # prefix stops before it (a longer one would crowd it out), and the file is shown.
+    dropped = next(p for p in paths if shows(chat, p) and not shows(first.messages, p))
+    asked = [*chat, text(ASSISTANT, "an answer " * 30), text(USER, f"and {dropped}?")]
+    shorter = run(meter, asked, target, "prefix_stable", session)
+    assert shorter.compressed_tokens <= target and shows(shorter.messages, dropped)
+    assert 0 < shorter.prefix_messages < n // 2 and "crowd out" in shorter.reason
+    assert shorter.messages[:shorter.prefix_messages] == first.messages[:shorter.prefix_messages]
 
 
 def test_summarize_replaces_the_dropped_span(meter: CounterMeter) -> None:

@@ -120,6 +120,33 @@ class _Run:
         self.refs = refs.extract(self.question)
         self.summary: Summary | None = None
         self._copies: list[code.Copy] | None = None
+        # Reference hits of a slot's current messages (prefix_stable sorts many times).
+        self._scores: dict[tuple[int, ...], tuple[int, int, frozenset[int]]] = {}
+
+    def _hits(self, s: Slot) -> tuple[int, int, frozenset[int]]:
+        key = tuple(id(m) for m in s.messages)  # a rewrite replaces the messages
+        hit = self._scores.get(key)
+        if hit is None:
+            text = "\n".join(message_text(m) for m in s.messages)
+            tool = len(s.messages) > 1
+            strong, weak = refs.score(text, self.refs, tool)
+            shown = frozenset(i for i, r in enumerate(self.refs)
+                              if strong and refs.score(text, [r], tool)[0])
+            hit = self._scores[key] = (strong, weak, shown)
+        return hit
+
+    def ref_score(self, s: Slot) -> tuple[int, int]:
+        """(strong, weak) hits of the question's references in the slot's text."""
+        if not self.refs:
+            return 0, 0
+        strong, weak, _ = self._hits(s)
+        return strong, weak
+
+    def shown_refs(self) -> frozenset[int]:
+        """The question's references (indexes) that a kept slot defines or shows."""
+        if not self.refs:
+            return frozenset()
+        return frozenset().union(*(self._hits(s)[2] for s in self.slots if s.kept))
 
     def copies(self) -> list[code.Copy]:
         """The file copies in the slots (found once: `auto` looks before `dedup` edits)."""
@@ -156,11 +183,7 @@ class _Run:
         position = {id(s): i for i, s in enumerate(self.slots)}
 
         def keep_priority(s: Slot) -> tuple[int, float]:
-            if not self.refs:
-                strong = weak = 0
-            else:
-                text = "\n".join(message_text(m) for m in s.messages)
-                strong, weak = refs.score(text, self.refs, len(s.messages) > 1)
+            strong, weak = self.ref_score(s)
             role = 2 if (len(s.messages) > 1 or s.messages[0].role == common_pb2.ROLE_USER) else 1
             return strong * 4 + weak, role + 2 * position[id(s)] / n
 
@@ -380,30 +403,57 @@ def _choose(run: _Run, matched: list[Slot], options: Options) -> tuple[str, str]
 
 
 def _prefix_stable(run: _Run, matched: list[Slot], gaps: list[Slot], reason: str) -> str:
-    """Keep the longest feasible sent prefix, drop what the session dropped inside it,
-    compress selectively after it."""
+    """Keep the longest sent prefix that lets everything else fit and still shows (defines,
+    or shows the file of) every reference of the last user turn that selective_forget would
+    show: a prefix chosen for an earlier question must not crowd out what this one asks
+    about. Drop what the session dropped inside it, compress selectively after it."""
     pos = {id(s): i for i, s in enumerate(run.slots)}
-    k = len(matched)
-    while k > 0:
+
+    def reset() -> None:
+        for s in run.slots:
+            s.kept = True
+
+    def attempt(k: int) -> bool:
+        """Prefix matched[:k] kept, the rest compressed; whether that is acceptable."""
         keep = matched[:k]
         last = pos[id(keep[-1])]
         for g in gaps:
             if pos[id(g)] < last:
                 g.kept = False
-        if run.smallest(keep) <= run.target:
-            rest = [s for s in run.droppable(keep) if pos[id(s)] > last]
-            run.drop(run.selective_order(rest), readd=True)
-            if run.fits():
-                tokens = sum(s.tokens for s in keep)
-                return reason or (f"kept the {tokens}-token prefix this session sent before; "
-                                  "compressed after it")
-        for s in run.slots:
-            s.kept = True
-        k -= 1
+        if run.smallest(keep) > run.target:
+            return False
+        rest = [s for s in run.droppable(keep) if pos[id(s)] > last]
+        run.drop(run.selective_order(rest), readd=True)
+        return run.fits() and needed <= run.shown_refs()
+
+    needed: frozenset[int] = frozenset()
+    if matched and run.refs:  # what selective_forget keeps shown of what the question names
+        run.drop(run.selective_order(run.droppable()), readd=True)
+        needed = run.shown_refs()
+        reset()
+    # The longest acceptable prefix, by bisection (a shorter prefix leaves more room).
+    lo, hi = 0, len(matched)
+    while lo < hi:
+        k = (lo + hi + 1) // 2
+        ok = attempt(k)
+        reset()
+        if ok:
+            lo = k
+        else:
+            hi = k - 1
+    if lo:
+        attempt(lo)
+        tokens = sum(s.tokens for s in matched[:lo])
+        shorter = (f" (of {sum(s.tokens for s in matched)} sent: the rest would crowd out "
+                   "what the last user turn names)" if lo < len(matched) and needed else "")
+        return reason or (f"kept the {tokens}-token prefix this session sent before{shorter}; "
+                          "compressed after it")
     run.drop(run.selective_order(run.droppable()), readd=True)
     if matched:
         return (reason + "; " if reason else "") + (
-            "the session's sent prefix does not fit the target: compressed selectively")
+            "the session's sent prefix does not fit the target" + (
+                " or would crowd out what the last user turn names" if needed else "")
+            + ": compressed selectively")
     return reason or "no prefix sent before in this session: compressed selectively"
 
 
