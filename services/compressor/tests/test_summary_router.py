@@ -34,6 +34,7 @@ from tokenrt_compressor.counting import CounterMeter
 from tokenrt_compressor.routed import fit, tenant_tags, transcript
 from tokenrt_testkit.procs import ServiceProcess, start_service
 from tokenrt_testkit.stack import free_ports, with_fresh_ports
+from tokenrt_testkit.waits import settled_limit
 
 S = common_pb2
 ORG = "cmp-sum-" + uuid.uuid4().hex[:8]  # the compressor key's tenant
@@ -189,12 +190,7 @@ async def test_summaries_spend_the_callers_budget(stack, compressors: Compressor
                                meter.total(chats[0], []) // 2, session, allow_summarize=True)
         cost = first.report.summary_cost_nusd
         assert cost > 0 and "sim/gpt-4.1-nano" in summary_action(first).note
-        for _ in range(100):  # the router settles off the request's path
-            [state] = (await budget.Status(budget_pb2.StatusRequest(scope=scope))).limits
-            if state.used and not state.reserved:
-                break
-            await asyncio.sleep(0.1)
-        assert state.used == cost
+        assert (await settled_limit(budget, scope)).used == cost
         limit.limit = cost
         await budget.SetLimit(budget_pb2.SetLimitRequest(limit=limit), timeout=10)
         second = await compress(compressors.routed.address, chats[1],

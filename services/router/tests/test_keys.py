@@ -41,6 +41,7 @@ from tokenrt_router.keys import (
     peer_host,
 )
 from tokenrt_router.refusal import Refusal
+from tokenrt_testkit.waits import settled_limit
 
 from .conftest import (
     ADMIN_KEY,
@@ -419,12 +420,7 @@ async def test_a_service_key_acts_for_the_named_tenant_budget_and_usage(keys_rou
         assert event.api_key_id == key_id and event.cost_nusd == cost
         assert await events_of(stack, own_org, session, 0) == []
         # Budget: the tenant's session limit was charged.
-        for _ in range(100):
-            [state] = (await budget.Status(budget_pb2.StatusRequest(scope=scope))).limits
-            if state.used and not state.reserved:
-                break
-            await asyncio.sleep(0.1)
-        assert state.used == cost
+        assert (await settled_limit(budget, scope)).used == cost
         # ...and decides: at its limit, the tenant's next request is refused, while the
         # service key's own requests (its own tenant) still pass.
         limit.limit = cost

@@ -79,8 +79,8 @@ def build(runtime: Runtime) -> list[Servicer]:
         async with open_channel_to(own_address(s), s) as channel:
             await warmup.call_self(channel, model, target, runtime.log)
         # What start-up built (catalog, tokenizers, modules: ~80k objects) lives as long as
-        # the process: out of the cyclic collector's scans, whose full pass over it cost
-        # ~35 ms of CPU, every few requests, inside whichever request triggered it.
+        # the process: out of the cyclic collector's scans (one full pass over it cost
+        # ~35 ms of CPU, inside whichever request would trigger it).
         gc.collect()
         gc.freeze()
 
