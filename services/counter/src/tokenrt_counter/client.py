@@ -17,7 +17,7 @@ always gets the exact count CountMessages would give for the full request.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 import xxhash
@@ -75,8 +75,8 @@ class ByReference:
                      ) -> counter_pb2.CountMessagesRequest:
         """`request` with its large messages and tools digested; those sent in full before
         for this model are left empty (by reference), the others keep their content."""
-        messages, message_digests = self._refs(request.model, request.messages, message_digest)
-        tools, tool_digests = self._refs(request.model, request.tools, tool_digest)
+        messages, message_digests = self._refs(request.model, request.messages)
+        tools, tool_digests = self._refs(request.model, request.tools)
         out = counter_pb2.CountMessagesRequest(model=request.model, messages=messages,
                                                tools=tools, message_digests=message_digests,
                                                tool_digests=tool_digests)
@@ -84,16 +84,16 @@ class ByReference:
             out.sampling.CopyFrom(request.sampling)
         return out
 
-    def _refs(self, model: str, items: Sequence[Item], digest_of: Callable[[Item], bytes]
-              ) -> tuple[list[Item], list[bytes]]:
+    def _refs(self, model: str, items: Sequence[Item]) -> tuple[list[Item], list[bytes]]:
         out: list[Item] = []
         digests: list[bytes] = []
         for item in items:
-            if item.ByteSize() < self._min_bytes:
+            data = item.SerializeToString()  # as message_digest / tool_digest
+            if len(data) < self._min_bytes:
                 out.append(item)
                 digests.append(b"")
                 continue
-            d = digest_of(item)
+            d = xxhash.xxh3_128_digest(data)
             out.append(type(item)() if self._known(model, d) else item)
             digests.append(d)
         return out, (digests if any(digests) else [])
