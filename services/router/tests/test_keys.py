@@ -475,3 +475,29 @@ async def test_a_plain_key_cannot_act_for_another_tenant(keys_router) -> None:  
                                           + act_for(victim, user="ann")))
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert_no_secrets(keys_router.log)
+
+
+async def test_a_service_key_acting_for_a_tenant_uses_its_cache_namespace(keys_router) -> None:  # type: ignore[no-untyped-def]
+    """What the service key stores acting for a tenant is that tenant's: the tenant's own
+    key hits it; the service key, as itself, does not."""
+    tenant = "h5-cache-" + uuid.uuid4().hex[:8]
+    plain = (await create_key(keys_router, tenant)).secret
+    service = (await create_service_key(keys_router, "h5-svc-" + uuid.uuid4().hex[:8])).secret
+    req = router_pb2.CompleteRequest(
+        messages=[T.Message(role=T.ROLE_USER, content=[T.ContentPart(
+            text="Write a haiku about namespaces " + uuid.uuid4().hex)])],
+        sampling=T.SamplingParams(temperature=0.0, max_output_tokens=32),
+        preferences=router_pb2.RoutingPreferences(forced_model="sim/gpt-4o"))
+    async with grpc.aio.insecure_channel(keys_router.address) as ch:
+        stub = keys_router.stub(ch)
+        first = (await stub.Complete(req, metadata=auth(service) + act_for(tenant),
+                                     timeout=30)).completion
+        assert not first.cache.hit and first.cache.stored
+        for _ in range(50):  # the store is coalesced off the critical path
+            mine = (await stub.Complete(req, metadata=auth(plain), timeout=30)).completion
+            if mine.cache.hit:
+                break
+            await asyncio.sleep(0.1)
+        assert mine.cache.hit and mine.message.content[0].text == first.message.content[0].text
+        own = (await stub.Complete(req, metadata=auth(service), timeout=30)).completion
+        assert not own.cache.hit
