@@ -254,3 +254,33 @@ def test_a_provider_without_a_key_is_not_enabled(tmp_path: Path) -> None:
     assert KEY not in repr(logs) and KEY not in repr(found)
     with pytest.raises(Exception, match="TOKENRT_COUNTER_PROVIDER_COUNT"):
         load_settings({"TOKENRT_COUNTER_PROVIDER_COUNT": "openai"})
+
+
+async def test_by_reference_needs_the_content_for_a_provider_count(
+        provider: Provider, counted: ServiceProcess) -> None:
+    """A provider count needs the content: a message sent by digest alone is reported
+    unknown even when this counter has seen it, and ByReference resends it, so the answer
+    is still the provider's exact count."""
+    from tokenrt_counter.client import ByReference, message_digest
+
+    messages = chat("By reference?")
+    async with grpc.aio.insecure_channel(counted.address) as ch:
+        stub = counter_pb2_grpc.CounterServiceStub(ch)
+        first = await stub.CountMessages(pb.CountMessagesRequest(
+            model="claude-sonnet-4-5", messages=messages), timeout=10)
+        got = await stub.CountMessages(pb.CountMessagesRequest(
+            model="claude-sonnet-4-5", messages=[messages[0], c.Message(), messages[2]],
+            message_digests=[b"", message_digest(messages[1]), b""]), timeout=10)
+        assert list(got.unknown_messages) == [1] and got.input_tokens == 0
+        helper = ByReference(stub, min_bytes=1)
+        request = pb.CountMessagesRequest(model="claude-sonnet-4-5", messages=messages)
+        assert await helper.count_messages(request, rpc_timeout=10) == first
+        assert await helper.count_messages(request, rpc_timeout=10) == first
+        assert helper.resent == 3  # the second time every message went by digest, in vain
+        assert first.accuracy.source == c.COUNT_SOURCE_PROVIDER_API
+        for _ in range(2):  # in vain three times in a row: references pause for the model
+            assert await helper.count_messages(request, rpc_timeout=10) == first
+        assert helper.resent == 9
+        assert helper.by_reference(request) is request
+        assert await helper.count_messages(request, rpc_timeout=10) == first
+        assert helper.resent == 9

@@ -16,6 +16,7 @@ always gets the exact count CountMessages would give for the full request.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TypeVar
@@ -28,6 +29,11 @@ from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
 MIN_BYTES = 512
 # (model, digest) pairs remembered by one ByReference (about 100 bytes each).
 MAX_REMEMBERED = 100_000
+# After this many requests in a row for a model whose every by-reference item was unknown
+# (a model counted through a provider's count-tokens API, which needs the content; many
+# replicas behind one address), send that model's requests in full for PAUSE_SECONDS.
+MISSES_TO_PAUSE = 3
+PAUSE_SECONDS = 60.0
 
 Item = TypeVar("Item", common_pb2.Message, common_pb2.Tool)
 
@@ -54,6 +60,8 @@ class ByReference:
         self._min_bytes = min_bytes
         self._max = max_remembered
         self._sent: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        self._misses: dict[str, int] = {}  # requests in a row whose every reference missed
+        self._paused: dict[str, float] = {}  # model -> monotonic time references resume
         self.resent = 0  # items the counter did not know and that went again in full
 
     def _known(self, model: str, digest: bytes) -> bool:
@@ -74,7 +82,10 @@ class ByReference:
     def by_reference(self, request: counter_pb2.CountMessagesRequest
                      ) -> counter_pb2.CountMessagesRequest:
         """`request` with its large messages and tools digested; those sent in full before
-        for this model are left empty (by reference), the others keep their content."""
+        for this model are left empty (by reference), the others keep their content.
+        `request` itself while references are paused for the model."""
+        if self._paused.get(request.model, 0.0) > time.monotonic():
+            return request
         messages, message_digests = self._refs(request.model, request.messages)
         tools, tool_digests = self._refs(request.model, request.tools)
         out = counter_pb2.CountMessagesRequest(model=request.model, messages=messages,
@@ -123,12 +134,30 @@ class ByReference:
     def _unknown(response: counter_pb2.CountMessagesResponse) -> bool:
         return bool(response.unknown_messages or response.unknown_tools)
 
+    def _note(self, sent: counter_pb2.CountMessagesRequest,
+              response: counter_pb2.CountMessagesResponse) -> None:
+        """Count the requests in a row whose every reference missed; pause after a few."""
+        refs = (sum(1 for m, d in zip(sent.messages, sent.message_digests, strict=False)
+                    if d and not m.ByteSize())
+                + sum(1 for t, d in zip(sent.tools, sent.tool_digests, strict=False)
+                      if d and not t.ByteSize()))
+        if not refs:
+            return
+        if len(response.unknown_messages) + len(response.unknown_tools) < refs:
+            self._misses.pop(sent.model, None)
+            return
+        misses = self._misses[sent.model] = self._misses.get(sent.model, 0) + 1
+        if misses >= MISSES_TO_PAUSE:
+            self._paused[sent.model] = time.monotonic() + PAUSE_SECONDS
+            self._misses.pop(sent.model, None)
+
     async def count_messages(self, request: counter_pb2.CountMessagesRequest,
                              rpc_timeout: float | None = None) -> counter_pb2.CountMessagesResponse:
         """CountMessages for `request` (full content), sending what the counter has seen
         by digest. Errors are the counter's, as grpc.aio.AioRpcError."""
         sent = self.by_reference(request)
         response = await self.stub.CountMessages(sent, timeout=rpc_timeout)
+        self._note(sent, response)
         if self._unknown(response):
             sent = self._full(request, sent, response)
             response = await self.stub.CountMessages(sent, timeout=rpc_timeout)
@@ -147,6 +176,9 @@ class ByReference:
         batch = await self.stub.CountMessagesBatch(
             counter_pb2.CountMessagesBatchRequest(requests=sent), timeout=rpc_timeout)
         results = list(batch.results)
+        for s, r in zip(sent, results, strict=True):
+            if r.HasField("response"):
+                self._note(s, r.response)
         retry = [i for i, r in enumerate(results)
                  if r.HasField("response") and self._unknown(r.response)]
         if retry:

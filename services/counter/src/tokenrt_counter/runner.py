@@ -99,17 +99,16 @@ class Runner:
         for a malformed chat. `model_id` is the id the provider knows (a dated snapshot).
         Items sent by digest only (`refs`) come from the cache; a provider needs the
         content, so for a provider-counted model every such item is reported unknown."""
-        provider = self._provider is not None and self._provider.serves(entry)
-        if provider and (refs.messages or refs.tools):
+        provider = self._provider if self._provider and self._provider.serves(entry) else None
+        if provider is not None and (refs.messages or refs.tools):
             refs.check(len(messages), len(tools))
             by_ref = refs.by_reference(messages, tools)
             if by_ref[0] or by_ref[1]:
                 return unknown(*by_ref)
         result = await self._messages(entry, messages, tools, sampling, refs)
-        if self._provider is None or not provider or result.unknown_messages \
-                or result.unknown_tools:
+        if provider is None or result.unknown_messages or result.unknown_tools:
             return result
-        exact = await self._provider.count(entry, model_id or entry.provider_model_id
+        exact = await provider.count(entry, model_id or entry.provider_model_id
                                            or entry.name, messages, tools, sampling)
         if exact is None:
             return result
