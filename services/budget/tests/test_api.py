@@ -110,6 +110,13 @@ async def test_expired_reservations_give_back_and_late_commits(stub: BudgetServi
     late = await stub.Commit(B.CommitRequest(reservation_id=r.reservation_id, actual_tokens=10,
                                              chain=chain(org)))
     assert late.outcome == B.SETTLEMENT_OUTCOME_LATE_COMMITTED and late.limits[0].used == 10
+    # Its answer was lost and the caller retries (no catch-up window is open here): the
+    # late commit's tombstone answers, nothing is charged again.
+    for _ in range(2):
+        again = await stub.Commit(B.CommitRequest(reservation_id=r.reservation_id,
+                                                  actual_tokens=10, chain=chain(org)))
+        assert again.outcome == B.SETTLEMENT_OUTCOME_ALREADY_SETTLED
+    assert (await status(stub, f"org:{org}"))[lim.limit_id].used == 10
     assert (await reserve(stub, org, tokens=90)).decision == K.BUDGET_DECISION_ALLOW
 
 

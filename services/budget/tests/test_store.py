@@ -171,8 +171,8 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         late = _slot(counters, lim, now, 7)
         assert (await counters.charge(org, [late], now, old)).status == "DONE"
         assert await used() == 117
-        await counters.charge(org, [late], now, old)  # a retry: charged once
-        assert await used() == 117
+        retry = await counters.charge(org, [late], now, old)  # a retry: charged once
+        assert retry.status == "SETTLED" and await used() == 117
         win = await counters.catchup_window(org)
         assert win is not None and (win.version, win.counted, win.next_ms) == (1, [old], 0)
         # A sum taken before that commit is refused; the next one leaves it out.
@@ -202,6 +202,35 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         await counters.set_used(slot, {}, now, restart_alerts=True)
         assert await counters.apply_catchup(org, at(1), [(slot, {"used": 500})], now) == 0
         assert await used() == 0
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+
+
+async def test_a_retried_late_commit_is_charged_once_without_a_catch_up_window() -> None:
+    """A late commit (its reservation expired or died with Redis) leaves a tombstone like a
+    commit does: a retry, by the charge script or by the settle script, charges nothing,
+    whether or not a catch-up window is open."""
+    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                     K.LIMIT_PERIOD_TOTAL, 10_000, K.LIMIT_ACTION_DENY)
+    now = datetime.now(UTC)
+    try:
+        await _ready(counters, org)  # no window
+        for rid in (new_reservation_id(org, EPOCH), new_reservation_id(org, "00000000")):
+            before = (await counters.read(org, [_slot(counters, lim, now, 0)], now))[0].used
+            first = await counters.charge(org, [_slot(counters, lim, now, 7)], now, rid)
+            assert first.status == "DONE"
+            again = await counters.charge(org, [_slot(counters, lim, now, 7)], now, rid)
+            assert again.status == "SETTLED"
+            settled = await counters.settle(rid, commit=True, tokens=7, cost_nusd=0, now=now)
+            assert settled.status == "SETTLED"
+            [c] = await counters.read(org, [_slot(counters, lim, now, 0)], now)
+            assert c.used == before + 7
     finally:
         keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
         if keys:

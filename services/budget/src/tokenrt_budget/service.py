@@ -350,8 +350,11 @@ class Budget:
                                f"reservation {reservation_id!r} is unknown or expired (its "
                                "hold was given back); to still charge a late commit, pass "
                                "the request's chain")
-            return budget_pb2.SETTLEMENT_OUTCOME_LATE_COMMITTED, await self._charge(
-                chain, tokens, cost_nusd, now, request_id, reservation_id)
+            charged = await self._charge(chain, tokens, cost_nusd, now, request_id,
+                                         reservation_id)
+            if charged is None:  # a retried late commit (its first answer was lost)
+                return budget_pb2.SETTLEMENT_OUTCOME_ALREADY_SETTLED, []
+            return budget_pb2.SETTLEMENT_OUTCOME_LATE_COMMITTED, charged
         org_limits = self._cache.get(chain[0].org_id) if chain else None
         states, alerts = await self._settled_states(res.counters, now, org_limits,
                                                     reservation_id)
@@ -392,7 +395,9 @@ class Budget:
             self.alert(slot, st, 0, st.level, request_id)
 
     async def _charge(self, chain: tuple[Scope, ...], tokens: int, cost_nusd: int,
-                      now: datetime, request_id: str, reservation_id: str) -> list[State]:
+                      now: datetime, request_id: str,
+                      reservation_id: str) -> list[State] | None:
+        """Charge a late commit from its chain; None when it was charged already."""
         org = chain[0].org_id
         cached = await self.org_limits(org)
         limits = [lim for s in chain for lim in cached.on(s)]
@@ -406,6 +411,8 @@ class Budget:
             res = await self.counters().charge(org, slots, now, reservation_id)
             if res.status == "EMPTY":
                 raise Unavailable("the budget counters are being rebuilt; retry shortly")
+        if res.status == "SETTLED":
+            return None
         states, alerts = await self._settled_states(res.counters, now, cached, "")
         self._alerts_after(alerts, request_id)
         if self.usage.live:  # a catch-up window may have to take it back from the ledger

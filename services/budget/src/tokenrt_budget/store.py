@@ -214,7 +214,7 @@ class CatchUp:
 
 @dataclass(frozen=True)
 class SettleResult:
-    status: str  # DONE, MISSING, SETTLED, EMPTY
+    status: str  # DONE, MISSING, SETTLED (a retry, also of a late commit), EMPTY
     # (limit id, counter) per counter the reservation held.
     counters: list[tuple[str, Counter]]
 
@@ -332,11 +332,14 @@ class Counters:
                      reservation_id: str) -> SettleResult:
         tag = org_tag(org_id)
         k = self.keys
-        args: list[Any] = [_ms(now), len(slots), reservation_id]
+        args: list[Any] = [_ms(now), len(slots), reservation_id, TOMBSTONE_SECONDS]
         for s in slots:
             bucket_ms, count = s.bucket
             args += [s.need, bucket_ms, count, s.ttl_seconds(now), s.limit.limit_id]
+        # The tombstone is kept under the chain's organization (the keys' cluster slot);
+        # for a reservation id of that organization it is the key settle.lua reads.
         out = await self._call("charge", [k.ready(tag), k.catchup(tag), k.counted(tag),
+                                          k.res(tag, reservation_id),
                                           *(s.key for s in slots)], args)
         return SettleResult(_text(out[0]), _counters(out))
 
