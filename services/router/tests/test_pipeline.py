@@ -429,3 +429,31 @@ async def test_a_request_whose_deadline_passes_while_queued_is_given_up_unsent(r
     assert e.error_code == "DEADLINE_EXCEEDED"
     st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, session)))
     assert [(lim.used, lim.reserved) for lim in st.limits] == [(1, 0)]
+
+
+async def test_a_stream_its_caller_gave_up_on_before_any_output_is_recorded_and_released(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    """The caller's deadline passes while the provider has not sent its first chunk (the
+    stream is open, no output yet): one CANCELLED event, the prompt charged (the provider
+    had it), the rest of the reservation given back at once (not held for its TTL)."""
+    req = request("give up early " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
+    req.sampling.max_output_tokens = 2000
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_ALLOW, 10**15)
+    async with aiohttp.ClientSession() as s:
+        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini", "ttft_ms": 30_000})
+    try:
+        call = router.StreamComplete(router_pb2.StreamCompleteRequest(request=req),
+                                     metadata=AUTH, timeout=4)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    [e] = await session_events(ledger, router_env["org"], req.session_id)
+    assert e.stream and e.status == events_pb2.USAGE_STATUS_CANCELLED
+    assert e.finish_reason == T.FINISH_REASON_CANCELLED
+    assert e.usage.input_tokens > 0 and e.usage.output_tokens == 0
+    assert e.cost_nusd == e.usage.input_tokens * 400
+    lim = await settled_limit(budget, router_env, req.session_id)
+    assert lim.reserved == 0 and lim.used == e.cost_nusd

@@ -77,6 +77,8 @@ class Job:
     stored: bool = False
     # When the caller stops waiting (time.monotonic() seconds; 0: no deadline).
     deadline: float = 0.0
+    # Its event and settlement were handed over (Router.finish): exactly once per request.
+    finished: bool = False
 
     @property
     def tenant(self) -> common_pb2.Tenant:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from pathlib import Path
 
 import grpc
@@ -707,7 +708,12 @@ class Router:
 
     def finish(self, job: Job, chunks: list[cache_pb2.ChunkBoundary] | None = None) -> None:
         """Journal the usage event and the settlement (one write), then hand the off-path
-        work to the coalescers: settlement, store, event, sample."""
+        work to the coalescers: settlement, store, event, sample. Once per request: a
+        second call is a bug, logged and ignored (it would record and settle twice)."""
+        if job.finished:
+            self.log.error("router.finished_twice", request_id=job.request_id)
+            return
+        job.finished = True
         if job.served is not None and job.provider_ns and not job.hit:
             ms = job.provider_ns / 1e6
             before = self.latency.get(job.served.name)
@@ -771,49 +777,81 @@ class Router:
     # -- streaming --------------------------------------------------------------------
 
     async def stream(self, job: Job) -> AsyncIterator[router_pb2.StreamCompleteResponse]:
+        """Until the provider's stream is open, a caller that goes away (cancelled, its
+        deadline passed, disconnected) is handled as in `complete`: one CANCELLED event,
+        the reservation given back (the prompt charged once the provider had it); after
+        that, `_stream_output` meters what was generated."""
+        provider_called = False
+        opened = False
+        try:
+            try:
+                await self.plan(job)
+            except Refusal as r:
+                self.refused(job, r)
+                raise
+            if job.hit and job.lookup is not None:
+                async with aclosing(self._stream_hit(job, job.lookup.response)) as hits:
+                    async for hit in hits:
+                        yield hit
+                return
+            routes = self.routes(job)
+            outcome = calls.Outcome()
+            t0 = time.monotonic_ns()
+            try:
+                _in_time(job, "the provider call")
+                provider_called = True
+                route, first, gen = await calls.open_stream(routes, self.build(job),
+                                                            self.policy, self.breaker, outcome)
+            except ProviderError as err:
+                refusal = self._provider_refusal(job, err, outcome)
+                self.refused(job, refusal)
+                raise refusal from None
+            except Refusal as r:
+                self.refused(job, r)
+                raise
+            opened = True
+            # aclosing: a caller gone at a yield closes the inner generator at once.
+            async with aclosing(self._stream_output(job, route, first, gen, outcome,
+                                                    t0)) as outs:
+                async for out in outs:
+                    yield out
+        finally:
+            if not opened and not job.finished:  # (BaseException: cancelled, closed)
+                self._abandoned(job, provider_called)
+
+    async def _stream_hit(self, job: Job, resp: cache_pb2.CachedResponse
+                          ) -> AsyncGenerator[router_pb2.StreamCompleteResponse, None]:
         R = router_pb2
-        try:
-            await self.plan(job)
-        except Refusal as r:
-            self.refused(job, r)
-            raise
-        if job.hit and job.lookup is not None:
-            resp = job.lookup.response
-            yield R.StreamCompleteResponse(start=R.CompletionStart(
-                request_id=job.request_id, served_model=resp.served_model,
-                provider=resp.provider, cache_hit=True))
-            for d in replay.deltas(resp):
-                yield R.StreamCompleteResponse(delta=_delta_pb(d))
-            job.first_token_ns = job.first_token_ns or time.monotonic_ns()
-            self.finish(job)
-            yield R.StreamCompleteResponse(done=completion(job))
-            return
-        routes = self.routes(job)
-        outcome = calls.Outcome()
-        t0 = time.monotonic_ns()
-        try:
-            _in_time(job, "the provider call")
-            route, first, gen = await calls.open_stream(routes, self.build(job), self.policy,
-                                                        self.breaker, outcome)
-        except ProviderError as err:
-            refusal = self._provider_refusal(job, err, outcome)
-            self.refused(job, refusal)
-            raise refusal from None
-        except Refusal as r:
-            self.refused(job, r)
-            raise
+        yield R.StreamCompleteResponse(start=R.CompletionStart(
+            request_id=job.request_id, served_model=resp.served_model,
+            provider=resp.provider, cache_hit=True))
+        for d in replay.deltas(resp):
+            yield R.StreamCompleteResponse(delta=_delta_pb(d))
+        job.first_token_ns = job.first_token_ns or time.monotonic_ns()
+        self.finish(job)
+        yield R.StreamCompleteResponse(done=completion(job))
+
+    async def _stream_output(self, job: Job, route: calls.Route, first: Delta | StreamEnd | None,
+                             gen: AsyncIterator[Delta | StreamEnd], outcome: calls.Outcome,
+                             t0: int
+                             ) -> AsyncGenerator[router_pb2.StreamCompleteResponse, None]:
+        """Pass the provider's chunks through; the event and settlement are journaled
+        before the done message. However it ends before that (the caller cancels or
+        disconnects, even at the start message), the provider call is stopped and what was
+        generated is metered once, off this task."""
+        R = router_pb2
         job.attempts = outcome.attempts
         self._served(job, route)
-        yield R.StreamCompleteResponse(start=R.CompletionStart(
-            request_id=job.request_id, served_model=route.entry.name,
-            provider=PROVIDERS.get(route.entry.provider, T.PROVIDER_UNSPECIFIED),
-            degraded_from_model=job.degraded_from))
         seen: list[replay.Delta] = []
         text: list[str] = []
         calls_by_index: dict[int, common_pb2.ToolCall] = {}
         done = False
         end: StreamEnd | None = None
         try:
+            yield R.StreamCompleteResponse(start=R.CompletionStart(
+                request_id=job.request_id, served_model=route.entry.name,
+                provider=PROVIDERS.get(route.entry.provider, T.PROVIDER_UNSPECIFIED),
+                degraded_from_model=job.degraded_from))
             item: Delta | StreamEnd | None = first
             while item is not None:
                 if isinstance(item, StreamEnd):
