@@ -3,6 +3,7 @@ recovered by the next one, a living process's segment is never taken, done recor
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from tokenrt_router.journal import Journal
+from tokenrt_router.offpath import Coalescer
 
 LOG = structlog.get_logger("test")
 
@@ -111,3 +113,64 @@ def test_an_unwritable_folder_means_no_journal_not_no_router(tmp_path: Path) -> 
     assert j.append(b"event") is None
     assert j.recover() == []
     j.close()
+
+
+async def test_work_given_up_on_stays_in_the_journal_for_the_next_router(tmp_path: Path) -> None:
+    """A flush that keeps failing (the outbox's disk full, the budget away for the whole
+    reservation lifetime) is given up on by this router, but its record is not marked done:
+    after a shutdown the next router replays it instead of it being lost."""
+    journal = Journal(tmp_path, LOG)
+    journal.open()
+    sent: list[list[bytes]] = []
+
+    async def down(items: list[bytes]) -> None:
+        sent.append(items)
+        raise ConnectionError("the dependency is down")
+
+    events: Coalescer[bytes] = Coalescer("usage", down, 0.001, 10, LOG,
+                                         done=lambda tickets: [journal.done(s) for s in tickets])
+    events.add(b"event-1", journal.append(b"event-1"))
+    await asyncio.wait_for(events.drain(), 30)  # retried, then given up on
+    assert len(sent) > 1
+    journal.close()  # shutdown: work left
+    [(_, entries)] = Journal(tmp_path, LOG).recover()
+    assert [e.event for e in entries] == [b"event-1"]
+
+
+async def test_delivered_work_is_marked_done(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, LOG)
+    journal.open()
+
+    async def up(items: list[bytes]) -> None:
+        return None
+
+    events: Coalescer[bytes] = Coalescer("usage", up, 0.001, 10, LOG,
+                                         done=lambda tickets: [journal.done(s) for s in tickets])
+    seg = journal.append(b"event-1")
+    events.add(b"event-1", seg)
+    await asyncio.wait_for(events.drain(), 30)
+    assert seg is not None and seg.outstanding == 0
+    journal.close()
+    assert Journal(tmp_path, LOG).recover() == []
+
+
+def test_work_done_after_shutdown_touches_no_other_file(tmp_path: Path) -> None:
+    """close() closes the segment's descriptor; a record done after it (a flush that was
+    still running) must not truncate or close whatever file reuses that number."""
+    journal = Journal(tmp_path / "j", LOG)
+    journal.open()
+    seg = journal.append(b"event", b"settlement")
+    assert seg is not None
+    number = seg.fd
+    journal.close()
+    other = tmp_path / "other"
+    other.write_bytes(b"precious")
+    fd = os.open(other, os.O_RDWR)
+    try:
+        assert fd == number, "the descriptor was not reused: nothing is tested"
+        journal.done(seg, 2)
+        os.fstat(fd)  # still open
+        assert other.read_bytes() == b"precious"
+    finally:
+        os.close(fd)
+    assert seg.path.exists()  # the next router replays it (replays are idempotent)

@@ -4,9 +4,11 @@ When a request finishes, its usage event and its budget settlement (Commit or Re
 appended here as one record with a single `write()` before the answer goes back; the
 coalescers then publish and settle them off the answer's path, and each record counts as
 done once both are (event acknowledged by JetStream or committed to the publisher's
-fsynced outbox; settlement answered by the budget, or given up on after the reservation's
-lifetime). A router that dies (SIGKILL, OOM kill, crash) leaves its journal behind; the
-next router started with the same outbox folder replays it on start-up.
+fsynced outbox; settlement answered by the budget). Work this router gives up on (a flush
+that kept failing: the outbox's disk full, the budget away for the reservation's whole
+lifetime) is not done: its record stays for the next router. A router that dies (SIGKILL,
+OOM kill, crash) leaves its journal behind; the next router started with the same outbox
+folder replays it on start-up.
 
 Promise: what `append` wrote survives the router process dying in any way, because the
 data is in the kernel's page cache once `write()` returns. It does NOT survive a machine
@@ -156,8 +158,8 @@ class Journal:
                             error=str(exc)[:200])
 
     def done(self, seg: Segment | None, parts: int = 1) -> None:
-        """`parts` of the segment's records are done (published / settled / given up)."""
-        if seg is None:
+        """`parts` of the segment's records are done (published / settled)."""
+        if seg is None or seg.fd < 0:  # closed on shutdown: the file is the next router's
             return
         seg.outstanding -= parts
         if seg.outstanding > 0:
@@ -180,6 +182,7 @@ class Journal:
             self._log.warning("router.journal_left", path=str(seg.path),
                               parts=seg.outstanding)
             os.close(seg.fd)
+            seg.fd = -1  # its number may be reused: a late done() must not touch it
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -264,3 +267,4 @@ def _remove(seg: Segment) -> None:
         os.close(seg.fd)
     except OSError:
         pass
+    seg.fd = -1

@@ -10,7 +10,8 @@ that arrives after its reservation expired is still charged (LATE_COMMITTED).
 
 A flush may return the items it must send again (those a dependency refused as
 unavailable); only they are retried. Items may carry a ticket (their journal record,
-journal.py): `done(tickets)` is called once their batch is sent or given up on.
+journal.py): `done(tickets)` is called once their batch is sent; a batch given up on
+stays in the journal (not done) for the next router to replay.
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ class Coalescer(Generic[Item]):
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Item], tickets: list[Any]) -> None:
-        await self._retrying(batch)  # (cancelled: not done, the journal keeps the items)
-        if tickets:
+        # Cancelled or given up on: not done, the journal keeps the items for the next
+        # router (a usage event or a commit dropped here would be lost for good).
+        if await self._retrying(batch) and tickets:
             self._done(tickets)
 
-    async def _retrying(self, batch: list[Item]) -> None:
+    async def _retrying(self, batch: list[Item]) -> bool:
+        """Whether the batch went (False: given up on, and logged)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._patience
         attempt = 0
@@ -84,14 +87,14 @@ class Coalescer(Generic[Item]):
             try:
                 again = await self._flush(batch)
                 if not again:
-                    return
+                    return True
                 batch, error = list(again), "item unavailable"
             except Exception as exc:  # a dependency is down: retry, then give up loudly
                 error = type(exc).__name__
             if attempt >= RETRIES and loop.time() >= give_up:
                 self._log.error("router.offpath_failed", work=self.name, items=len(batch),
                                 error=error, attempts=attempt + 1)
-                return
+                return False
             await asyncio.sleep(min(0.2 * 2 ** attempt, MAX_BACKOFF_S))
             attempt += 1
 
