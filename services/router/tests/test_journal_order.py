@@ -1,0 +1,114 @@
+"""The journal record is written before the answer (journal.py's promise), checked on the
+real pipeline in this process against the session stack and the simulator: when
+`Router.complete` returns, or when `Router.stream` hands out its done message, the
+request's event and settlement are already in a journal segment. (A kill-after-answer
+test cannot see a write made microseconds after the answer; this one can.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import structlog
+
+from tokenrt.v1 import (
+    budget_pb2,
+    budget_pb2_grpc,
+    cache_pb2_grpc,
+    common_pb2,
+    compressor_pb2_grpc,
+    counter_pb2_grpc,
+    events_pb2,
+    router_pb2,
+)
+from tokenrt_common.settings import load_settings
+from tokenrt_pricing import catalog as pricing_catalog
+from tokenrt_router.api import new_job
+from tokenrt_router.journal import _read
+from tokenrt_router.keys import Caller
+from tokenrt_router.pipeline import Deps, Router
+from tokenrt_router.providers import registry
+from tokenrt_usage.publisher import Publisher
+
+T = common_pb2
+LOG = structlog.get_logger("test")
+
+
+@pytest.fixture
+async def in_process(router_env: dict, tmp_path: Path) -> AsyncIterator[Router]:  # type: ignore[type-arg]
+    """A Router in this process on its own journal folder, flushing once a second."""
+    settings = load_settings(router_env["env"] | {
+        "TOKENRT_USAGE_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+        "TOKENRT_ROUTER_FLUSH_MS": "1000"})
+    channels = {n: grpc.aio.insecure_channel(settings.endpoint(n).address)
+                for n in ("counter", "cache", "budget", "compressor")}
+    publisher = Publisher.from_settings(settings, LOG)
+    await publisher.start()
+    deps = Deps(counter_pb2_grpc.CounterServiceStub(channels["counter"]),
+                cache_pb2_grpc.CacheServiceStub(channels["cache"]),
+                budget_pb2_grpc.BudgetServiceStub(channels["budget"]),
+                compressor_pb2_grpc.CompressorServiceStub(channels["compressor"]), publisher)
+    router = Router(settings, LOG, deps, pricing_catalog.load(None, None),
+                    registry.for_router(settings, LOG))
+    router.start()
+    try:
+        yield router
+    finally:
+        await router.drain()
+        for p in router.providers.values():
+            await p.close()
+        await publisher.close()
+        for ch in channels.values():
+            await ch.close()
+
+
+def journaled(router: Router) -> list[tuple[events_pb2.UsageEvent, bytes]]:
+    out = []
+    for path in router.journal.folder.glob("*.seg"):
+        with path.open("rb") as f:
+            entries, _ = _read(f.fileno())
+        out += [(events_pb2.UsageEvent.FromString(e.event), e.settlement) for e in entries]
+    return out
+
+
+def job_for(router_env: dict, stream: bool):  # type: ignore[no-untyped-def,type-arg]
+    req = router_pb2.CompleteRequest(
+        session_id="s-" + uuid.uuid4().hex[:8],
+        messages=[T.Message(role=T.ROLE_USER,
+                            content=[T.ContentPart(text="journal order " + uuid.uuid4().hex)])],
+        sampling=T.SamplingParams(max_output_tokens=32),
+        preferences=router_pb2.RoutingPreferences(forced_model="sim/gpt-4o-mini"))
+    caller = Caller("key_journal", router_env["org"], router_env["project"])
+    return new_job(caller, req, "r-" + uuid.uuid4().hex, stream)
+
+
+def assert_journaled(router: Router, event_id: str) -> None:
+    found = [(e, s) for e, s in journaled(router) if e.event_id == event_id]
+    assert len(found) == 1, "the answer went out before its journal record was written"
+    event, settlement = found[0]
+    assert event.status == events_pb2.USAGE_STATUS_OK and event.cost_nusd > 0
+    commit = budget_pb2.Settlement.FromString(settlement).commit
+    assert commit.reservation_id and commit.actual_cost_nusd == event.cost_nusd
+
+
+async def test_complete_returns_after_its_record_is_journaled(in_process: Router,
+                                                              router_env: dict) -> None:  # type: ignore[type-arg]
+    job = job_for(router_env, stream=False)
+    completion = await in_process.complete(job)
+    assert_journaled(in_process, completion.event_id)  # nothing ran since it returned
+
+
+async def test_stream_sends_done_after_its_record_is_journaled(in_process: Router,
+                                                               router_env: dict) -> None:  # type: ignore[type-arg]
+    job = job_for(router_env, stream=True)
+    gen = in_process.stream(job)
+    async for msg in gen:
+        if msg.WhichOneof("event") == "done":
+            assert_journaled(in_process, msg.done.event_id)  # the generator is paused here
+            break
+    await gen.aclose()  # a client gone right after the done message: recorded once
+    await in_process.drain()
+    assert not journaled(in_process)  # all done: published and settled, nothing twice
