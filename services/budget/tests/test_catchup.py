@@ -9,18 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import grpc
+import redis.asyncio as aioredis
+import structlog
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2, events_pb2
+from tokenrt_budget import core
+from tokenrt_budget.service import Budget
+from tokenrt_budget.store import Counters, LedgerUsage, LimitStore, NoUsage, UsageSource, migrate
 from tokenrt_common.settings import load_settings
 from tokenrt_usage import Publisher, StreamSpec
 from tokenrt_usage.testing import make_event
 
-from .conftest import BudgetEnv, Valkey, chain, ledger_sum, limit, new_org, scope, wait_ready
+from .conftest import (
+    PG_DSN,
+    REDIS_URL,
+    BudgetEnv,
+    Valkey,
+    chain,
+    free_port,
+    ledger_sum,
+    limit,
+    new_org,
+    scope,
+    wait_ready,
+)
 
 K = common_pb2
 B = budget_pb2
@@ -182,3 +201,76 @@ async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
         await asyncio.sleep(1)
         assert (await used(), await ledger()) == (160, 160)
     await pub.close()
+
+
+# --- the catch-up rounds of one replica, in process on the real Redis and Postgres ---
+
+async def _budget(prefix: str, schema: str, usage: UsageSource, pool: asyncpg.Pool,
+                  **overrides: str) -> Budget:
+    settings = load_settings({"TOKENRT_BUDGET_REDIS_PREFIX": prefix,
+                              "TOKENRT_BUDGET_SCHEMA": schema, **overrides})
+    async with pool.acquire() as conn:
+        await migrate(conn, schema, structlog.get_logger())
+    counters = Counters(aioredis.from_url(REDIS_URL, socket_timeout=5), prefix)
+    store = LimitStore(pool, schema)
+    return Budget(settings, lambda: counters, lambda: store, usage, structlog.get_logger(),
+                  lambda *_: None)
+
+
+async def _windows(budget: Budget, orgs: list[str]) -> None:
+    """Each organization rebuilt with one day limit whose catch-up base is 0, its window
+    open for a minute and its first pass due now."""
+    now = datetime.now(UTC)
+    for org in orgs:
+        lim = core.Limit(f"l-{org}", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                         K.LIMIT_PERIOD_DAY, 1000, K.LIMIT_ACTION_DENY)
+        await budget.limit_store().upsert(lim, create=True)
+        [slot] = budget.slots([lim], now)
+        assert await budget.counters().install_rebuild(
+            org, [(slot, {"Lused": 0})], now=now, epoch="1a2b3c4d",
+            from_ms=int(now.timestamp() * 1000) - 900_000,
+            until_ms=int(now.timestamp() * 1000) + 60_000, force=True)
+
+
+async def test_catch_up_rounds_are_capped_and_back_off_while_the_ledger_is_down(
+        pg_ready: None) -> None:
+    """A round runs at most TOKENRT_BUDGET_CATCHUP_MAX_PASSES_PER_SECOND passes per second
+    of the interval, the longest-due first (the others stay due); a pass whose ledger
+    call fails ends the round and waits the longest interval (16), so a ledger that is
+    down gets one call per round, not one per organization."""
+    tag = uuid.uuid4().hex[:10]
+    prefix, schema = f"tbudget{tag}", f"budget_t{tag}"
+    pool = await asyncpg.create_pool(PG_DSN, min_size=1, max_size=2)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")  # no ledger there
+    try:
+        down = await _budget(prefix, schema, LedgerUsage(channel, 0.5), pool)
+        orgs = [new_org() for _ in range(8)]
+        await _windows(down, orgs)
+        counters = down.counters()
+        now = datetime.now(UTC)
+        assert sorted(await counters.due_catchups(now)) == sorted(orgs)
+        assert await down.catch_up_all(1.0) == 1  # the first fails: the round ends
+        later = datetime.now(UTC)
+        still = await counters.due_catchups(later)
+        assert len(still) == 7
+        [failed] = set(orgs) - set(still)
+        assert await counters.due_catchups(later + timedelta(seconds=15)) == still
+        assert failed in await counters.due_catchups(later + timedelta(seconds=17))
+
+        # With a ledger that answers (here: no usage), 3 passes per second of a 1 s round.
+        up = await _budget(prefix, schema, NoUsage(), pool,
+                           TOKENRT_BUDGET_CATCHUP_MAX_PASSES_PER_SECOND="3")
+        assert await up.catch_up_all(1.0) == 3
+        assert len(await counters.due_catchups(datetime.now(UTC))) == 4
+        assert await up.catch_up_all(1.0) == 3
+        assert await up.catch_up_all(1.0) == 1
+        assert await counters.due_catchups(datetime.now(UTC)) == []
+    finally:
+        await channel.close()
+        r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+        await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await pool.close()

@@ -175,6 +175,10 @@ class Settings:
     budget_catchup_seconds: float = 900.0
     # How often each replica runs a catch-up pass for the organizations in their window.
     budget_catchup_interval_seconds: float = 1.0
+    # Most catch-up passes (one ledger SumUsage each) a replica runs per second, the
+    # longest-due organizations first; with many organizations in a window (a Redis
+    # restart) their passes come less often instead of loading the ledger and the replica.
+    budget_catchup_max_passes_per_second: float = 20.0
 
     # --- cache settings (issue 6) ---
     # Prefix of every response-cache key in Redis (a tenant's keys share one hash tag).
@@ -563,7 +567,7 @@ def _validate_budget(s: Settings) -> None:
     _between(s, "budget_default_ttl_seconds", 1, s.budget_max_ttl_seconds,
              "TOKENRT_BUDGET_MAX_TTL_SECONDS")
     _positive(s, "budget_sweep_interval_seconds", "budget_limits_refresh_seconds",
-              "budget_catchup_interval_seconds")
+              "budget_catchup_interval_seconds", "budget_catchup_max_passes_per_second")
     _between(s, "budget_catchup_seconds", 0, 30 * 86400, "30 days")
     _one_of(s, "budget_rebuild_source", ("ledger", "none"))
     _matches(s, "budget_alert_subject_prefix", *_NATS_SUBJECT)

@@ -600,23 +600,37 @@ class Budget:
             self.log.info("budget.caught_up", org=org_id, added=added)
         return added or 0
 
-    async def catch_up_all(self, interval_seconds: float) -> None:
-        """A catch-up pass for every organization with an open window (one replica at a
-        time per organization; a lost race only costs a repeated pass)."""
+    async def catch_up_all(self, interval_seconds: float) -> int:
+        """Catch-up passes for the organizations whose pass is due, the longest-due first,
+        at most TOKENRT_BUDGET_CATCHUP_MAX_PASSES_PER_SECOND per second of the interval (the
+        others wait for the next round, so with many windows open each one's passes come
+        less often). One replica at a time per organization (a lock held for the longest a
+        pass can take); a lost race only costs a repeated pass. When the ledger fails, the
+        organization's next pass waits the longest interval and the round ends, so a ledger
+        that is down or overloaded gets one call per round from each replica. Returns the
+        passes run."""
         counters = self.counters()
-        for org in await counters.due_catchups(datetime.now(UTC)):
-            if not await counters.try_lock_catchup(org, self._owner,
-                                                   int(interval_seconds * 1000)):
+        s = self.settings
+        most = max(1, int(s.budget_catchup_max_passes_per_second * interval_seconds))
+        lock_ms = int((interval_seconds + s.rpc_timeout_seconds) * 1000)
+        runs = 0
+        for org in await counters.due_catchups(datetime.now(UTC), most):
+            if not await counters.try_lock_catchup(org, self._owner, lock_ms):
                 continue
+            runs += 1
             try:
                 if await self.catch_up(org) is None:  # the window closed
                     await counters.forget_catchup(org)
             except (Unavailable, *REDIS_DOWN) as exc:
                 self.log.warning("budget.catchup_failed", org=org, error=str(exc)[:200])
-            except Exception as exc:  # the ledger away: the next pass tries again
+            except Exception as exc:  # the ledger away or overloaded: back off
                 self.log.warning("budget.catchup_failed", org=org, error=type(exc).__name__)
+                later = datetime.now(UTC) + timedelta(seconds=interval_seconds * CATCHUP_BACKOFF)
+                await counters.schedule_catchup(org, _ms(later))
+                break
             finally:
                 await counters.unlock_catchup(org)
+        return runs
 
     async def rebuild(self, scope: Scope | None) -> tuple[int, datetime]:
         orgs = [scope.org_id] if scope else await self.limit_store().orgs()

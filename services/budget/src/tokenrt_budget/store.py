@@ -439,10 +439,12 @@ class Counters:
         """When the organization's next catch-up pass is due (`due_catchups`)."""
         await self.redis.zadd(self.keys.catchups, {org_id: at_ms})
 
-    async def due_catchups(self, now: datetime) -> list[str]:
-        """Organizations in a catch-up window whose next pass is due."""
-        return [_text(o) for o in await self.redis.zrangebyscore(self.keys.catchups, "-inf",
-                                                                 _ms(now))]
+    async def due_catchups(self, now: datetime, most: int | None = None) -> list[str]:
+        """Organizations in a catch-up window whose next pass is due, the longest-due
+        first (at most `most` of them)."""
+        due = self.redis.zrangebyscore(self.keys.catchups, "-inf", _ms(now),
+                                       *(() if most is None else (0, most)))
+        return [_text(o) for o in await due]
 
     async def forget_catchup(self, org_id: str) -> None:
         await self.redis.zrem(self.keys.catchups, org_id)
