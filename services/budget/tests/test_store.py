@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
@@ -22,6 +24,21 @@ EPOCH = "0e0c0a01"
 
 ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release", "tick"]),
                          st.integers(0, 40), st.integers(0, 100)), max_size=60)
+
+
+@asynccontextmanager
+async def _private() -> AsyncIterator[tuple[Counters, str]]:
+    """Counters under a key prefix of their own and a new organization; the keys go
+    afterwards."""
+    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    try:
+        yield counters, f"org-{uuid.uuid4().hex[:8]}"
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
 
 
 async def _ready(counters: Counters, org: str) -> None:
@@ -44,17 +61,14 @@ def test_any_sequence_keeps_the_hard_limit(sequence: list[tuple[str, int, int]],
 
 
 async def _run(sequence: list[tuple[str, int, int]], cap: int, rolling: bool) -> None:
-    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
-    org = f"org-{uuid.uuid4().hex[:8]}"
-    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
-                     K.LIMIT_PERIOD_ROLLING if rolling else K.LIMIT_PERIOD_TOTAL, cap,
-                     K.LIMIT_ACTION_DENY, rolling_window_seconds=3600 if rolling else 0)
-    now = datetime.now(UTC)
-    await _ready(counters, org)
-    held: dict[str, tuple[int, datetime]] = {}  # reservation -> (estimate, expiry)
-    used = 0
-    try:
+    async with _private() as (counters, org):
+        lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                         K.LIMIT_PERIOD_ROLLING if rolling else K.LIMIT_PERIOD_TOTAL, cap,
+                         K.LIMIT_ACTION_DENY, rolling_window_seconds=3600 if rolling else 0)
+        now = datetime.now(UTC)
+        await _ready(counters, org)
+        held: dict[str, tuple[int, datetime]] = {}  # reservation -> (estimate, expiry)
+        used = 0
         for op, amount, pct in sequence:
             if op == "tick":  # time passes: some reservations expire
                 now += timedelta(seconds=amount)
@@ -80,23 +94,15 @@ async def _run(sequence: list[tuple[str, int, int]], cap: int, rolling: bool) ->
             [c] = await counters.read(org, [_slot(counters, lim, now, 0)], now)
             assert c.used == used <= cap
             assert c.reserved == sum(v[0] for v in held.values())
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
 
 
 async def test_rolling_window_forgets_old_usage() -> None:
-    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
-    org = f"org-{uuid.uuid4().hex[:8]}"
-    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
-                     K.LIMIT_PERIOD_ROLLING, 100, K.LIMIT_ACTION_THROTTLE,
-                     rolling_window_seconds=60)
-    await _ready(counters, org)
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    try:
+    async with _private() as (counters, org):
+        lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                         K.LIMIT_PERIOD_ROLLING, 100, K.LIMIT_ACTION_THROTTLE,
+                         rolling_window_seconds=60)
+        await _ready(counters, org)
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
         for i, amount in enumerate((30, 30, 30)):  # at 0 s, 20 s, 40 s
             now = t0 + timedelta(seconds=20 * i)
             rid = new_reservation_id(org, EPOCH)
@@ -119,11 +125,6 @@ async def test_rolling_window_forgets_old_usage() -> None:
         later = t0 + timedelta(hours=2)
         [c] = await counters.read(org, [_slot(counters, lim, later, 0)], later)
         assert c.used == 0
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
 
 
 async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_commit(
@@ -133,16 +134,13 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
     before the rebuild is charged once (a retry is not) and refuses sums taken before it,
     and the next sum, which leaves that reservation out, takes back what the rebuild or an
     earlier pass had already counted of it."""
-    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
-    org = f"org-{uuid.uuid4().hex[:8]}"
-    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
-                     K.LIMIT_PERIOD_TOTAL, 10_000, K.LIMIT_ACTION_DENY)
-    now = datetime.now(UTC)
-    slot = _slot(counters, lim, now, 0)
-    epoch = "1a2b3c4d"
-    until = int(now.timestamp() * 1000) + 60_000
-    try:
+    async with _private() as (counters, org):
+        lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                         K.LIMIT_PERIOD_TOTAL, 10_000, K.LIMIT_ACTION_DENY)
+        now = datetime.now(UTC)
+        slot = _slot(counters, lim, now, 0)
+        epoch = "1a2b3c4d"
+        until = int(now.timestamp() * 1000) + 60_000
         # Rebuilt: 100 in the period, 40 of it reserved since the horizon.
         assert await counters.install_rebuild(org, [(slot, {"used": 100, "Lused": 40})],
                                               now=now, epoch=epoch, from_ms=0,
@@ -202,24 +200,16 @@ async def test_catch_up_adds_what_the_ledger_gained_once_and_gives_back_a_late_c
         await counters.set_used(slot, {}, now, restart_alerts=True)
         assert await counters.apply_catchup(org, at(1), [(slot, {"used": 500})], now) == 0
         assert await used() == 0
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
 
 
 async def test_a_retried_late_commit_is_charged_once_without_a_catch_up_window() -> None:
     """A late commit (its reservation expired or died with Redis) leaves a tombstone like a
     commit does: a retry, by the charge script or by the settle script, charges nothing,
     whether or not a catch-up window is open."""
-    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
-    org = f"org-{uuid.uuid4().hex[:8]}"
-    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
-                     K.LIMIT_PERIOD_TOTAL, 10_000, K.LIMIT_ACTION_DENY)
-    now = datetime.now(UTC)
-    try:
+    async with _private() as (counters, org):
+        lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                         K.LIMIT_PERIOD_TOTAL, 10_000, K.LIMIT_ACTION_DENY)
+        now = datetime.now(UTC)
         await _ready(counters, org)  # no window
         for rid in (new_reservation_id(org, EPOCH), new_reservation_id(org, "00000000")):
             before = (await counters.read(org, [_slot(counters, lim, now, 0)], now))[0].used
@@ -231,11 +221,6 @@ async def test_a_retried_late_commit_is_charged_once_without_a_catch_up_window()
             assert settled.status == "SETTLED"
             [c] = await counters.read(org, [_slot(counters, lim, now, 0)], now)
             assert c.used == before + 7
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
 
 
 steps = st.lists(st.tuples(st.sampled_from(["arrive", "commit", "read", "apply"]),
@@ -255,26 +240,23 @@ def test_any_interleaving_of_late_events_commits_and_passes_counts_each_once(
 
 async def _interleave(reservations: list[tuple[int, bool]],
                       sequence: list[tuple[str, int]]) -> None:
-    r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
-    org = f"org-{uuid.uuid4().hex[:8]}"
-    lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
-                     K.LIMIT_PERIOD_TOTAL, 10**9, K.LIMIT_ACTION_DENY)
-    now = datetime.now(UTC)
-    slot = _slot(counters, lim, now, 0)
-    rids = [new_reservation_id(org, "00000000") for _ in reservations]
-    ledger = {i for i, (_, early) in enumerate(reservations) if early}
-    older = 1000  # reserved before the horizon: in the rebuild, never caught up
-    recent = sum(reservations[i][0] for i in ledger)
-    until = int(now.timestamp() * 1000) + 60_000
-    passes: dict[int, tuple[CatchUp, int]] = {}
+    async with _private() as (counters, org):
+        lim = core.Limit("l1", core.Scope(core.ORG, org), K.LIMIT_METRIC_TOKENS,
+                         K.LIMIT_PERIOD_TOTAL, 10**9, K.LIMIT_ACTION_DENY)
+        now = datetime.now(UTC)
+        slot = _slot(counters, lim, now, 0)
+        rids = [new_reservation_id(org, "00000000") for _ in reservations]
+        ledger = {i for i, (_, early) in enumerate(reservations) if early}
+        older = 1000  # reserved before the horizon: in the rebuild, never caught up
+        recent = sum(reservations[i][0] for i in ledger)
+        until = int(now.timestamp() * 1000) + 60_000
+        passes: dict[int, tuple[CatchUp, int]] = {}
 
-    async def read() -> tuple[CatchUp, int]:
-        win = await counters.catchup_window(org)
-        assert win is not None
-        return win, sum(reservations[i][0] for i in ledger if rids[i] not in win.counted)
+        async def read() -> tuple[CatchUp, int]:
+            win = await counters.catchup_window(org)
+            assert win is not None
+            return win, sum(reservations[i][0] for i in ledger if rids[i] not in win.counted)
 
-    try:
         await counters.install_rebuild(org, [(slot, {"used": older + recent, "Lused": recent})],
                                        now=now, epoch="1a2b3c4d", from_ms=0, until_ms=until,
                                        force=True)
@@ -300,8 +282,3 @@ async def _interleave(reservations: list[tuple[int, bool]],
             await counters.apply_catchup(org, win, [(slot, {"used": total})], now)
         [c] = await counters.read(org, [slot], now)
         assert c.used == older + sum(amount for amount, _ in reservations)
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{counters.keys.prefix}:*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
