@@ -6,8 +6,10 @@ test cannot see a write made microseconds after the answer; this one can.)"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -37,12 +39,11 @@ T = common_pb2
 LOG = structlog.get_logger("test")
 
 
-@pytest.fixture
-async def in_process(router_env: dict, tmp_path: Path) -> AsyncIterator[Router]:  # type: ignore[type-arg]
-    """A Router in this process on its own journal folder, flushing once a second."""
+@asynccontextmanager
+async def running(router_env: dict, folder: Path, **overrides: str) -> AsyncIterator[Router]:  # type: ignore[type-arg]
+    """A Router in this process with its outbox and journal in `folder`."""
     settings = load_settings(router_env["env"] | {
-        "TOKENRT_USAGE_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
-        "TOKENRT_ROUTER_FLUSH_MS": "1000"})
+        "TOKENRT_USAGE_OUTBOX_PATH": str(folder / "outbox.sqlite3")} | overrides)
     channels = {n: grpc.aio.insecure_channel(settings.endpoint(n).address)
                 for n in ("counter", "cache", "budget", "compressor")}
     publisher = Publisher.from_settings(settings, LOG)
@@ -63,6 +64,13 @@ async def in_process(router_env: dict, tmp_path: Path) -> AsyncIterator[Router]:
         await publisher.close()
         for ch in channels.values():
             await ch.close()
+
+
+@pytest.fixture
+async def in_process(router_env: dict, tmp_path: Path) -> AsyncIterator[Router]:  # type: ignore[type-arg]
+    """Flushing once a second: the records stay outstanding while the test looks."""
+    async with running(router_env, tmp_path, TOKENRT_ROUTER_FLUSH_MS="1000") as router:
+        yield router
 
 
 def journaled(router: Router) -> list[tuple[events_pb2.UsageEvent, bytes]]:
@@ -112,3 +120,25 @@ async def test_stream_sends_done_after_its_record_is_journaled(in_process: Route
     await gen.aclose()  # a client gone right after the done message: recorded once
     await in_process.drain()
     assert not journaled(in_process)  # all done: published and settled, nothing twice
+
+
+async def test_an_event_the_outbox_cannot_take_yet_is_kept_not_dropped(router_env: dict,  # type: ignore[type-arg]
+                                                                      tmp_path: Path) -> None:
+    """NATS unreachable and the outbox refusing writes (as on a full disk) for longer than a
+    few flush retries: the answered request's event is kept and retried, and reaches the
+    outbox once it takes writes again (it was dropped after ~1.4 s)."""
+    async with running(router_env, tmp_path, TOKENRT_NATS_URL="nats://127.0.0.1:1",
+                       TOKENRT_ROUTER_FLUSH_MS="50") as router:
+        outbox = router.deps.publisher.outbox
+        db = await outbox._run(outbox._conn)
+        db.execute("PRAGMA query_only=1")  # every insert fails, as on a full disk
+        completion = await router.complete(job_for(router_env, stream=False))
+        await asyncio.sleep(3)  # the first retries (~1.4 s) fail
+        assert router.deps.publisher.pending == 0
+        db.execute("PRAGMA query_only=0")  # room again
+        for _ in range(100):
+            if router.deps.publisher.pending:
+                break
+            await asyncio.sleep(0.1)
+        [record] = await outbox.head(10)
+        assert record.event_id == completion.event_id

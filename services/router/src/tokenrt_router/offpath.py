@@ -2,11 +2,12 @@
 
 `Coalescer.add(item)` returns at once; a flush task sends what gathered in one call
 (SettleBatch, StoreBatch, Calibrate, publish_many). A failed flush is retried with
-backoff a few times, then logged with the number of items; usage events never fail here
-(the publisher falls back to its durable outbox). Settlements are retried for as long as
-`patience_s` (the reservation's lifetime): a commit dropped while the budget restarts
-would leave usage the budget never charges, so a hard limit could be overspent; a commit
-that arrives after its reservation expired is still charged (LATE_COMMITTED).
+backoff a few times, then logged with the number of items; usage events fail here only
+when the publisher's durable outbox cannot write either. Events and settlements are
+retried for as long as `patience_s` (the reservation's lifetime): a commit dropped while
+the budget restarts would leave usage the budget never charges, so a hard limit could be
+overspent; a commit that arrives after its reservation expired is still charged
+(LATE_COMMITTED); an event dropped while the outbox's disk is full would be lost.
 
 A flush may return the items it must send again (those a dependency refused as
 unavailable); only they are retried. Items may carry a ticket (their journal record,

@@ -119,8 +119,12 @@ class Router:
             patience_s=settings.router_reservation_ttl_seconds, done=self._journaled)
         self.stores: Coalescer[cache_pb2.StoreRequest] = Coalescer(
             "cache_store", self._store, every, 500, log)
+        # Events are retried as long as settlements: the publisher fails only when its
+        # outbox cannot write (a full disk) while NATS is away; dropping them then would
+        # lose usage the caller was answered for.
         self.events: Coalescer[events_pb2.UsageEvent] = Coalescer(
-            "usage", self._publish, every, 500, log, done=self._journaled)
+            "usage", self._publish, every, 500, log,
+            patience_s=settings.router_reservation_ttl_seconds, done=self._journaled)
         self.samples: Coalescer[counter_pb2.CalibrationSample] = Coalescer(
             "calibrate", self._calibrate, 20 * every, 500, log)
         # Measured provider latency per model (ms, moving average), scored by selection.
