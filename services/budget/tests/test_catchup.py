@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,16 @@ import structlog
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2, events_pb2
 from tokenrt_budget import core
 from tokenrt_budget.service import Budget
-from tokenrt_budget.store import Counters, LedgerUsage, LimitStore, NoUsage, UsageSource, migrate
+from tokenrt_budget.store import (
+    Counters,
+    LedgerUsage,
+    LimitStore,
+    NoUsage,
+    UsageQuery,
+    UsageSource,
+    UsageTotals,
+    migrate,
+)
 from tokenrt_common.settings import load_settings
 from tokenrt_usage import Publisher, StreamSpec
 from tokenrt_usage.testing import make_event
@@ -203,7 +213,26 @@ async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
     await pub.close()
 
 
-# --- the catch-up rounds of one replica, in process on the real Redis and Postgres ---
+# --- one replica in process on the real Redis and Postgres ---
+
+@asynccontextmanager
+async def _private() -> AsyncIterator[tuple[str, str, asyncpg.Pool]]:
+    """A Redis key prefix, a Postgres schema and a pool of this test's own; all removed
+    afterwards."""
+    tag = uuid.uuid4().hex[:10]
+    prefix, schema = f"tbudget{tag}", f"budget_t{tag}"
+    pool = await asyncpg.create_pool(PG_DSN, min_size=1, max_size=2)
+    try:
+        yield prefix, schema, pool
+    finally:
+        r = aioredis.from_url(REDIS_URL, socket_timeout=5)
+        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+        await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await pool.close()
+
 
 async def _budget(prefix: str, schema: str, usage: UsageSource, pool: asyncpg.Pool,
                   **overrides: str) -> Budget:
@@ -238,11 +267,8 @@ async def test_catch_up_rounds_are_capped_and_back_off_while_the_ledger_is_down(
     of the interval, the longest-due first (the others stay due); a pass whose ledger
     call fails ends the round and waits the longest interval (16), so a ledger that is
     down gets one call per round, not one per organization."""
-    tag = uuid.uuid4().hex[:10]
-    prefix, schema = f"tbudget{tag}", f"budget_t{tag}"
-    pool = await asyncpg.create_pool(PG_DSN, min_size=1, max_size=2)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")  # no ledger there
-    try:
+    async with _private() as (prefix, schema, pool):
         down = await _budget(prefix, schema, LedgerUsage(channel, 0.5), pool)
         orgs = [new_org() for _ in range(8)]
         await _windows(down, orgs)
@@ -265,12 +291,48 @@ async def test_catch_up_rounds_are_capped_and_back_off_while_the_ledger_is_down(
         assert await up.catch_up_all(1.0) == 3
         assert await up.catch_up_all(1.0) == 1
         assert await counters.due_catchups(datetime.now(UTC)) == []
-    finally:
-        await channel.close()
-        r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
-        await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await pool.close()
+    await channel.close()
+
+
+class _ResetLedger:
+    """Answers as the ledger would if 500 tokens had been reserved before a Reset, and
+    runs `during` (once) while the first sum is being taken, as a slow ledger allows."""
+
+    live = True
+
+    def __init__(self) -> None:
+        self.reset_at: datetime | None = None
+        self.during: Callable[[], Awaitable[None]] | None = None
+
+    async def sum(self, queries: Sequence[UsageQuery], exclude_prefix: str = "",
+                  exclude_ids: Sequence[str] = ()) -> tuple[list[UsageTotals], datetime]:
+        if self.during is not None:
+            during, self.during = self.during, None
+            await during()
+        cut = self.reset_at
+        return ([UsageTotals(500 if cut is None or q.start < cut else 0, 0, 0)
+                 for q in queries], datetime.now(UTC))
+
+
+async def test_a_reset_made_while_a_rebuild_sums_the_ledger_is_not_undone(
+        pg_ready: None) -> None:
+    """The rebuild read the limits before the Reset and its sums include the usage the
+    Reset cleared: installing them would undo the Reset. The install is refused (the
+    limits version moved) and the rebuild sums again with the Reset's limits."""
+    ledger = _ResetLedger()
+    async with _private() as (prefix, schema, pool):
+        budget = await _budget(prefix, schema, ledger, pool)
+        org = new_org()
+        whole = core.Scope(core.ORG, org)
+        await budget.limit_store().upsert(core.Limit(
+            f"l-{org}", whole, K.LIMIT_METRIC_TOKENS, K.LIMIT_PERIOD_DAY, 1000,
+            K.LIMIT_ACTION_DENY), create=True)
+
+        async def reset() -> None:
+            _, ledger.reset_at = await budget.reset(whole, "")
+
+        ledger.during = reset
+        await budget.rebuild_org(org)
+        assert ledger.reset_at is not None  # the Reset did run during the rebuild
+        [state], _ = await budget.status(whole, False)
+        assert (state.check.used, state.check.reserved) == (0, 0)

@@ -20,6 +20,7 @@ from tokenrt_budget.core import Check, InvalidInput, Limit, Scope
 from tokenrt_budget.store import (
     Counter,
     Counters,
+    LimitsChanged,
     LimitStore,
     Slot,
     UsageQuery,
@@ -486,9 +487,11 @@ class Budget:
         now = datetime.now(UTC)
         await self.limit_store().mark_reset([lim.limit_id for lim in limits], now)
         try:
+            # Version first: a rebuild that planned its sums before this Reset then cannot
+            # install them over the cleared counters (rebuild.lua refuses them).
+            await self.counters().bump_version(scope.org_id)
             for slot in self.slots(limits, now):
                 await self.counters().set_used(slot, {}, now, restart_alerts=True)
-            await self.counters().bump_version(scope.org_id)
         except REDIS_DOWN as exc:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__}); the reset is "
                               "recorded and applies at the next rebuild") from None
@@ -508,49 +511,62 @@ class Budget:
         try:
             if not force and await counters.is_ready(org_id):
                 return datetime.now(UTC)  # rebuilt by another replica since we looked
-            cached = await self.org_limits(org_id, fresh=True)
-            now = datetime.now(UTC)
-            window = self.settings.budget_catchup_seconds if self.usage.live else 0
-            from_ms = _ms(now - timedelta(seconds=window)) if window else 0
-            horizon = _at(from_ms) if window else None
-            plans = [(slot, _spans(slot, now, horizon)) for slot in self.slots(cached.limits,
-                                                                                now)]
-            # Pairs (whole span, part since the horizon): one snapshot answers both.
-            queries = [UsageQuery(slot.limit.scope, a, b)
-                       for slot, spans in plans for sp in spans
-                       for a, b in ((sp.start, sp.end), (sp.recent or sp.start, sp.end))]
-            try:
-                totals, watermark = await self.usage.sum(queries)
-            except Exception as exc:  # the ledger is away: no rebuild, fail modes decide
-                raise Unavailable(f"cannot rebuild counters: the ledger did not answer "
-                                  f"({type(exc).__name__})") from None
-            answers = iter(totals)
-            fields: list[tuple[Slot, dict[str, int]]] = []
-            for slot, spans in plans:
-                values: dict[str, int] = {}
-                for sp in spans:
-                    whole, recent = (next(answers).of(slot.limit.metric) for _ in range(2))
-                    if whole:
-                        values[sp.field] = whole
-                    if sp.recent is not None:
-                        values[f"L{sp.base}"] = recent
-                bucket_ms, count = slot.bucket
-                if bucket_ms:
-                    values["used"] = sum(v for k, v in values.items() if k.startswith("b"))
-                    values["lo"] = _ms(now) // bucket_ms - count + 1
-                fields.append((slot, values))
-            epoch = new_epoch()
-            until_ms = _ms(now) + int(window * 1000) if window else 0
-            if await counters.install_rebuild(org_id, fields, now=now, epoch=epoch,
-                                              from_ms=from_ms, until_ms=until_ms,
-                                              force=force):
-                self._epochs[org_id] = epoch
-            await counters.remember_org(org_id)
-            self.log.info("budget.rebuilt", org=org_id, limits=len(plans),
-                          watermark=watermark.isoformat(), catchup_seconds=window)
-            return watermark
+            for _attempt in range(3):
+                try:
+                    return await self._rebuild_once(org_id, force)
+                except LimitsChanged:  # a Reset or limit change while the ledger summed
+                    continue
+            raise Unavailable(f"the limits of {org_id} kept changing during the rebuild; "
+                              "retry")
         finally:
             await counters.unlock_rebuild(org_id)
+
+    async def _rebuild_once(self, org_id: str, force: bool) -> datetime:
+        """Plan the counters from the organization's limits as they are now, sum them from
+        the usage source and install them, unless the limits changed meanwhile
+        (LimitsChanged: the sums could undo a Reset or belong to other counters)."""
+        counters = self.counters()
+        cached = await self.org_limits(org_id, fresh=True)
+        now = datetime.now(UTC)
+        window = self.settings.budget_catchup_seconds if self.usage.live else 0
+        from_ms = _ms(now - timedelta(seconds=window)) if window else 0
+        horizon = _at(from_ms) if window else None
+        plans = [(slot, _spans(slot, now, horizon)) for slot in self.slots(cached.limits,
+                                                                            now)]
+        # Pairs (whole span, part since the horizon): one snapshot answers both.
+        queries = [UsageQuery(slot.limit.scope, a, b)
+                   for slot, spans in plans for sp in spans
+                   for a, b in ((sp.start, sp.end), (sp.recent or sp.start, sp.end))]
+        try:
+            totals, watermark = await self.usage.sum(queries)
+        except Exception as exc:  # the ledger is away: no rebuild, fail modes decide
+            raise Unavailable(f"cannot rebuild counters: the ledger did not answer "
+                              f"({type(exc).__name__})") from None
+        answers = iter(totals)
+        fields: list[tuple[Slot, dict[str, int]]] = []
+        for slot, spans in plans:
+            values: dict[str, int] = {}
+            for sp in spans:
+                whole, recent = (next(answers).of(slot.limit.metric) for _ in range(2))
+                if whole:
+                    values[sp.field] = whole
+                if sp.recent is not None:
+                    values[f"L{sp.base}"] = recent
+            bucket_ms, count = slot.bucket
+            if bucket_ms:
+                values["used"] = sum(v for k, v in values.items() if k.startswith("b"))
+                values["lo"] = _ms(now) // bucket_ms - count + 1
+            fields.append((slot, values))
+        epoch = new_epoch()
+        until_ms = _ms(now) + int(window * 1000) if window else 0
+        if await counters.install_rebuild(org_id, fields, now=now, epoch=epoch,
+                                          from_ms=from_ms, until_ms=until_ms,
+                                          force=force, version=cached.version):
+            self._epochs[org_id] = epoch
+        await counters.remember_org(org_id)
+        self.log.info("budget.rebuilt", org=org_id, limits=len(plans),
+                      watermark=watermark.isoformat(), catchup_seconds=window)
+        return watermark
 
     async def catch_up(self, org_id: str) -> int | None:
         """One catch-up pass after a rebuild: usage events of reservations made before the

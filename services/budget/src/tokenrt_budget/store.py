@@ -84,6 +84,10 @@ def tag_of_reservation(reservation_id: str) -> str | None:
     return tag if ok and all(c in "0123456789abcdef" for c in tag + rest) else None
 
 
+class LimitsChanged(Exception):
+    """A limit was reset or changed while a rebuild was summing the ledger."""
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str
@@ -389,18 +393,24 @@ class Counters:
 
     async def install_rebuild(self, org_id: str, fields: Sequence[tuple[Slot, dict[str, int]]],
                               *, now: datetime, epoch: str, from_ms: int, until_ms: int,
-                              force: bool) -> bool:
+                              force: bool, version: str | None = None) -> bool:
         """Write rebuilt counters, the new epoch and the catch-up window (until_ms 0 =
-        none) in one script; False when another replica installed one meanwhile."""
+        none) in one script; False when another replica installed one meanwhile. With
+        `version` (the limits version the sums were planned with), raises LimitsChanged
+        instead of installing when it moved since."""
         tag = org_tag(org_id)
         k = self.keys
-        args: list[Any] = [int(force), epoch, _ms(now), from_ms, until_ms, len(fields)]
+        args: list[Any] = [int(force), epoch, _ms(now), from_ms, until_ms, len(fields),
+                           "" if version is None else version]
         for slot, values in fields:
             args += [slot.ttl_seconds(now), len(values)]
             for name, value in values.items():
                 args += [name, value]
         done = await self._call("rebuild", [k.ready(tag), k.catchup(tag), k.counted(tag),
-                                            *(slot.key for slot, _ in fields)], args)
+                                            k.ver(tag), *(slot.key for slot, _ in fields)],
+                                args)
+        if done == -1:
+            raise LimitsChanged(f"the limits of {org_id} changed during the rebuild")
         if done and until_ms:
             await self.schedule_catchup(org_id, _ms(now))
         return bool(done)
