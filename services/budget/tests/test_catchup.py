@@ -17,11 +17,12 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import pytest
 import redis.asyncio as aioredis
 import structlog
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2, events_pb2
-from tokenrt_budget import core
+from tokenrt_budget import core, service
 from tokenrt_budget.service import Budget
 from tokenrt_budget.store import (
     Counters,
@@ -32,6 +33,7 @@ from tokenrt_budget.store import (
     UsageSource,
     UsageTotals,
     migrate,
+    org_tag,
 )
 from tokenrt_common.settings import load_settings
 from tokenrt_usage import Publisher, StreamSpec
@@ -336,3 +338,23 @@ async def test_a_reset_made_while_a_rebuild_sums_the_ledger_is_not_undone(
         assert ledger.reset_at is not None  # the Reset did run during the rebuild
         [state], _ = await budget.status(whole, False)
         assert (state.check.used, state.check.reserved) == (0, 0)
+
+
+async def test_a_window_with_too_many_late_commits_waits_and_does_not_starve_the_others(
+        pg_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window whose counted set is larger than the ledger takes in one call skips its
+    passes; it must wait the longest interval like a pass that added nothing, not stay the
+    longest-due organization and take a place in every capped round."""
+    monkeypatch.setattr(service, "MAX_COUNTED", 2)
+    async with _private() as (prefix, schema, pool):
+        budget = await _budget(prefix, schema, NoUsage(), pool,
+                               TOKENRT_BUDGET_CATCHUP_MAX_PASSES_PER_SECOND="1")
+        crowded, other = new_org(), new_org()
+        await _windows(budget, [crowded])
+        counters = budget.counters()
+        await counters.redis.sadd(counters.keys.counted(org_tag(crowded)), "a", "b", "c")
+        await _windows(budget, [other])  # due after the crowded one
+        assert await budget.catch_up_all(1.0) == 1  # the crowded one: skipped
+        assert await budget.catch_up_all(1.0) == 1  # the other one
+        assert await counters.due_catchups(datetime.now(UTC)) == []
+

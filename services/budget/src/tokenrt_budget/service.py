@@ -588,8 +588,11 @@ class Budget:
         if _ms(now) < win.next_ms:  # another replica's pass moved it
             await counters.schedule_catchup(org_id, win.next_ms)
             return 0
-        if len(win.counted) > MAX_COUNTED:
+        base_ms = int(self.settings.budget_catchup_interval_seconds * 1000)
+        if len(win.counted) > MAX_COUNTED:  # more ids than the ledger leaves out in a call
             self.log.warning("budget.catchup_skipped", org=org_id, counted=len(win.counted))
+            # Not due again at once: it would take a place in every capped round.
+            await counters.schedule_catchup(org_id, _ms(now) + base_ms * CATCHUP_BACKOFF)
             return 0
         cached = await self.org_limits(org_id)
         if cached.version != await counters.version(org_id):
@@ -609,7 +612,6 @@ class Budget:
         answers = iter(totals)
         fields = [(slot, {sp.base: next(answers).of(slot.limit.metric) for sp in spans})
                   for slot, spans in plans]
-        base_ms = int(self.settings.budget_catchup_interval_seconds * 1000)
         added = await counters.apply_catchup(org_id, win, fields, now,
                                              (base_ms, base_ms * CATCHUP_BACKOFF))
         if added:
