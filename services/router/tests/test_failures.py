@@ -80,3 +80,36 @@ async def test_closed_budget_down_refuses(stack, sim_url: str, tmp_path: Path) -
         proc.wait(20)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "budget" in (info.value.details() or "")
+
+
+def metric(env: dict[str, str], name: str) -> float:
+    """One sample of the router's /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(
+            f"http://127.0.0.1:{env['TOKENRT_ROUTER_METRICS_PORT']}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in the router's metrics")
+
+
+async def test_a_journal_that_cannot_write_is_seen_in_metrics_and_logs(stack, sim_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The journal's folder cannot be made (a file has its name): the router still answers,
+    and says that it does so without the journal's promise, in its log and its metrics."""
+    (tmp_path / "outbox.journal").write_text("not a folder")
+    proc, address, env = start_router(
+        stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-nojournal/p",
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1")
+    try:
+        assert metric(env, "tokenrt_router_journal_writing") == 0
+        async with grpc.aio.insecure_channel(address) as ch:
+            c = (await router_pb2_grpc.RouterServiceStub(ch).Complete(
+                request(), metadata=AUTH, timeout=30)).completion
+        assert c.cost_nusd > 0
+        assert metric(env, "tokenrt_router_journal_unwritten_total") == 1
+        assert metric(env, "tokenrt_router_journal_writing") == 0
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert "router.journal_unavailable" in (tmp_path / "router.log").read_text()

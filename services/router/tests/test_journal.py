@@ -56,11 +56,13 @@ def test_a_sigkilled_writer_s_records_are_recovered_and_then_removed(tmp_path: P
         (b"event-0", b""), (b"event-1", b"settle-1"), (b"event-2", b""),
         (b"event-3", b"settle-3"), (b"event-4", b"")]
     assert seg.outstanding == 7  # 5 events, 2 settlements
+    assert alive.outstanding == 7  # (the metric)
     assert Journal(folder, LOG).recover() == []  # held by `alive` now
     alive.done(seg, 6)
     assert seg.path.exists()
     alive.done(seg)
     assert not seg.path.exists()  # all replayed: gone
+    assert alive.outstanding == 0
     alive.close()
     assert list(folder.iterdir()) == []
 
@@ -111,6 +113,7 @@ def test_an_unwritable_folder_means_no_journal_not_no_router(tmp_path: Path) -> 
     j = Journal(blocker / "journal", LOG)
     j.open()  # logged, not raised
     assert j.append(b"event") is None
+    assert not j.writing and j.unwritten == 1  # (the metrics)
     assert j.recover() == []
     j.close()
 

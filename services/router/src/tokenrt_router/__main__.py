@@ -17,6 +17,7 @@ from tokenrt_pricing import catalog as pricing_catalog
 from tokenrt_router import http_api
 from tokenrt_router.api import RouterApi
 from tokenrt_router.keys import KeyConfigError, KeyMap, keys_for
+from tokenrt_router.metrics import RouterCollector
 from tokenrt_router.pipeline import Deps, Router
 from tokenrt_router.providers import registry
 from tokenrt_router.providers.base import Provider
@@ -46,6 +47,7 @@ def build(runtime: Runtime) -> list:  # type: ignore[type-arg]
     catalog = pricing_catalog.load(s.pricing_overrides_path or None,
                                    s.pricing_litellm_path or None)
     router = Router(s, runtime.log, deps, catalog, providers)
+    runtime.metrics.registry.register(RouterCollector(router))
     runtime.spawn(_lifecycle(router, publisher, providers), "router-lifecycle")
     http_api.start(runtime, router, keys)
     return [servicer(RouterApi(router, keys), router_pb2_grpc)]

@@ -80,6 +80,15 @@ class Journal:
         self._n = 0
         self._seg: Segment | None = None
         self._failing = False  # log a write failure once, not once per request
+        # For the metrics: records not written (answers served without the journal's
+        # promise), and parts (events, settlements) written or replayed and not done.
+        self.unwritten = 0
+        self.outstanding = 0
+
+    @property
+    def writing(self) -> bool:
+        """Whether the last append (or the start) succeeded."""
+        return self._seg is not None and not self._failing
 
     # -- writing ------------------------------------------------------------------------
 
@@ -109,6 +118,7 @@ class Journal:
         only in memory, as it would be without a journal, and that is logged."""
         seg = self._seg
         if seg is None:
+            self.unwritten += 1
             return None
         if seg.outstanding > 0 and time.monotonic() - seg.opened > self._rotate:
             seg = self._rotated()  # (a segment with nothing outstanding is truncated)
@@ -120,12 +130,15 @@ class Journal:
                 raise OSError(f"short write: {written} of {len(record)} bytes")
         except OSError as exc:
             self._write_failed(seg, exc)
+            self.unwritten += 1
             return None
         if self._failing:
             self._failing = False
             self._log.info("router.journal_writing_again", path=str(seg.path))
         seg.size += len(record)
-        seg.outstanding += 2 if settlement else 1
+        parts = 2 if settlement else 1
+        seg.outstanding += parts
+        self.outstanding += parts
         return seg
 
     def _rotated(self) -> Segment:
@@ -162,6 +175,7 @@ class Journal:
         if seg is None or seg.fd < 0:  # closed on shutdown: the file is the next router's
             return
         seg.outstanding -= parts
+        self.outstanding -= parts
         if seg.outstanding > 0:
             return
         if seg.current:
@@ -212,6 +226,7 @@ class Journal:
                 self._log.warning("router.journal_torn_tail", path=str(path), bytes=torn)
             seg.current = False
             seg.outstanding = sum(2 if e.settlement else 1 for e in entries)
+            self.outstanding += seg.outstanding
             if not entries:
                 _remove(seg)
                 continue

@@ -50,6 +50,7 @@ class Coalescer(Generic[Item]):
         self._tickets: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self.given_up = 0  # items given up on after their retries (for the metrics)
 
     def add(self, item: Item, ticket: Any = None) -> None:
         self._items.append(item)
@@ -95,6 +96,7 @@ class Coalescer(Generic[Item]):
             if attempt >= RETRIES and loop.time() >= give_up:
                 self._log.error("router.offpath_failed", work=self.name, items=len(batch),
                                 error=error, attempts=attempt + 1)
+                self.given_up += len(batch)
                 return False
             await asyncio.sleep(min(0.2 * 2 ** attempt, MAX_BACKOFF_S))
             attempt += 1

@@ -1,0 +1,40 @@
+"""The router's own Prometheus metrics: whether answers are journaled, and off-path work
+given up on (the numbers an operator needs to see that usage is at risk)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tokenrt_router.pipeline import Router
+
+
+class RouterCollector(Collector):
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        r = self._router
+        j = r.journal
+        yield GaugeMetricFamily(
+            "tokenrt_router_journal_writing",
+            "1 when the journal takes records; 0: answers are served without surviving a "
+            "router crash (folder unwritable, disk full; see router.journal_* logs)",
+            value=1 if j.writing else 0)
+        yield CounterMetricFamily(
+            "tokenrt_router_journal_unwritten",
+            "Finished requests whose usage event and settlement could not be journaled",
+            value=j.unwritten)
+        yield GaugeMetricFamily(
+            "tokenrt_router_journal_outstanding",
+            "Journaled events and settlements not yet published or settled",
+            value=j.outstanding)
+        given = CounterMetricFamily(
+            "tokenrt_router_offpath_given_up",
+            "Off-path items given up on after their retries, by work (events and "
+            "settlements stay in the journal for the next router)", labels=["work"])
+        for c in (r.events, r.settlements, r.stores, r.samples):
+            given.add_metric([c.name], c.given_up)
+        yield given
