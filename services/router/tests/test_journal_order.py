@@ -1,5 +1,6 @@
-"""The journal record is written before the answer (journal.py's promise), checked on the
-real pipeline in this process against the session stack and the simulator: when
+"""The pipeline in this process, against the session stack and the simulator: what it
+journals, and when. The journal record is written before the answer (journal.py's
+promise): when
 `Router.complete` returns, or when `Router.stream` hands out its done message, the
 request's event and settlement are already in a journal segment. (A kill-after-answer
 test cannot see a write made microseconds after the answer; this one can.)"""
@@ -7,6 +8,7 @@ test cannot see a write made microseconds after the answer; this one can.)"""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +35,7 @@ from tokenrt_router.journal import _read
 from tokenrt_router.keys import Caller
 from tokenrt_router.pipeline import Deps, Router
 from tokenrt_router.providers import registry
+from tokenrt_router.refusal import Refusal
 from tokenrt_usage.publisher import Publisher
 
 T = common_pb2
@@ -142,3 +145,25 @@ async def test_an_event_the_outbox_cannot_take_yet_is_kept_not_dropped(router_en
             await asyncio.sleep(0.1)
         [record] = await outbox.head(10)
         assert record.event_id == completion.event_id
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_a_request_whose_caller_already_gave_up_is_recorded_unsent(
+        in_process: Router, router_env: dict, stream: bool) -> None:  # type: ignore[type-arg]
+    """A request that waited (in the server's queue) past its caller's deadline is given up
+    before counting: DEADLINE_EXCEEDED, one CANCELLED event, nothing reserved or charged."""
+    job = job_for(router_env, stream=stream)
+    job.deadline = time.monotonic() - 0.001
+    with pytest.raises(Refusal) as info:
+        if stream:
+            async for _ in in_process.stream(job):
+                pass
+        else:
+            await in_process.complete(job)
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "before counting" in info.value.message
+    [(event, settlement)] = [(e, s) for e, s in journaled(in_process)
+                             if e.event_id == job.event_id]
+    assert event.status == events_pb2.USAGE_STATUS_CANCELLED and event.cost_nusd == 0
+    assert event.error_code == "DEADLINE_EXCEEDED" and event.stream == stream
+    assert settlement == b"" and not job.reservation_id and job.input_tokens == 0
