@@ -1,9 +1,9 @@
 """The pipeline in this process, against the session stack and the simulator: what it
 journals, and when. The journal record is written before the answer (journal.py's
-promise): when
-`Router.complete` returns, or when `Router.stream` hands out its done message, the
-request's event and settlement are already in a journal segment. (A kill-after-answer
-test cannot see a write made microseconds after the answer; this one can.)"""
+promise): when `Router.complete` returns, or when `Router.stream` hands out its done
+message, the request's event and settlement are already in a journal segment. (A
+kill-after-answer test cannot see a write made microseconds after the answer; this one
+can.)"""
 
 from __future__ import annotations
 

@@ -819,9 +819,10 @@ class Router:
                                                     t0)) as outs:
                 async for out in outs:
                     yield out
-        finally:
-            if not opened and not job.finished:  # (BaseException: cancelled, closed)
+        except (asyncio.CancelledError, GeneratorExit):
+            if not opened and not job.finished:
                 self._abandoned(job, provider_called)
+            raise
 
     async def _stream_hit(self, job: Job, resp: cache_pb2.CachedResponse
                           ) -> AsyncGenerator[router_pb2.StreamCompleteResponse, None]:
