@@ -187,8 +187,9 @@ async def test_sum_usage_per_scope_for_the_budget_rebuild(loaded) -> None:  # ty
     assert reply.HasField("watermark")
 
     # What the budget's catch-up asks: the same, without some reservations.
-    ids = sorted(e.budget_reservation_id for e in events
-                 if e.budget_reservation_id and e.org_id == "org0")
+    ids = sorted(e.budget_reservation_id for e in events  # ones the first sum counted
+                 if e.budget_reservation_id and e.org_id == "org0"
+                 and lo <= e.budget_reserved_at.ToDatetime(tzinfo=UTC) < hi)
     prefix = ids[-1][:len(ids[-1]) - 4]
     req.exclude_reservation_ids.extend(ids[:2])
     req.exclude_reservation_prefix = prefix
