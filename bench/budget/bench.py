@@ -38,6 +38,7 @@ from tokenrt.v1 import budget_pb2 as B
 from tokenrt.v1 import budget_pb2_grpc
 from tokenrt.v1 import common_pb2 as K
 from tokenrt_common.settings import load_settings
+from tokenrt_testkit.cpu import cpu_seconds, load_average
 from tokenrt_testkit.stack import stack_env
 
 IN_FLIGHT = 64
@@ -164,16 +165,6 @@ async def run_batch(stub: budget_pb2_grpc.BudgetServiceStub, org: str, seconds: 
     await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
     pump.cancel()
     return lat
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def summary(name: str, lat: list[float], seconds: float, cpu_s: float) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from tokenrt_cache.service import CacheService
 from tokenrt_cache.store import CacheStore
 from tokenrt_common.connect import Infra
 from tokenrt_common.settings import load_settings
+from tokenrt_testkit.cpu import cpu_seconds
 from tokenrt_testkit.stack import stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,12 +138,6 @@ async def _flood(address: str, payload: bytes, seconds: float,
 def _flood_process(address: str, payload: bytes, seconds: float, concurrency: int,
                    out: multiprocessing.Queue[tuple[int, int]]) -> None:
     out.put(asyncio.run(_flood(address, payload, seconds, concurrency)))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def throughput(address: str, req: cache_pb2.CacheableRequest, clients: int,

@@ -46,6 +46,7 @@ from tokenrt_compressor.summary import Extractive  # noqa: E402
 from tokenrt_counter.chunks import CountCache  # noqa: E402
 from tokenrt_counter.core import Counter  # noqa: E402
 from tokenrt_counter.tokenizers import Tokenizers  # noqa: E402
+from tokenrt_testkit.cpu import thread_cpu_seconds  # noqa: E402
 from tokenrt_testkit.stack import stack_env  # noqa: E402
 
 SPEED_STRATEGIES = ("truncate", "selective_forget", "code_aware", "incremental",
@@ -148,18 +149,6 @@ def retention(entry: tokenrt_pricing.ModelEntry) -> None:
               f"(mean size {100 * statistics.mean(ratios[row]):.1f}% of the original)")
 
 
-def cpu_ms(pid: int) -> float:
-    """CPU time a process has used, ms: the sum of its threads' scheduler run time
-    (/proc/PID/task/*/schedstat, nanoseconds; /proc/PID/stat counts in 10 ms ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):  # a thread that just ended
-            pass
-    return total / 1e6
-
-
 def request_for(chat: list, strategy: str, session: str) -> compressor_pb2.CompressRequest:
     return compressor_pb2.CompressRequest(
         model="gpt-4o", messages=chat, target_tokens=30_000,
@@ -189,9 +178,9 @@ def channel_to(address: str) -> grpc.aio.Channel:
 async def timed_call(stub: compressor_pb2_grpc.CompressorServiceStub, pid: int,
                      request: compressor_pb2.CompressRequest) -> tuple[float, float]:
     """(wall ms, server CPU ms) of one Compress."""
-    cpu, start = cpu_ms(pid), time.perf_counter()
+    cpu, start = 1000 * thread_cpu_seconds(pid), time.perf_counter()
     await stub.Compress(request, timeout=60)
-    return (time.perf_counter() - start) * 1000, cpu_ms(pid) - cpu
+    return (time.perf_counter() - start) * 1000, 1000 * thread_cpu_seconds(pid) - cpu
 
 
 async def over_grpc(chat: list, address: str, pid: int) -> None:
@@ -240,7 +229,8 @@ async def first_calls(service: Service, strategy: str, chat: list, other: list
     pid = service.proc.pid
     async with channel_to(service.address) as channel:
         await serving(channel)
-        up_wall, up_cpu = (time.perf_counter() - service.started) * 1000, cpu_ms(pid)
+        up_wall = (time.perf_counter() - service.started) * 1000
+        up_cpu = 1000 * thread_cpu_seconds(pid)
         stub = compressor_pb2_grpc.CompressorServiceStub(channel)
         await asyncio.sleep(0.5)
         session = f"bench-{strategy}" if strategy in ("incremental", "prefix_stable",

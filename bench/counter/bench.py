@@ -35,6 +35,7 @@ from tokenrt.v1 import counter_pb2 as pb
 from tokenrt.v1 import counter_pb2_grpc
 from tokenrt_common.settings import load_settings
 from tokenrt_counter.client import ByReference, message_digest
+from tokenrt_testkit.cpu import thread_cpu_seconds as process_cpu_seconds
 from tokenrt_testkit.stack import stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,19 +59,6 @@ def cold_text(corpus: str, rng: random.Random, size: int = MB) -> str:
         out.append(line)
         total += len(line) + 1
     return "\n".join(out)[:size]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """CPU time of a process, immune to other processes' load: the sum over its threads of
-    /proc/<pid>/task/<tid>/schedstat (nanoseconds; /proc/<pid>/stat counts 10 ms ticks,
-    too coarse for sub-millisecond requests). Threads that ended are not counted."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total / 1e9
 
 
 def start_counter(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:

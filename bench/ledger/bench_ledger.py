@@ -43,6 +43,7 @@ from tokenrt.v1 import ledger_pb2, ledger_pb2_grpc
 from tokenrt_common.settings import load_settings
 from tokenrt_ledger.core import decode
 from tokenrt_ledger.store import LedgerStore
+from tokenrt_testkit.cpu import cpu_seconds
 from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports
 from tokenrt_usage import Delivery, Publisher, StreamSpec
 from tokenrt_usage.testing import make_event
@@ -68,7 +69,6 @@ ENV = {
 }
 # The ledger's Postgres connections carry this name, so that its backends can be found.
 APP_NAME = f"ledger-bench-{TAG}"
-TICKS = os.sysconf("SC_CLK_TCK")
 SETTINGS = load_settings(ENV)
 SPEC = StreamSpec.from_settings(SETTINGS)
 SCHEMA = SETTINGS.ledger_schema
@@ -111,15 +111,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 # --- CPU per event, from /proc ---
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far; 0 when it is not readable (gone, remote)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def nats_pid() -> int | None:

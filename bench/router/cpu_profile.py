@@ -48,21 +48,12 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import KEY, MAX_OUT, ORG, SYSTEM, prompt, start_sim  # noqa: E402
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2, router_pb2, router_pb2_grpc  # noqa: E402
+from tokenrt_testkit.cpu import TICKS, cpu_seconds  # noqa: E402
 from tokenrt_testkit.stack import Stack, free_ports, stack_env  # noqa: E402
 
 T = common_pb2
-TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_LEAVES = ("epoll_wait", "poll (", "select (", "pthread_cond_wait", "futex", "nanosleep",
                "clock_nanosleep", "accept", "sem_wait", "read (libc", "PyThread_acquire_lock")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far; 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def _sockets() -> dict[int, tuple[int, int, str]]:
