@@ -276,10 +276,12 @@ class ChaosStack:
             assert reply.status == 200
 
     def sim_pace(self, model: str, latency_ms: int) -> None:
-        """Answers for `model` take `latency_ms` (until sim_fault(None))."""
+        """Answers for `model` take `latency_ms`, and so does a stream's first chunk (until
+        sim_fault(None))."""
         req = urllib.request.Request(
             self.sim_url + "/sim/pace", method="POST",
-            data=json.dumps({"model": model, "latency_ms": latency_ms}).encode(),
+            data=json.dumps({"model": model, "latency_ms": latency_ms,
+                             "ttft_ms": latency_ms}).encode(),
             headers={"content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=5) as reply:
             assert reply.status == 200

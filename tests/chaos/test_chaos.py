@@ -334,7 +334,9 @@ def test_a_request_its_caller_gave_up_on_holds_no_budget(chaos_stack: ChaosStack
                                                          wide_router: WideRouter) -> None:
     """A caller whose deadline passes while the provider answers leaves nothing reserved
     once the router is done with its request (checked because long phases under overload
-    left reservations held at the end of their audit: those were requests still running)."""
+    left reservations held at the end of their audit: those were requests still running);
+    then the same for a stream whose first chunk is due after its caller's deadline (its
+    reservation was held for its whole TTL, and no event recorded)."""
     user = "u-cancel-window"
     budget = chaos_stack.env["TOKENRT_BUDGET_ADDR"]
     hard, limit_ids = _hard_limit(chaos_stack, user)
@@ -352,13 +354,24 @@ def test_a_request_its_caller_gave_up_on_holds_no_budget(chaos_stack: ChaosStack
             held = state.reserved if state is not None else 0
             time.sleep(0.1)
         outcomes = load.stop()  # each one's caller gives up after 3 s
-        after = asyncio.run(limit_state(budget, scope, limit_ids[hard.org]))
-        until = time.monotonic() + 10  # a release is flushed (1 s) meanwhile
-        while after is not None and after.reserved and time.monotonic() < until:
-            time.sleep(0.2)
-            after = asyncio.run(limit_state(budget, scope, limit_ids[hard.org]))
+        after = _unreserved(budget, scope, limit_ids[hard.org])
+        stream = asyncio.run(load.once(hard, 2))  # (request 2 of a generator is a stream)
+        after_stream = _unreserved(budget, scope, limit_ids[hard.org])
     finally:
         chaos_stack.sim_fault(None)
     assert held > 0, "the request was not reserved while in flight; nothing was tested"
     assert {o.code for o in outcomes} == {"DEADLINE_EXCEEDED"}, [o.detail for o in outcomes]
     assert after is not None and after.reserved == 0, after
+    assert stream.stream and stream.code == "DEADLINE_EXCEEDED", stream
+    assert after_stream is not None and after_stream.reserved == 0, after_stream
+
+
+def _unreserved(budget: str, scope: Any, limit_id: str) -> Any:
+    """The limit's state once nothing is reserved on it (a release is flushed within 1 s),
+    or after 10 s."""
+    state = asyncio.run(limit_state(budget, scope, limit_id))
+    until = time.monotonic() + 10
+    while state is not None and state.reserved and time.monotonic() < until:
+        time.sleep(0.2)
+        state = asyncio.run(limit_state(budget, scope, limit_id))
+    return state
