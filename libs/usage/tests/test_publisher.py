@@ -174,3 +174,22 @@ def _reported(lines: list[bytes]) -> list[str]:
         if len(parts) == 2 and parts[1] in ("acked", "outbox"):
             out.append(parts[0])
     return out
+
+
+async def test_an_outbox_that_cannot_open_does_not_stop_publishing(nc: NATS, spec: StreamSpec,
+                                                                   tmp_path: Path) -> None:
+    """The outbox's folder cannot be made (a file has its name): start() logs it instead of
+    raising (the router's start-up, its journal replay and its shutdown drain come after
+    it), and events still reach the stream while NATS answers."""
+    blocker = tmp_path / "state"
+    blocker.write_text("not a folder")
+    pub = Publisher(NATS_URL, spec, blocker / "outbox.sqlite3")
+    await pub.start()
+    try:
+        assert await pub.wait_ready(within=10)
+        event = make_event(org_id="acme", project_id="web")
+        assert await pub.publish_many([event]) == [Delivery.ACKED]
+        stored = await stream_events(nc.jetstream(), spec.name)
+        assert [e.event_id for e in stored] == [event.event_id]
+    finally:
+        await pub.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -95,7 +96,15 @@ class Publisher:
         return self._nc is not None and self._nc.is_connected
 
     async def start(self) -> None:
-        self._pending = await self.outbox.count()
+        """Connect and replay in the background. An outbox that cannot be opened (folder
+        unwritable, disk full) is logged, not raised: events still go to the stream while
+        NATS answers, and each one the outbox cannot take fails its publish."""
+        try:
+            self._pending = await self.outbox.count()
+        except (OSError, sqlite3.Error) as exc:
+            self._pending = 0
+            self._log.error("usage.outbox_unavailable", path=str(self.outbox.path),
+                            error=str(exc)[:200])
         self._set_drained()
         self._tasks = [asyncio.create_task(self._connect(), name="usage-connect"),
                        asyncio.create_task(self._replay_forever(), name="usage-replay")]
