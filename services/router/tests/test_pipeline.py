@@ -275,12 +275,38 @@ async def test_auto_compression_only_past_the_threshold(router) -> None:  # type
     assert not c.HasField("compression")
 
 
-async def test_cancelled_stream_releases_the_rest(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
-    req = request("cancel me " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
+async def paced(budget, router_env: dict, sim_url: str, text: str, **pace: int  # type: ignore[no-untyped-def]
+                ) -> router_pb2.CompleteRequest:
+    """A request to sim/gpt-4.1-mini (2,000 output tokens at most) on a session with a
+    limit far away, the simulator pacing that model as `pace` says (until sim/faults is
+    cleared)."""
+    req = request(text + " " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
     req.sampling.max_output_tokens = 2000
     await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_ALLOW, 10**15)
     async with aiohttp.ClientSession() as s:
-        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini", "tps": 20})
+        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini", **pace})
+    return req
+
+
+async def unpaced(sim_url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        await s.delete(sim_url + "/sim/faults")
+
+
+async def cancelled(ledger, budget, router_env: dict,  # type: ignore[no-untyped-def]
+                    req: router_pb2.CompleteRequest) -> events_pb2.UsageEvent:
+    """The request's one event, CANCELLED, once its reservation is settled with what the
+    event charges (nothing held)."""
+    [e] = await session_events(ledger, router_env["org"], req.session_id)
+    assert e.status == events_pb2.USAGE_STATUS_CANCELLED
+    assert e.finish_reason == T.FINISH_REASON_CANCELLED
+    lim = await settled_limit(budget, router_env, req.session_id)
+    assert lim.reserved == 0 and lim.used == e.cost_nusd
+    return e
+
+
+async def test_cancelled_stream_releases_the_rest(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = await paced(budget, router_env, sim_url, "cancel me", tps=20)
     try:
         call = router.StreamComplete(router_pb2.StreamCompleteRequest(request=req), metadata=AUTH)
         seen = 0
@@ -291,39 +317,35 @@ async def test_cancelled_stream_releases_the_rest(router, router_env, sim_url, b
                     call.cancel()
                     break
     finally:
-        async with aiohttp.ClientSession() as s:
-            await s.delete(sim_url + "/sim/faults")
-    [e] = await session_events(ledger, router_env["org"], req.session_id)
-    assert e.status == events_pb2.USAGE_STATUS_CANCELLED
-    assert e.finish_reason == T.FINISH_REASON_CANCELLED
+        await unpaced(sim_url)
+    e = await cancelled(ledger, budget, router_env, req)
     assert 3 <= e.usage.output_tokens < 40 and e.usage_source == T.USAGE_SOURCE_COUNTED
     assert e.cost_nusd == e.usage.input_tokens * 400 + e.usage.output_tokens * 1600
-    lim = await settled_limit(budget, router_env, req.session_id)
-    assert lim.reserved == 0 and lim.used == e.cost_nusd
 
 
-async def test_a_unary_call_its_caller_gave_up_on_charges_the_prompt_and_releases_the_rest(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
-    req = request("give up " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
-    req.sampling.max_output_tokens = 2000
-    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_ALLOW, 10**15)
-    async with aiohttp.ClientSession() as s:
-        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini",
-                                                  "latency_ms": 30_000})
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_a_call_its_caller_gave_up_on_before_any_output_charges_the_prompt_and_releases_the_rest(router, router_env, sim_url, budget, ledger, stream: bool) -> None:  # type: ignore[no-untyped-def]
+    """The caller's deadline passes before the provider's answer (unary) or first chunk
+    (stream): one CANCELLED event, the prompt charged (the provider had it), the rest of
+    the reservation given back at once (a stream's was held for its TTL, unrecorded)."""
+    req = await paced(budget, router_env, sim_url, "give up",
+                      **({"ttft_ms": 30_000} if stream else {"latency_ms": 30_000}))
     try:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await router.Complete(req, metadata=AUTH, timeout=5)
+            if stream:
+                async for _ in router.StreamComplete(
+                        router_pb2.StreamCompleteRequest(request=req), metadata=AUTH, timeout=5):
+                    pass
+            else:
+                await router.Complete(req, metadata=AUTH, timeout=5)
     finally:
-        async with aiohttp.ClientSession() as s:
-            await s.delete(sim_url + "/sim/faults")
+        await unpaced(sim_url)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    [e] = await session_events(ledger, router_env["org"], req.session_id)
-    assert e.status == events_pb2.USAGE_STATUS_CANCELLED
-    assert e.finish_reason == T.FINISH_REASON_CANCELLED
+    e = await cancelled(ledger, budget, router_env, req)
+    assert e.stream == stream
     # The prompt reached the provider: charged; the output is unknown: not charged in full.
     assert e.usage.input_tokens > 0 and e.usage.output_tokens == 0
     assert e.cost_nusd == e.usage.input_tokens * 400
-    lim = await settled_limit(budget, router_env, req.session_id)
-    assert lim.reserved == 0 and lim.used == e.cost_nusd
 
 
 async def test_select_model_explains(router) -> None:  # type: ignore[no-untyped-def]
@@ -430,30 +452,3 @@ async def test_a_request_whose_deadline_passes_while_queued_is_given_up_unsent(r
     st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, session)))
     assert [(lim.used, lim.reserved) for lim in st.limits] == [(1, 0)]
 
-
-async def test_a_stream_its_caller_gave_up_on_before_any_output_is_recorded_and_released(router, router_env, sim_url, budget, ledger) -> None:  # type: ignore[no-untyped-def]
-    """The caller's deadline passes while the provider has not sent its first chunk (the
-    stream is open, no output yet): one CANCELLED event, the prompt charged (the provider
-    had it), the rest of the reservation given back at once (not held for its TTL)."""
-    req = request("give up early " + uuid.uuid4().hex, forced_model="sim/gpt-4.1-mini")
-    req.sampling.max_output_tokens = 2000
-    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_ALLOW, 10**15)
-    async with aiohttp.ClientSession() as s:
-        await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini", "ttft_ms": 30_000})
-    try:
-        call = router.StreamComplete(router_pb2.StreamCompleteRequest(request=req),
-                                     metadata=AUTH, timeout=4)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            async for _ in call:
-                pass
-    finally:
-        async with aiohttp.ClientSession() as s:
-            await s.delete(sim_url + "/sim/faults")
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    [e] = await session_events(ledger, router_env["org"], req.session_id)
-    assert e.stream and e.status == events_pb2.USAGE_STATUS_CANCELLED
-    assert e.finish_reason == T.FINISH_REASON_CANCELLED
-    assert e.usage.input_tokens > 0 and e.usage.output_tokens == 0
-    assert e.cost_nusd == e.usage.input_tokens * 400
-    lim = await settled_limit(budget, router_env, req.session_id)
-    assert lim.reserved == 0 and lim.used == e.cost_nusd
