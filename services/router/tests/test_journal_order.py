@@ -26,6 +26,8 @@ from tokenrt.v1 import (
     compressor_pb2_grpc,
     counter_pb2_grpc,
     events_pb2,
+    ledger_pb2,
+    ledger_pb2_grpc,
     router_pb2,
 )
 from tokenrt_common.settings import load_settings
@@ -167,3 +169,42 @@ async def test_a_request_whose_caller_already_gave_up_is_recorded_unsent(
     assert event.status == events_pb2.USAGE_STATUS_CANCELLED and event.cost_nusd == 0
     assert event.error_code == "DEADLINE_EXCEEDED" and event.stream == stream
     assert settlement == b"" and not job.reservation_id and job.input_tokens == 0
+
+
+async def test_a_record_replayed_after_its_commit_went_through_is_charged_once(
+        router_env: dict, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A router dies after its commit reached the budget but before the event was
+    published: the next router on its folder replays the whole record. The event reaches
+    the ledger once, and the commit is not charged again (the budget's tombstone)."""
+    job = job_for(router_env, stream=False)
+    scope = T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=router_env["org"],
+                    project_id=router_env["project"], session_id=job.req.session_id)
+    async with grpc.aio.insecure_channel(stack.settings.endpoint("budget").address) as bch, \
+            grpc.aio.insecure_channel(stack.settings.endpoint("ledger").address) as lch:
+        budget = budget_pb2_grpc.BudgetServiceStub(bch)
+        await budget.SetLimit(budget_pb2.SetLimitRequest(limit=budget_pb2.Limit(
+            scope=scope, metric=T.LIMIT_METRIC_COST, period=T.LIMIT_PERIOD_TOTAL,
+            limit=10**15, action=T.LIMIT_ACTION_DENY, name="test")), timeout=10)
+        async with running(router_env, tmp_path, TOKENRT_ROUTER_FLUSH_MS="1000") as first:
+            completion = await first.complete(job)
+            await first.settlements.drain()  # the commit went through
+            first.events._kick = lambda: None  # type: ignore[method-assign]
+            first.events._items.clear()  # its event did not: the router "dies" here
+            first.journal.close()  # (its lock goes with it)
+        async with running(router_env, tmp_path, TOKENRT_ROUTER_FLUSH_MS="50") as second:
+            await second.events.drain()
+            await second.settlements.drain()
+            assert not journaled(second)  # replayed and done
+        ledger = ledger_pb2_grpc.LedgerServiceStub(lch)
+        for _ in range(100):
+            found = (await ledger.ListEvents(ledger_pb2.ListEventsRequest(
+                filter=ledger_pb2.UsageFilter(org_id=router_env["org"],
+                                              session_id=job.req.session_id)),
+                timeout=5)).events
+            if found:
+                break
+            await asyncio.sleep(0.2)
+        assert [e.event_id for e in found] == [completion.event_id]
+        [lim] = (await budget.Status(budget_pb2.StatusRequest(scope=scope), timeout=5)).limits
+    assert completion.cost_nusd > 0
+    assert (lim.used, lim.reserved) == (completion.cost_nusd, 0)
