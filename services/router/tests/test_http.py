@@ -21,6 +21,7 @@ from tokenrt.v1 import (
     ledger_pb2,
     ledger_pb2_grpc,
 )
+from tokenrt_router.http_api import read_timeout
 
 from .conftest import RouterProc, assert_no_secrets, create_key
 
@@ -267,6 +268,36 @@ async def test_client_gone_mid_stream_is_metered_as_cancelled(keys_router, ledge
             await s.delete(sim_url + "/sim/faults")
     assert e.status == events_pb2.USAGE_STATUS_CANCELLED, e
     assert 3 <= e.usage.output_tokens < 200 and e.cost_nusd > 0
+
+
+async def test_the_sdks_read_timeout_is_the_callers_deadline(keys_router, ledger) -> None:  # type: ignore[no-untyped-def]
+    """HTTP carries no deadline; the OpenAI SDKs send `x-stainless-read-timeout`. A request
+    whose caller stops reading before the router gets to it is given up unsent (504, a
+    CANCELLED event charging nothing); a caller that waits long enough is answered."""
+    org = new_org()
+    key = (await create_key(keys_router, org)).secret
+    rid = uuid.uuid4().hex
+    async with aiohttp.ClientSession() as s, s.post(
+            keys_router.http + "/v1/chat/completions", json=chat("late " + uuid.uuid4().hex),
+            headers={"Authorization": f"Bearer {key}", "x-request-id": rid,
+                     "x-stainless-read-timeout": "0.000001"}) as resp:
+        status, body = resp.status, await resp.json()
+    assert status == 504 and "deadline" in body["error"]["message"], body
+    e = await event_for(ledger, org, rid)
+    assert e.status == events_pb2.USAGE_STATUS_CANCELLED and e.cost_nusd == 0, e
+    assert e.usage.input_tokens == 0 and e.usage.output_tokens == 0, e
+    async with aiohttp.ClientSession() as s, s.post(
+            keys_router.http + "/v1/chat/completions", json=chat("in time " + uuid.uuid4().hex),
+            headers={"Authorization": f"Bearer {key}", "x-stainless-read-timeout": "600"}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+def test_only_a_positive_read_timeout_counts() -> None:
+    assert read_timeout({"x-stainless-read-timeout": "600.0"}) == 600.0
+    for junk in ("", "0", "-1", "nan", "inf", "soon"):
+        assert read_timeout({"x-stainless-read-timeout": junk}) is None
+    assert read_timeout({}) is None
 
 
 async def test_absurd_bodies_are_400_not_500(keys_router) -> None:  # type: ignore[no-untyped-def]

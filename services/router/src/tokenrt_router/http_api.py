@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,6 +152,9 @@ class HttpEndpoint:
             call.request.session_id = session[:200]
         rid = request_id.get() or new_request_id()
         job = new_job(caller, call.request, rid, call.stream)
+        timeout = read_timeout(request.headers)
+        if timeout is not None:  # the pipeline gives up once the caller stops waiting
+            job.deadline = time.monotonic() + timeout
         if not call.stream:
             c = await self.router.complete(job)
             return web.json_response(wire.completion_json(c, int(time.time())), headers={
@@ -353,3 +357,17 @@ def start(runtime: Runtime, router: Router, keys: Keys) -> None:
     endpoint = HttpEndpoint(router, keys, ledger, runtime.log, runtime.metrics,
                             s.grpc_max_message_bytes, s.shutdown_grace_seconds)
     runtime.spawn(endpoint.serve(s.bind_host, port), "router-http")
+
+
+def read_timeout(headers: Mapping[str, str]) -> float | None:
+    """Seconds the caller waits for the answer (its first byte, when streamed), if it says.
+
+    HTTP has no deadline of its own; the OpenAI SDKs send their read timeout as
+    `x-stainless-read-timeout`, and an answer later than that is never read. A value that is
+    not a positive number is ignored (it is the SDK's, not the user's).
+    """
+    try:
+        value = float(headers.get("x-stainless-read-timeout", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
