@@ -154,27 +154,34 @@ class ByReference:
     async def count_messages(self, request: counter_pb2.CountMessagesRequest,
                              rpc_timeout: float | None = None) -> counter_pb2.CountMessagesResponse:
         """CountMessages for `request` (full content), sending what the counter has seen
-        by digest. Errors are the counter's, as grpc.aio.AioRpcError."""
+        by digest. `rpc_timeout` bounds the whole call, resends included. Errors are the
+        counter's, as grpc.aio.AioRpcError."""
+        left = _Deadline(rpc_timeout)
         sent = self.by_reference(request)
-        response = await self.stub.CountMessages(sent, timeout=rpc_timeout)
+        response = await self.stub.CountMessages(sent, timeout=left())
         self._note(sent, response)
         if self._unknown(response):
             sent = self._full(request, sent, response)
-            response = await self.stub.CountMessages(sent, timeout=rpc_timeout)
+            response = await self.stub.CountMessages(sent, timeout=left())
         if self._unknown(response):  # other digests evicted meanwhile: everything in full
             sent = request
-            response = await self.stub.CountMessages(sent, timeout=rpc_timeout)
+            response = await self.stub.CountMessages(sent, timeout=left())
         self._sent_in_full(sent)
         return response
 
     async def count_messages_batch(self, requests: Sequence[counter_pb2.CountMessagesRequest],
-                                   rpc_timeout: float | None = None
-                                   ) -> counter_pb2.CountMessagesBatchResponse:
-        """CountMessagesBatch for `requests`; the items with unknown digests go again, in
-        one second batch, with those positions in full."""
-        sent = [self.by_reference(r) for r in requests]
+                                   rpc_timeout: float | None = None,
+                                   sent: Sequence[counter_pb2.CountMessagesRequest] | None = None,
+                                   max_bytes: int = 0) -> counter_pb2.CountMessagesBatchResponse:
+        """CountMessagesBatch for `requests`; the items with unknown digests go again, with
+        those positions in full, in one more batch (several when `max_bytes` is given: each
+        at most that many bytes, or one request alone). `rpc_timeout` bounds the whole
+        call, resends included. `sent`: the requests' `by_reference` forms when the caller
+        made them already (to weigh what goes on the wire)."""
+        left = _Deadline(rpc_timeout)
+        sent = list(sent) if sent is not None else [self.by_reference(r) for r in requests]
         batch = await self.stub.CountMessagesBatch(
-            counter_pb2.CountMessagesBatchRequest(requests=sent), timeout=rpc_timeout)
+            counter_pb2.CountMessagesBatchRequest(requests=sent), timeout=left())
         results = list(batch.results)
         for s, r in zip(sent, results, strict=True):
             if r.HasField("response"):
@@ -184,16 +191,51 @@ class ByReference:
         if retry:
             for i in retry:
                 sent[i] = self._full(requests[i], sent[i], results[i].response)
-            again = await self.stub.CountMessagesBatch(counter_pb2.CountMessagesBatchRequest(
-                requests=[sent[i] for i in retry]), timeout=rpc_timeout)
-            for i, r in zip(retry, again.results, strict=True):
+            answers: list[counter_pb2.CountMessagesResult] = []
+            for part in _parts([sent[i] for i in retry], max_bytes):
+                again = await self.stub.CountMessagesBatch(
+                    counter_pb2.CountMessagesBatchRequest(requests=part), timeout=left())
+                answers += again.results
+            for i, r in zip(retry, answers, strict=True):
                 if r.HasField("response") and self._unknown(r.response):
                     # other digests evicted meanwhile: this one in full
                     sent[i] = requests[i]
                     r = counter_pb2.CountMessagesResult(
-                        response=await self.stub.CountMessages(sent[i], timeout=rpc_timeout))
+                        response=await self.stub.CountMessages(sent[i], timeout=left()))
                 results[i] = r
         for s, r in zip(sent, results, strict=True):
             if r.HasField("response"):
                 self._sent_in_full(s)
         return counter_pb2.CountMessagesBatchResponse(results=results)
+
+
+def _parts(requests: list[counter_pb2.CountMessagesRequest], max_bytes: int
+           ) -> list[list[counter_pb2.CountMessagesRequest]]:
+    """`requests` in order, cut into runs of at most `max_bytes` (0: one run); a heavier
+    request goes alone."""
+    if max_bytes <= 0:
+        return [requests]
+    out: list[list[counter_pb2.CountMessagesRequest]] = []
+    total = 0
+    for r in requests:
+        size = r.ByteSize()
+        if out and total + size <= max_bytes:
+            out[-1].append(r)
+            total += size
+        else:
+            out.append([r])
+            total = size
+    return out
+
+
+class _Deadline:
+    """What is left of a timeout for the next call (None: the channel's default). A call
+    made after it passed gets a tiny timeout, so gRPC answers DEADLINE_EXCEEDED."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    def __call__(self) -> float | None:
+        if self._end is None:
+            return None
+        return max(self._end - time.monotonic(), 0.001)

@@ -43,6 +43,7 @@ from tokenrt.v1 import (
 )
 from tokenrt_cache import replay
 from tokenrt_common.settings import Settings
+from tokenrt_counter.client import ByReference
 from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
 from tokenrt_pricing.model import ModelEntry
 from tokenrt_router import select, tasks
@@ -132,9 +133,13 @@ class Router:
         # Counts, lookups and reservations are on the critical path: merged only while one
         # is in flight.
         half = settings.grpc_max_message_bytes // 2
-        self.counts: Batcher[counter_pb2.CountMessagesRequest,
+        # Messages and tools the counter has counted for a model go by digest (an IDE
+        # resends the same files every request); a batch is weighed as sent.
+        self.by_reference = ByReference(deps.counter)
+        self.counts: Batcher[tuple[counter_pb2.CountMessagesRequest,
+                                   counter_pb2.CountMessagesRequest],
                              counter_pb2.CountMessagesResult] = Batcher(
-            self._count_many, 256, weigh=lambda r: r.ByteSize(), max_weight=half)
+            self._count_many, 256, weigh=lambda r: r[1].ByteSize(), max_weight=half)
         self.lookups: Batcher[cache_pb2.LookupRequest, cache_pb2.LookupResult] = Batcher(
             self._lookup_many, 256, weigh=lambda r: r.ByteSize(), max_weight=half)
         self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
@@ -174,10 +179,16 @@ class Router:
         return [item for item, r in zip(items, resp.results, strict=False)
                 if r.WhichOneof("result") == "error" and r.error.code in SETTLE_AGAIN]
 
-    async def _count_many(self, items: list[counter_pb2.CountMessagesRequest]
+    async def _count_many(self, items: list[tuple[counter_pb2.CountMessagesRequest,
+                                                  counter_pb2.CountMessagesRequest]]
                           ) -> list[counter_pb2.CountMessagesResult]:
-        resp = await self.deps.counter.CountMessagesBatch(
-            counter_pb2.CountMessagesBatchRequest(requests=items))
+        """One CountMessagesBatch of (full, as sent) requests; digests the counter does not
+        know go again in full, in batches under the same weight cap, all within one RPC
+        timeout."""
+        self.by_reference.stub = self.deps.counter
+        resp = await self.by_reference.count_messages_batch(
+            [full for full, _ in items], self.s.rpc_timeout_seconds,
+            sent=[sent for _, sent in items], max_bytes=self.s.grpc_max_message_bytes // 2)
         return list(resp.results)
 
     async def _lookup_many(self, items: list[cache_pb2.LookupRequest]
@@ -278,9 +289,9 @@ class Router:
     async def _count(self, job: Job) -> None:
         req = job.req
         try:
-            result = await self.counts.call(counter_pb2.CountMessagesRequest(
-                model=job.anchor, messages=req.messages, tools=req.tools,
-                sampling=req.sampling))
+            full = counter_pb2.CountMessagesRequest(model=job.anchor, messages=req.messages,
+                                                    tools=req.tools, sampling=req.sampling)
+            result = await self.counts.call((full, self.by_reference.by_reference(full)))
             if result.WhichOneof("result") != "response":
                 raise ItemFailed(result.error)
             job.count = result.response
