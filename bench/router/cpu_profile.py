@@ -13,7 +13,10 @@ Redis, NATS and the non-stack PostgreSQL processes are shared with whatever else
 on the machine, so their figures are an upper bound; the load average is printed with
 the figures. `--variant` changes what each request asks for, to attribute a step by
 difference: `no-cache` (the request's cache policy says no_cache + no_store, so no
-lookup and no store), `hit` (the same prompt every time: cache hits after the first).
+lookup and no store), `hit` (the same prompt every time: cache hits after the first),
+`ide` (or `--ide`: what an IDE backend sends, the same ~150 KB of source files in every
+request and a new question after them, so a cache miss each time; compression off, to
+see the counting and the hops that carry the context).
 
 `--spy router,cache` also records the named processes with py-spy (`--native`) during
 a second window of the same requests and prints their hottest frames (inclusive and
@@ -21,7 +24,8 @@ self, idle samples left out); py-spy from `--py-spy` (default /tmp/pyspy/bin/py-
 installed with `pip install py-spy --target /tmp/pyspy`).
 
 Run: `TIKTOKEN_CACHE_DIR=/work/shared/tiktoken .venv/bin/python bench/router/cpu_profile.py
-[--requests 500] [--variant miss|no-cache|hit] [--env TOKENRT_X=V] [--spy router] [--json]`.
+[--requests 500] [--variant miss|no-cache|hit|ide] [--ide] [--env TOKENRT_X=V] [--spy router]
+[--json]`.
 `--env` passes settings to the stack, to measure what one changes (for example
 TOKENRT_ROUTER_FLUSH_MS, how long the router gathers off-path work into one call).
 """
@@ -193,6 +197,9 @@ async def measure(args: argparse.Namespace, stack: Stack,
     cache = router_pb2.RoutingPreferences(forced_model="sim/gpt-4o-mini")
     if args.variant == "no-cache":
         cache.cache.no_cache = cache.cache.no_store = True
+    files = ide_files() if args.variant == "ide" else []
+    if files:
+        cache.compression.mode = router_pb2.COMPRESSION_MODE_OFF
 
     async def one(i: int) -> float:
         text = prompt(0 if args.variant == "hit" else i)
@@ -201,6 +208,7 @@ async def measure(args: argparse.Namespace, stack: Stack,
         req = router_pb2.CompleteRequest(
             session_id=f"s{i % 50}",
             messages=[T.Message(role=T.ROLE_SYSTEM, content=[T.ContentPart(text=SYSTEM)]),
+                      *files,
                       T.Message(role=T.ROLE_USER, content=[T.ContentPart(text=text)])],
             sampling=T.SamplingParams(temperature=0.0, max_output_tokens=MAX_OUT),
             preferences=cache)
@@ -251,6 +259,7 @@ async def measure(args: argparse.Namespace, stack: Stack,
     lat.sort()
     out: dict[str, Any] = {
         "variant": args.variant, "env": args.env, "requests": n,
+        "request_bytes": len(files) and sum(f.ByteSize() for f in files),
         "p50_ms": round(lat[n // 2] * 1000, 2), "p90_ms": round(lat[int(n * 0.9)] * 1000, 2),
         "wall_ms_per_request": round(wall / n * 1000, 2),
         "cpu_ms_per_request": dict(sorted(per_request.items(), key=lambda kv: -kv[1])),
@@ -265,6 +274,19 @@ async def measure(args: argparse.Namespace, stack: Stack,
     if args.spy:
         out["py_spy"] = await spy(args, procs, one, args.warmup + n)
     await channel.close()
+    return out
+
+
+def ide_files(count: int = 12, lines: int = 104) -> list[common_pb2.Message]:
+    """The IDE context: `count` source files of `lines` functions each (~150 KB), one user
+    message per file, identical in every request."""
+    out = []
+    for f in range(count):
+        body = "\n".join(f"def handler_{f}_{i}(request: dict, retries: int = {i % 5}) -> dict:\n"
+                         f"    return {{'id': request.get('id'), 'step': {i}, 'file': {f}}}"
+                         for i in range(lines))
+        out.append(T.Message(role=T.ROLE_USER, content=[
+            T.ContentPart(text=f"<file path='src/service_{f}.py'>\n{body}\n</file>")]))
     return out
 
 
@@ -298,7 +320,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds to wait after the last request for its off-path work")
-    ap.add_argument("--variant", choices=("miss", "no-cache", "hit"), default="miss")
+    ap.add_argument("--variant", choices=("miss", "no-cache", "hit", "ide"), default="miss")
+    ap.add_argument("--ide", action="store_true", help="the same as --variant ide")
     ap.add_argument("--env", action="append", default=[], metavar="TOKENRT_X=VALUE",
                     help="a setting for the stack (repeatable), e.g. TOKENRT_ROUTER_FLUSH_MS=50")
     ap.add_argument("--spy", default="", help="comma-separated process names for py-spy")
@@ -307,6 +330,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.ide:
+        args.variant = "ide"
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2].parent
                                                     / "shared" / "tiktoken"))
     result = asyncio.run(run(args))
@@ -316,7 +341,9 @@ def main() -> None:
     print(f"variant {result['variant']} {' '.join(result['env'])}: "
           f"{result['requests']} requests one at a time, "
           f"p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
-          f"wall {result['wall_ms_per_request']} ms per request")
+          f"wall {result['wall_ms_per_request']} ms per request"
+          + (f", {result['request_bytes']} bytes of files in each" if result["request_bytes"]
+             else ""))
     print("CPU per request (ms), from /proc (clock tick "
           f"{result['clock_tick_ms']} ms, so use >= 300 requests):")
     for name, ms in result["cpu_ms_per_request"].items():

@@ -224,6 +224,48 @@ async def test_the_service_answers_by_reference_and_the_helper_resends_after_a_r
         stop(other)
 
 
+class Recording:
+    """A real counter stub that remembers the size of each batch call it makes."""
+
+    def __init__(self, stub: counter_pb2_grpc.CounterServiceStub) -> None:
+        self._stub = stub
+        self.batches: list[list[int]] = []
+        self.CountMessages = stub.CountMessages  # noqa: N815
+
+    async def CountMessagesBatch(self, request: pb.CountMessagesBatchRequest,  # noqa: N802
+                                 timeout: float | None = None) -> pb.CountMessagesBatchResponse:
+        self.batches.append([r.ByteSize() for r in request.requests])
+        return await self._stub.CountMessagesBatch(request, timeout=timeout)
+
+
+async def test_a_resend_after_a_restart_is_cut_to_max_bytes(counter: ServiceProcess,
+                                                            tmp_path: Path) -> None:
+    """Small by-reference requests whose digests a new counter does not know come back
+    as full ones: the resend goes in batches of at most `max_bytes` (each request is
+    ~100 KB here, so one a batch), and the counts are the full requests' counts."""
+    files = [f"# file {i}\n{CODE_FILE}" for i in range(4)]
+    batch = [pb.CountMessagesRequest(model="gpt-4o", messages=ide_chat(files, f"q{i}?"))
+             for i in range(3)]
+    async with channel(counter) as ch:
+        helper = ByReference(counter_pb2_grpc.CounterServiceStub(ch))
+        want = await helper.count_messages_batch(batch, rpc_timeout=10)  # in full
+    other = start_counter(tmp_path, name="cut")
+    try:
+        async with channel(other) as ch:
+            recording = Recording(counter_pb2_grpc.CounterServiceStub(ch))
+            helper.stub = recording  # type: ignore[assignment]
+            size = batch[0].ByteSize()
+            got = await helper.count_messages_batch(batch, rpc_timeout=10,
+                                                    max_bytes=size + size // 2)
+            assert got == want
+            first, *resends = recording.batches
+            assert len(first) == 3 and sum(first) < 3000  # by reference
+            assert [len(b) for b in resends] == [1, 1, 1]
+            assert all(b[0] > size // 2 for b in resends)  # the files in full again
+    finally:
+        stop(other)
+
+
 def test_jargon_and_weather_are_unchanged_by_reference() -> None:
     """The cookbook's documented figures hold by reference too."""
     for model, chat, tools, want in (("gpt-4o", JARGON, [], None),
