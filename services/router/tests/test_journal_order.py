@@ -195,6 +195,10 @@ async def test_a_record_replayed_after_its_commit_went_through_is_charged_once(
             await second.events.drain()
             await second.settlements.drain()
             assert not journaled(second)  # replayed and done
+            # The publisher connects in the background: an event replayed before it did
+            # is in its outbox; let it reach the stream before this router closes.
+            assert await second.deps.publisher.wait_ready(30)
+            assert await second.deps.publisher.flush(30)
         ledger = ledger_pb2_grpc.LedgerServiceStub(lch)
         for _ in range(100):
             found = (await ledger.ListEvents(ledger_pb2.ListEventsRequest(
