@@ -66,11 +66,16 @@ async def _publisher(be: BudgetEnv, tmp: Path) -> Publisher:
     return pub
 
 
+# When each reservation was made: a router stamps its events with that time, not with the
+# time they are published (a rolling limit's catch-up sums them by it, bucket by bucket).
+RESERVED_AT: dict[str, datetime] = {}
+
+
 def _event(org: str, reservation_id: str, tokens: int) -> events_pb2.UsageEvent:
     event = make_event(org_id=org, project_id="web", user_id="alice", session_id="s1",
                        input_tokens=tokens - tokens // 4, output_tokens=tokens // 4)
     event.budget_reservation_id = reservation_id
-    event.budget_reserved_at.FromDatetime(datetime.now(UTC))
+    event.budget_reserved_at.FromDatetime(RESERVED_AT[reservation_id])
     return event
 
 
@@ -111,8 +116,10 @@ async def test_usage_in_flight_at_a_redis_restart_is_counted_once_it_reaches_the
             return await ledger_sum(ledger_addr, org)
 
         async def reserve(stub: budget_pb2_grpc.BudgetServiceStub, tokens: int) -> str:
+            at = datetime.now(UTC)
             r = await stub.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=tokens))
             assert r.decision == K.BUDGET_DECISION_ALLOW, r
+            RESERVED_AT[r.reservation_id] = at
             return r.reservation_id
 
         async def commit(stub: budget_pb2_grpc.BudgetServiceStub, rid: str, tokens: int) -> int:
@@ -197,7 +204,9 @@ async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
 
         held = []
         for tokens in (100, 60):
+            at = datetime.now(UTC)
             r = await stub.Reserve(B.ReserveRequest(chain=chain(org), estimated_tokens=tokens))
+            RESERVED_AT[r.reservation_id] = at
             held.append(r.reservation_id)
         await pub.publish(_event(org, held[0], 100))  # before its commit
         await _until("the ledger has the first", lambda: _eq(ledger(), 100))
