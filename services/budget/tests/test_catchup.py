@@ -36,6 +36,7 @@ from tokenrt_budget.store import (
     org_tag,
 )
 from tokenrt_common.settings import load_settings
+from tokenrt_testkit.procs import PrivateValkey
 from tokenrt_usage import Publisher, StreamSpec
 from tokenrt_usage.testing import make_event
 
@@ -43,7 +44,6 @@ from .conftest import (
     PG_DSN,
     REDIS_URL,
     BudgetEnv,
-    Valkey,
     chain,
     free_port,
     ledger_sum,
@@ -88,7 +88,7 @@ async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float
 
 
 async def test_usage_in_flight_at_a_redis_restart_is_counted_once_it_reaches_the_ledger(
-        with_ledger: tuple[BudgetEnv, str], valkey: Valkey, tmp_path: Path) -> None:
+        with_ledger: tuple[BudgetEnv, str], valkey: PrivateValkey, tmp_path: Path) -> None:
     be, ledger_addr = with_ledger
     a, b = be.start(**FAST), be.start(**FAST)  # both run catch-up passes
     for proc in (a, b):
@@ -134,7 +134,7 @@ async def test_usage_in_flight_at_a_redis_restart_is_counted_once_it_reaches_the
         await _until("the ledger has r2", lambda: _eq(ledger(), 100))
 
         valkey.kill()
-        valkey.start()  # back, and empty
+        valkey.start(tmp_path)  # back, and empty
         # The rebuild finds only r2's 100 in the ledger.
         await _until("rebuilt", lambda: _ok(used()))
         assert await used() == 100
@@ -183,7 +183,7 @@ async def _ok(value: Awaitable[int]) -> bool:
 
 
 async def test_a_forced_rebuild_keeps_holds_and_counts_their_commits_once(
-        with_ledger: tuple[BudgetEnv, str], valkey: Valkey, tmp_path: Path) -> None:
+        with_ledger: tuple[BudgetEnv, str], valkey: PrivateValkey, tmp_path: Path) -> None:
     """RebuildCounters with reservations held: committed after it, each is counted once,
     whether its event reached the ledger before the rebuild, or after the commit."""
     be, ledger_addr = with_ledger

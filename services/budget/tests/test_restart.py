@@ -13,12 +13,12 @@ import pytest
 
 from tokenrt.v1 import budget_pb2, budget_pb2_grpc, common_pb2
 from tokenrt_common.settings import load_settings
+from tokenrt_testkit.procs import PrivateValkey
 from tokenrt_usage import Publisher, StreamSpec
 from tokenrt_usage.testing import make_event
 
 from .conftest import (
     BudgetEnv,
-    Valkey,
     chain,
     ledger_sum,
     limit,
@@ -32,7 +32,7 @@ B = budget_pb2
 
 
 async def test_redis_down_then_back_empty_rebuilds_from_the_ledger(
-        with_ledger: tuple[BudgetEnv, str], valkey: Valkey, tmp_path: Path) -> None:
+        with_ledger: tuple[BudgetEnv, str], valkey: PrivateValkey, tmp_path: Path) -> None:
     be, ledger_addr = with_ledger
     proc = be.start()
     await wait_ready(proc.address)  # type: ignore[attr-defined]
@@ -78,7 +78,7 @@ async def test_redis_down_then_back_empty_rebuilds_from_the_ledger(
             await stub.Commit(B.CommitRequest(reservation_id=r.reservation_id, actual_tokens=1))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
-        valkey.start()  # back, and empty
+        valkey.start(tmp_path)  # back, and empty
         for _ in range(50):  # Status alone rebuilds too
             st = await stub.Status(B.StatusRequest(scope=scope(f"org:{org}")))
             if st.enforcement == K.BUDGET_ENFORCEMENT_ENFORCED:

@@ -111,3 +111,10 @@ class PrivateValkey:
         if self.process is not None:
             stop_process(self.process)
             self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash; it keeps nothing on disk, so it starts again empty."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
