@@ -74,12 +74,12 @@ def read_key(file: str, names: Sequence[str], env: Mapping[str, str],
     return None
 
 
-def load_key(names: Sequence[str], file: str,
-             env: Mapping[str, str]) -> tuple[Secret | None, str]:
+def load_key(names: Sequence[str], file: str, env: Mapping[str, str],
+             setting: str = "") -> tuple[Secret | None, str]:
     """`read_key` for callers that skip what has no key: the key, or None and the reason
     no key was found (names, never values)."""
     try:
-        key = read_key(file, names, env)
+        key = read_key(file, names, env, setting)
     except SecretError as exc:
         return None, str(exc)
     if key is not None:

@@ -33,7 +33,7 @@ import xxhash
 
 from tokenrt.v1 import common_pb2
 from tokenrt_common import provider_wire as wire
-from tokenrt_common.secrets import Secret, SecretError, env_names, read_key
+from tokenrt_common.secrets import Secret, env_names, load_key
 from tokenrt_common.settings import Settings
 from tokenrt_counter.chunks import CountCache
 from tokenrt_pricing import ModelEntry
@@ -107,14 +107,9 @@ def endpoints(s: Settings, env: Mapping[str, str],
     out: dict[str, Endpoint] = {}
     for provider in sorted(wanted):
         base, key_env, key_file, setting = sources[provider]
-        try:
-            key = read_key(key_file, env_names(key_env), env, setting=setting)
-        except SecretError as exc:
-            log.warning("counter.provider_count_disabled", provider=provider, reason=str(exc))
-            continue
+        key, why = load_key(env_names(key_env), key_file, env, setting)
         if key is None:
-            log.warning("counter.provider_count_disabled", provider=provider,
-                        reason=f"no key: {key_env or 'no variable'} not set, no key file")
+            log.warning("counter.provider_count_disabled", provider=provider, reason=why)
             continue
         out[provider] = Endpoint(provider, base.rstrip("/"), key,
                                  s.provider_anthropic_version)
