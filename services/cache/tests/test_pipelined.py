@@ -1,4 +1,4 @@
-"""The cache's pipelined connection (pipelined.py) on real Redis / Valkey: replies reach
+"""The pipelined Redis connection (tokenrt_common.redis_pipelined) on real Redis / Valkey: replies reach
 the right callers when many are pipelined, an error reply fails only its call, the URL's
 password and database are used, a lost or hung server fails the waiting calls within
 the timeout, and commands work again once it is back; the store's Lua scripts run over
@@ -24,9 +24,9 @@ from cache_procs import REDIS_URL
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from tokenrt_cache.pipelined import PipelinedConnection
 from tokenrt_cache.store import CacheStore
 from tokenrt_common.connect import Infra
+from tokenrt_common.redis_pipelined import PipelinedConnection
 from tokenrt_common.settings import load_settings
 from tokenrt_testkit.procs import PrivateValkey
 from tokenrt_testkit.stack import stack_env

@@ -22,7 +22,8 @@ connected yet.
 A lookup reads only (one HMGET, plus the bucket's candidates in the same round trip for a
 semantic lookup): its hit / miss counters are added up in memory and written by `flush`,
 one pipeline every few hundred milliseconds for every namespace (`Tally`). The reads and
-the Lua scripts go over one connection of the cache's own (`pipelined.PipelinedConnection`:
+the Lua scripts go over one connection of the cache's own
+(`tokenrt_common.redis_pipelined.PipelinedConnection`:
 the commands of one event-loop turn in one write, ~20 µs of CPU per command where redis-py
 costs ~100 µs); the counters' flush, the tenant configs and the namespace registry reads
 use redis-py.
@@ -39,8 +40,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from tokenrt_cache.pipelined import PipelinedConnection
 from tokenrt_common.connect import Infra
+from tokenrt_common.redis_pipelined import PipelinedConnection
 
 SCRIPTS = ("semantic_hit", "store", "invalidate", "stats", "skip")
 ENTRY_FIELDS = ("r", "tok", "cost", "at", "exp")
@@ -119,7 +120,7 @@ class CacheStore:
         self._shas = {name: hashlib.sha1(src.encode()).hexdigest()  # Redis's script id
                       for name, src in self._sources.items()}
         self.tally = Tally()
-        # Reads and scripts: a lean connection of their own (pipelined.py), not redis-py's.
+        # Reads and scripts: a lean connection of their own (redis_pipelined), not redis-py's.
         self._conn = PipelinedConnection(infra.settings.redis_url,
                                          infra.settings.dependency_timeout_seconds)
 
