@@ -35,6 +35,7 @@ from tokenrt_budget.store import (
     migrate,
     org_tag,
 )
+from tokenrt_common.redis_pipelined import PipelinedConnection
 from tokenrt_common.settings import load_settings
 from tokenrt_testkit.procs import PrivateValkey
 from tokenrt_usage import Publisher, StreamSpec
@@ -251,7 +252,8 @@ async def _budget(prefix: str, schema: str, usage: UsageSource, pool: asyncpg.Po
                               "TOKENRT_BUDGET_SCHEMA": schema, **overrides})
     async with pool.acquire() as conn:
         await migrate(conn, schema, structlog.get_logger())
-    counters = Counters(aioredis.from_url(REDIS_URL, socket_timeout=5), prefix)
+    counters = Counters(aioredis.from_url(REDIS_URL, socket_timeout=5), prefix,
+                        PipelinedConnection(REDIS_URL, 5))
     store = LimitStore(pool, schema)
     return Budget(settings, lambda: counters, lambda: store, usage, structlog.get_logger(),
                   lambda *_: None)

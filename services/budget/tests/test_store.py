@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tokenrt.v1 import common_pb2 as K
 from tokenrt_budget import core
 from tokenrt_budget.store import CatchUp, Counters, Slot, new_reservation_id
+from tokenrt_common.redis_pipelined import PipelinedConnection
 
 from .conftest import REDIS_URL
 
@@ -31,7 +32,7 @@ async def _private() -> AsyncIterator[tuple[Counters, str]]:
     """Counters under a key prefix of their own and a new organization; the keys go
     afterwards."""
     r = aioredis.from_url(REDIS_URL, socket_timeout=5)
-    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}")
+    counters = Counters(r, f"tstore{uuid.uuid4().hex[:10]}", PipelinedConnection(REDIS_URL, 5))
     try:
         yield counters, f"org-{uuid.uuid4().hex[:8]}"
     finally:
@@ -39,6 +40,7 @@ async def _private() -> AsyncIterator[tuple[Counters, str]]:
         if keys:
             await r.delete(*keys)
         await r.aclose()
+        await counters.close()
 
 
 async def _ready(counters: Counters, org: str) -> None:

@@ -20,6 +20,7 @@ from tokenrt_budget.store import (
     migrate,
 )
 from tokenrt_common.client import open_channel
+from tokenrt_common.redis_pipelined import PipelinedConnection
 from tokenrt_common.server import Runtime, Servicer, ServiceSpec, run, servicer
 
 
@@ -37,8 +38,19 @@ class Parts:
             redis = self.runtime.infra.redis
             if redis is None:
                 return None
-            self.counters = Counters(redis, self.runtime.settings.budget_redis_prefix)
+            s = self.runtime.settings
+            self.counters = Counters(redis, s.budget_redis_prefix,
+                                     PipelinedConnection(s.redis_url,
+                                                         s.dependency_timeout_seconds))
         return self.counters
+
+    async def close_at_shutdown(self) -> None:
+        """Owned by the server (cancelled at shutdown): closes the scripts' connection."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self.counters is not None:
+                await self.counters.close()
 
     async def prepare_postgres(self) -> None:
         infra, log = self.runtime.infra, self.runtime.log
@@ -122,6 +134,7 @@ def build(runtime: Runtime) -> Sequence[Servicer]:
                     parts.alert)
     runtime.spawn(parts.prepare_postgres(), "budget-migrate")
     runtime.spawn(parts.sweep_forever(budget), "budget-sweeper")
+    runtime.spawn(parts.close_at_shutdown(), "budget-close")
     if usage.live and settings.budget_catchup_seconds:
         runtime.spawn(parts.catch_up_forever(budget), "budget-catchup")
     return [servicer(BudgetApi(budget), budget_pb2_grpc)]
