@@ -1,4 +1,4 @@
-"""The call interceptor and client channel, on a real in-process gRPC server."""
+"""The call wrapper and client channel, on a real in-process gRPC server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import structlog
 
 from tokenrt_common.client import open_channel_to
 from tokenrt_common.context import request_id
-from tokenrt_common.interceptors import CallInterceptor
+from tokenrt_common.interceptors import CallWrapper
 from tokenrt_common.metrics import Metrics
 from tokenrt_common.settings import load_settings
 
@@ -45,8 +45,8 @@ async def endless(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIte
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, Metrics]]:
     metrics = Metrics("test")
-    srv = grpc.aio.server(interceptors=[CallInterceptor("test", structlog.get_logger(), metrics)])
-    srv.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", {
+    srv = grpc.aio.server()
+    CallWrapper(structlog.get_logger(), metrics).server(srv).add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", {
         "Echo": grpc.unary_unary_rpc_method_handler(echo_request_id),
         "Deadline": grpc.unary_unary_rpc_method_handler(deadline),
         "Explode": grpc.unary_unary_rpc_method_handler(explode),
@@ -66,6 +66,16 @@ def count(metrics: Metrics, method: str, code: str) -> float:
     return value or 0.0
 
 
+async def counted(metrics: Metrics, method: str, code: str) -> float:
+    """The count once the server has finished the call: an aborted call's status reaches
+    the client before the server's bookkeeping after it has run."""
+    for _ in range(100):
+        if count(metrics, method, code):
+            break
+        await asyncio.sleep(0.05)
+    return count(metrics, method, code)
+
+
 async def test_unhandled_exception_becomes_internal_with_request_id(server) -> None:
     address, metrics = server
     async with grpc.aio.insecure_channel(address) as channel:
@@ -77,7 +87,7 @@ async def test_unhandled_exception_becomes_internal_with_request_id(server) -> N
         assert "a bug in a handler" not in err.value.details()  # internals stay inside
         # The server is still there.
         assert await channel.unary_unary("/t.T/Echo")(b"", timeout=5)
-    assert count(metrics, "/t.T/Explode", "INTERNAL") == 1
+    assert await counted(metrics, "/t.T/Explode", "INTERNAL") == 1
 
 
 async def test_abort_keeps_its_code_and_is_counted(server) -> None:
@@ -87,7 +97,7 @@ async def test_abort_keeps_its_code_and_is_counted(server) -> None:
             await channel.unary_unary("/t.T/Refuse")(b"", timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details() == "model: must not be empty"
-    assert count(metrics, "/t.T/Refuse", "INVALID_ARGUMENT") == 1
+    assert await counted(metrics, "/t.T/Refuse", "INVALID_ARGUMENT") == 1
 
 
 async def test_streaming_failure_is_internal(server) -> None:
@@ -100,7 +110,7 @@ async def test_streaming_failure_is_internal(server) -> None:
                 got.append(item)
     assert got == [b"one"]
     assert err.value.code() == grpc.StatusCode.INTERNAL
-    assert count(metrics, "/t.T/Stream", "INTERNAL") == 1
+    assert await counted(metrics, "/t.T/Stream", "INTERNAL") == 1
 
 
 async def test_a_stream_the_caller_cancels_is_cancelled_not_internal(server) -> None:
@@ -110,11 +120,8 @@ async def test_a_stream_the_caller_cancels_is_cancelled_not_internal(server) -> 
         async for _ in call:
             call.cancel()
             break
-        for _ in range(100):  # the server notices the cancellation on its own time
-            if count(metrics, "/t.T/Endless", "CANCELLED"):
-                break
-            await asyncio.sleep(0.05)
-    assert count(metrics, "/t.T/Endless", "CANCELLED") == 1
+    # The server notices the cancellation on its own time.
+    assert await counted(metrics, "/t.T/Endless", "CANCELLED") == 1
     assert count(metrics, "/t.T/Endless", "INTERNAL") == 0
 
 
@@ -137,3 +144,23 @@ async def test_client_channel_carries_request_id_and_default_deadline(server) ->
     finally:
         await channel.close()
     assert count(metrics, "/t.T/Echo", "OK") == 2
+
+
+async def test_registered_methods_are_wrapped_too_and_an_explicit_request_id_is_kept() -> None:
+    # Generated code registers each service twice: as a generic handler and as registered
+    # methods (which gRPC prefers); both must go through the wrapper.
+    metrics = Metrics("test")
+    srv = grpc.aio.server()
+    CallWrapper(structlog.get_logger(), metrics).server(srv).add_registered_method_handlers(
+        "t.R", {"Echo": grpc.unary_unary_rpc_method_handler(echo_request_id)})
+    port = srv.add_insecure_port("127.0.0.1:0")
+    await srv.start()
+    channel = open_channel_to(f"127.0.0.1:{port}", load_settings({}))
+    try:
+        call = channel.unary_unary("/t.R/Echo", _registered_method=True)
+        assert await call(b"", metadata=(("x-request-id", "given"),)) == b"given"
+        assert len(await call(b"", metadata=(("other", "x"),))) == 32
+    finally:
+        await channel.close()
+        await srv.stop(None)
+    assert count(metrics, "/t.R/Echo", "OK") == 2

@@ -51,11 +51,10 @@ def open_channel_to(address: str, settings: Settings) -> grpc.aio.Channel:
         *RECONNECT_OPTIONS,
     ]
     credentials = channel_credentials(settings)
-    if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options,
-                                         interceptors=_interceptors(settings.rpc_timeout_seconds))
-    return grpc.aio.secure_channel(address, credentials, options=options + tls_options(settings),
-                                   interceptors=_interceptors(settings.rpc_timeout_seconds))
+    channel = (grpc.aio.insecure_channel(address, options=options) if credentials is None else
+               grpc.aio.secure_channel(address, credentials,
+                                       options=options + tls_options(settings)))
+    return _Channel(channel, settings.rpc_timeout_seconds)
 
 
 def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
@@ -87,43 +86,64 @@ def open_sync_channel(address: str, settings: Settings) -> grpc.Channel:
                                options=PROBE_OPTIONS + tls_options(settings))
 
 
-def _with_defaults(details: grpc.aio.ClientCallDetails, timeout: float) -> Any:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    if REQUEST_ID_HEADER not in metadata:
-        metadata[REQUEST_ID_HEADER] = request_id.get() or new_request_id()
-    return grpc.aio.ClientCallDetails(
-        method=details.method,
-        timeout=details.timeout if details.timeout is not None else timeout,
-        metadata=metadata,
-        credentials=details.credentials,
-        wait_for_ready=details.wait_for_ready,
-    )
+class _Channel(grpc.aio.Channel):
+    """A grpc.aio channel whose calls get the default deadline and the request id.
 
+    Done here rather than with client interceptors: an intercepted call runs as an extra
+    task and costs ~0.07 ms more CPU per call.
+    """
 
-class _Defaults:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        self._channel = channel
         self._timeout = timeout
 
-    async def _intercept(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(_with_defaults(details, self._timeout), request)
+    async def __aenter__(self) -> _Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._channel.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithDefaults(self._channel.unary_unary(*args, **kwargs), self._timeout)
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithDefaults(self._channel.unary_stream(*args, **kwargs), self._timeout)
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithDefaults(self._channel.stream_unary(*args, **kwargs), self._timeout)
+
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _WithDefaults(self._channel.stream_stream(*args, **kwargs), self._timeout)
 
 
-class _UnaryUnary(_Defaults, grpc.aio.UnaryUnaryClientInterceptor):
-    intercept_unary_unary = _Defaults._intercept
+class _WithDefaults:
+    """A multi-callable that fills in the deadline and the request id of a call."""
+
+    def __init__(self, call: Any, timeout: float) -> None:
+        self._call = call
+        self._timeout = timeout
+
+    def __call__(self, *args: Any, timeout: float | None = None, metadata: Any = None,
+                 **kwargs: Any) -> Any:
+        return self._call(*args, timeout=self._timeout if timeout is None else timeout,
+                          metadata=_with_request_id(metadata), **kwargs)
 
 
-class _UnaryStream(_Defaults, grpc.aio.UnaryStreamClientInterceptor):
-    intercept_unary_stream = _Defaults._intercept
-
-
-class _StreamUnary(_Defaults, grpc.aio.StreamUnaryClientInterceptor):
-    intercept_stream_unary = _Defaults._intercept
-
-
-class _StreamStream(_Defaults, grpc.aio.StreamStreamClientInterceptor):
-    intercept_stream_stream = _Defaults._intercept
-
-
-def _interceptors(timeout: float) -> list[grpc.aio.ClientInterceptor]:
-    return [_UnaryUnary(timeout), _UnaryStream(timeout), _StreamUnary(timeout),
-            _StreamStream(timeout)]
+def _with_request_id(metadata: Any) -> Any:
+    if metadata is None:
+        return ((REQUEST_ID_HEADER, request_id.get() or new_request_id()),)
+    if any(key == REQUEST_ID_HEADER for key, _ in metadata):
+        return metadata
+    return (*metadata, (REQUEST_ID_HEADER, request_id.get() or new_request_id()))

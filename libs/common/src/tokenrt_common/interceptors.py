@@ -1,4 +1,4 @@
-"""Server-side call interceptor: request id, logs, metrics, and no raw exceptions out.
+"""Server-side call wrapper: request id, logs, metrics, and no raw exceptions out.
 
 Every call gets the caller's `x-request-id` (or a new one), bound into structlog's
 context so every event logged while serving it carries it, and set as the context
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -32,25 +32,26 @@ class BadRequestBody(Exception):
     """The request bytes are not a valid message of the method's request type."""
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(
-        self, service: str, log: structlog.stdlib.BoundLogger, metrics: Metrics,
-        fault_delay_ms: int = 0,
-    ) -> None:
+class CallWrapper:
+    """Wraps every method handler of a server once, when it is registered.
+
+    A grpc.aio server interceptor runs for every call and builds a new handler each time
+    (~0.1 ms of CPU per call here); a handler wrapped at registration costs nothing until
+    it is called. Register services on `wrapper.server(server)` instead of the server.
+    """
+
+    def __init__(self, log: structlog.stdlib.BoundLogger, metrics: Metrics,
+                 fault_delay_ms: int = 0) -> None:
         self._log = log
         self._metrics = metrics
         self._delay = fault_delay_ms / 1000
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
-            return handler
-        method = details.method
-        rid = _request_id(details.invocation_metadata)
+    def server(self, server: grpc.aio.Server) -> grpc.aio.Server:
+        """The server, with every handler registered through it wrapped."""
+        return cast(grpc.aio.Server, _WrappingServer(server, self))
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        log, metrics = self._log, self._metrics
         # Fault drills slow the service's own RPCs, never health checks or reflection.
         delay = self._delay if method.startswith("/tokenrt.") else 0.0
         # A unary request is decoded here, inside the call's bookkeeping, so a body that
@@ -63,7 +64,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with _Call(self._log, self._metrics, delay, method, rid, context):
+                async with _Call(log, metrics, delay, method, context):
                     return await inner(_decoded(decode, request), context)
 
             factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
@@ -73,7 +74,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with _Call(self._log, self._metrics, delay, method, rid, context):
+            async with _Call(log, metrics, delay, method, context):
                 result = inner_stream(_decoded(decode, request), context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
@@ -84,6 +85,52 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
                    else grpc.stream_stream_rpc_method_handler)
         return factory(streaming, wire_in, handler.response_serializer)
+
+
+class _WrappingServer:
+    """A grpc.aio server whose handler registrations go through a CallWrapper."""
+
+    def __init__(self, server: grpc.aio.Server, wrapper: CallWrapper) -> None:
+        self._server = server
+        self._wrapper = wrapper
+
+    def add_registered_method_handlers(
+            self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._server.add_registered_method_handlers(service, {
+            name: self._wrapper.wrap(handler, f"/{service}/{name}")
+            for name, handler in handlers.items()})
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            [_WrappedGeneric(handler, self._wrapper) for handler in handlers])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+# Code that registers services checks for an asyncio server (reflection picks its asyncio
+# servicer that way); this is one, by delegation.
+grpc.aio.Server.register(_WrappingServer)
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler (looked up per call by method name): each method wrapped once."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrapper: CallWrapper) -> None:
+        self._inner = inner
+        self._wrapper = wrapper
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self._inner.service(details)
+        if handler is None:  # not ours: another handler or UNIMPLEMENTED
+            return None
+        method: str = details.method  # type: ignore[attr-defined]  # set by grpc
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = (handler, self._wrapper.wrap(handler, method))
+            self._wrapped[method] = known
+        return known[1]
 
 
 def _decoded(decode: Callable[[bytes], Any] | None, request: Any) -> Any:
@@ -99,12 +146,12 @@ class _Call:
     """The bookkeeping around one call: context, timing, status code, error mapping."""
 
     def __init__(self, log: structlog.stdlib.BoundLogger, metrics: Metrics, delay: float,
-                 method: str, rid: str, context: grpc.aio.ServicerContext) -> None:
+                 method: str, context: grpc.aio.ServicerContext) -> None:
         self._log = log
         self._metrics = metrics
         self._delay = delay
         self._method = method
-        self._rid = rid
+        self._rid = _request_id(context.invocation_metadata())
         self._context = context
         self._start = 0.0
 

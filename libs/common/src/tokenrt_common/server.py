@@ -2,7 +2,7 @@
 
 `run(spec)` is a service's whole `main()`: it loads settings, configures logs, serves the
 service's servicers with the standard health service, server reflection, Prometheus
-metrics on an HTTP port and the call interceptor (request id, metrics, error mapping),
+metrics on an HTTP port and the call wrapper (request id, metrics, error mapping),
 reports SERVING only while the service's dependencies answer, and drains in-flight calls
 on SIGTERM or SIGINT. With TOKENRT_TLS_MODE=tls or mtls it serves TLS only (mTLS: a client
 certificate signed by TOKENRT_TLS_CA_FILE is required).
@@ -29,7 +29,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from tokenrt_common.connect import Infra
-from tokenrt_common.interceptors import CallInterceptor
+from tokenrt_common.interceptors import CallWrapper
 from tokenrt_common.logs import configure_logging
 from tokenrt_common.metrics import Metrics
 from tokenrt_common.settings import Settings, SettingsError, load_settings
@@ -124,7 +124,6 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
     runtime = Runtime(spec.name, settings, log, infra, metrics)
     limit = settings.grpc_max_message_bytes
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(spec.name, log, metrics, settings.fault_delay_ms)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -139,17 +138,19 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ],
     )
+    # Every handler is wrapped once as it is registered (request id, metrics, errors).
+    wrapped = CallWrapper(log, metrics, settings.fault_delay_ms).server(server)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, wrapped)
     servicers = spec.build(runtime)
     names = [s.descriptor.full_name for s in servicers]
     for s in servicers:
         fill_unimplemented(s.impl, s.descriptor)
-        s.add_to_server(s.impl, server)
+        s.add_to_server(s.impl, wrapped)
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME],
-        server,
+        wrapped,
     )
     await _set_health(health, names, serving=False)
     await health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
