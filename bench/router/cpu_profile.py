@@ -1,9 +1,10 @@
-"""Where a router request's CPU goes at concurrency 1: CPU per request of every process.
+"""Where a router request's CPU goes: CPU per request of every process (one at a time,
+or `--concurrency N` in flight).
 
 Starts the simulator and a whole stack the way bench.py does (full pipeline: count, cache
 miss + store, budget reserve + commit, usage event into the ledger), warms it up, then
-sends N requests one at a time through `Complete` and reads each process's user + system
-CPU from /proc/<pid>/stat before and after:
+sends N requests through `Complete` (one at a time unless `--concurrency`) and reads each
+process's user + system CPU from /proc/<pid>/stat before and after:
 
   the six services, the simulator, this client, the shared Redis / NATS / PostgreSQL
   servers (found by their listening ports), and the PostgreSQL backends whose client
@@ -244,7 +245,7 @@ async def measure(args: argparse.Namespace, stack: Stack,
     calls0 = rpc_counts(ports)
     before = snapshot()
     wall0 = time.perf_counter()
-    lat = [await one(args.warmup + i) for i in range(args.requests)]
+    lat = await run_all(one, args.warmup, args.requests, args.concurrency)
     await asyncio.sleep(args.settle)  # off-path work of the last requests
     wall = time.perf_counter() - wall0 - args.settle
     after = snapshot()
@@ -259,6 +260,7 @@ async def measure(args: argparse.Namespace, stack: Stack,
     lat.sort()
     out: dict[str, Any] = {
         "variant": args.variant, "env": args.env, "requests": n,
+        "concurrency": args.concurrency,
         "request_bytes": len(files) and sum(f.ByteSize() for f in files),
         "p50_ms": round(lat[n // 2] * 1000, 2), "p90_ms": round(lat[int(n * 0.9)] * 1000, 2),
         "wall_ms_per_request": round(wall / n * 1000, 2),
@@ -275,6 +277,21 @@ async def measure(args: argparse.Namespace, stack: Stack,
         out["py_spy"] = await spy(args, procs, one, args.warmup + n)
     await channel.close()
     return out
+
+
+async def run_all(one: Any, first: int, n: int, concurrency: int) -> list[float]:
+    """Requests first .. first + n - 1, `concurrency` in flight at a time."""
+    if concurrency <= 1:
+        return [await one(first + i) for i in range(n)]
+    numbers = iter(range(first, first + n))
+    lat: list[float] = []
+
+    async def worker() -> None:
+        for i in numbers:
+            lat.append(await one(i))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return lat
 
 
 def ide_files(count: int = 12, lines: int = 104) -> list[common_pb2.Message]:
@@ -320,6 +337,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds to wait after the last request for its off-path work")
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="requests in flight (default 1: one at a time)")
     ap.add_argument("--variant", choices=("miss", "no-cache", "hit", "ide"), default="miss")
     ap.add_argument("--ide", action="store_true", help="the same as --variant ide")
     ap.add_argument("--env", action="append", default=[], metavar="TOKENRT_X=VALUE",
@@ -339,7 +358,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"variant {result['variant']} {' '.join(result['env'])}: "
-          f"{result['requests']} requests one at a time, "
+          f"{result['requests']} requests, {result['concurrency']} in flight, "
           f"p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
           f"wall {result['wall_ms_per_request']} ms per request"
           + (f", {result['request_bytes']} bytes of files in each" if result["request_bytes"]
