@@ -287,6 +287,19 @@ async def test_batches_answer_per_item(stub: BudgetServiceStub) -> None:
     [rid] = [a.reservation_id for a in answers if a.reservation_id]
     settled = await stub.SettleBatch(B.SettleBatchRequest(settlements=[
         B.Settlement(commit=B.CommitRequest(reservation_id=rid, actual_tokens=10)),
+        B.Settlement(),
         B.Settlement(release=B.ReleaseRequest(reservation_id="nope"))]))
     assert settled.results[0].commit.outcome == B.SETTLEMENT_OUTCOME_COMMITTED
-    assert settled.results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert settled.results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "settlements[1]" in settled.results[1].error.message
+    assert settled.results[2].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    # A batch of one (the router's at low load) answers per item too.
+    [bad] = (await stub.ReserveBatch(B.ReserveBatchRequest(requests=[
+        B.ReserveRequest(chain=chain(org), estimated_tokens=-1)]))).results
+    assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    [one] = (await stub.ReserveBatch(B.ReserveBatchRequest(requests=[
+        B.ReserveRequest(chain=chain(org), estimated_tokens=80)]))).results
+    assert one.response.decision == K.BUDGET_DECISION_ALLOW
+    [again] = (await stub.SettleBatch(B.SettleBatchRequest(settlements=[
+        B.Settlement(release=B.ReleaseRequest(reservation_id=one.response.reservation_id))]))).results
+    assert again.release.outcome == B.SETTLEMENT_OUTCOME_RELEASED

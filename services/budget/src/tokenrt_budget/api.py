@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
-from functools import lru_cache, partial
-from typing import Any, NoReturn, TypeVar
+from functools import lru_cache
+from typing import NoReturn, TypeVar
 
 import asyncpg
 import grpc
@@ -81,14 +81,22 @@ async def _abort(context: grpc.aio.ServicerContext, err: ApiError) -> NoReturn:
     await abort_with(context, err.code, str(err), _detail(err))
 
 
-async def _item(work: Callable[[], Awaitable[T]]) -> T | common_pb2.ItemError:
+async def _item(work: Awaitable[T]) -> T | common_pb2.ItemError:
     try:
-        return await work()
+        return await work
     except Exception as exc:
         err = _translate(exc)
         if err is None:
             raise
         return common_pb2.ItemError(code=err.code.value[0], message=str(err), detail=_detail(err))
+
+
+async def _items(works: Sequence[Awaitable[T]]) -> Sequence[T | common_pb2.ItemError]:
+    """Each item's answer or error. Items are independent and run concurrently, so their
+    Redis calls leave together; a batch of one (the router's at low load) without a task."""
+    if len(works) == 1:
+        return [await _item(works[0])]
+    return await asyncio.gather(*(_item(w) for w in works))
 
 
 # -- conversions ----------------------------------------------------------------------
@@ -238,10 +246,7 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
                                            K.ERROR_REASON_INVALID_ARGUMENT,
                                            f"requests: at most {MAX_BATCH} per batch", "requests"))
         out = budget_pb2.ReserveBatchResponse()
-        # Items are independent: their Redis calls run concurrently.
-        answers = await asyncio.gather(*(_item(partial(self._reserve, r))
-                                         for r in request.requests))
-        for got in answers:
+        for got in await _items([self._reserve(r) for r in request.requests]):
             if isinstance(got, common_pb2.ItemError):
                 out.results.add(error=got)
             else:
@@ -276,22 +281,19 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
                                            f"settlements: at most {MAX_BATCH} per batch",
                                            "settlements"))
         out = budget_pb2.SettleBatchResponse()
-        answers = await asyncio.gather(*(self._settle_one(i, s)
-                                         for i, s in enumerate(request.settlements)))
-        for key, got in answers:
+        kinds = [s.WhichOneof("action") for s in request.settlements]
+        works = [self._commit(s.commit) if kind == "commit" else self._release(s.release)
+                 for s, kind in zip(request.settlements, kinds, strict=True) if kind]
+        answers = iter(await _items(works))
+        for i, kind in enumerate(kinds):
+            got = next(answers) if kind else common_pb2.ItemError(
+                code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                message=f"settlements[{i}]: set commit or release")
             if isinstance(got, common_pb2.ItemError):
                 out.results.add(error=got)
             else:
-                out.results.add(**{key: got})
+                out.results.add(**{kind: got})  # type: ignore[arg-type]
         return out
-
-    async def _settle_one(self, i: int, s: budget_pb2.Settlement) -> tuple[str, Any]:
-        if s.HasField("commit"):
-            return "commit", await _item(partial(self._commit, s.commit))
-        if s.HasField("release"):
-            return "release", await _item(partial(self._release, s.release))
-        return "error", common_pb2.ItemError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                             message=f"settlements[{i}]: set commit or release")
 
     async def _set_limit(self, r: budget_pb2.SetLimitRequest) -> budget_pb2.SetLimitResponse:
         lim = limit_in(r.limit)

@@ -234,7 +234,8 @@ class Budget:
                 res = await self.counters().reserve(
                     org, slots, now=now, ttl_ms=ttl * 1000, reservation_id=rid or "dry",
                     dry_run=req.dry_run, version=cached.version, epoch=epoch,
-                    idem_key=req.idempotency_key, fingerprint=req.fingerprint)
+                    idem_key=req.idempotency_key,
+                    fingerprint=req.fingerprint if req.idempotency_key else "")
             except REDIS_DOWN as exc:
                 self.log.warning("budget.redis_unreachable", error=type(exc).__name__)
                 return self._failed(limits, now)

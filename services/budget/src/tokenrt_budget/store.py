@@ -23,6 +23,7 @@ Not hash-tagged: `orgs` (tags with reservations, for the sweeper) and `catchups`
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,10 +79,12 @@ def reservation_prefix(org_id: str, epoch: str) -> str:
     return f"{org_tag(org_id)}.{epoch}"
 
 
+_RESERVATION_ID = re.compile(r"([0-9a-f]{12})\.[0-9a-f]{32}")
+
+
 def tag_of_reservation(reservation_id: str) -> str | None:
-    tag, sep, rest = reservation_id.partition(".")
-    ok = sep and len(tag) == 12 and len(rest) == 32
-    return tag if ok and all(c in "0123456789abcdef" for c in tag + rest) else None
+    found = _RESERVATION_ID.fullmatch(reservation_id)
+    return found.group(1) if found else None
 
 
 class LimitsChanged(Exception):
@@ -269,12 +272,11 @@ class Counters:
                       idem_key: str = "", fingerprint: str = "") -> ReserveResult:
         tag = org_tag(org_id)
         k = self.keys
-        now_ms = _ms(now)
-        keys = [k.ready(tag), k.ver(tag), k.rexp(tag), k.res(tag, reservation_id),
-                k.idem(tag, idem_key or "-"), *(s.key for s in slots)]
-        args: list[Any] = [now_ms, ttl_ms, reservation_id, int(dry_run), version,
-                           int(bool(idem_key)), fingerprint, k.res_prefix(tag), len(slots),
-                           epoch]
+        ready, ver, rexp, res_prefix, no_idem = _reserve_keys(k, tag)
+        keys = [ready, ver, rexp, res_prefix + reservation_id,
+                k.idem(tag, idem_key) if idem_key else no_idem, *(s.key for s in slots)]
+        args: list[Any] = [_ms(now), ttl_ms, reservation_id, int(dry_run), version,
+                           int(bool(idem_key)), fingerprint, res_prefix, len(slots), epoch]
         for s in slots:
             args.append(f"{s.need} {int(s.blocking)} {s.spec or spec_of(s.limit, s.window)}")
         out = await self._call("reserve", keys, args)
@@ -441,6 +443,13 @@ class Counters:
 
     async def delete_counter(self, slot: Slot) -> None:
         await self.redis.delete(slot.key)
+
+
+@lru_cache(maxsize=65536)
+def _reserve_keys(k: Keys, tag: str) -> tuple[str, str, str, str, str]:
+    """An organization's keys in every Reserve: ready marker, limits version, expiry
+    index, reservation key prefix, and the idempotency key of a request without one."""
+    return k.ready(tag), k.ver(tag), k.rexp(tag), k.res_prefix(tag), k.idem(tag, "-")
 
 
 def _counters(out: list[Any]) -> list[tuple[str, Counter]]:
