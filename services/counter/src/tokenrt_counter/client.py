@@ -83,11 +83,14 @@ class ByReference:
                      ) -> counter_pb2.CountMessagesRequest:
         """`request` with its large messages and tools digested; those sent in full before
         for this model are left empty (by reference), the others keep their content.
-        `request` itself while references are paused for the model."""
-        if self._paused.get(request.model, 0.0) > time.monotonic():
+        `request` itself when nothing in it is large enough, or while references are
+        paused for the model."""
+        if self._paused and self._paused.get(request.model, 0.0) > time.monotonic():
             return request
         messages, message_digests = self._refs(request.model, request.messages)
         tools, tool_digests = self._refs(request.model, request.tools)
+        if not message_digests and not tool_digests:
+            return request
         out = counter_pb2.CountMessagesRequest(model=request.model, messages=messages,
                                                tools=tools, message_digests=message_digests,
                                                tool_digests=tool_digests)
@@ -137,6 +140,8 @@ class ByReference:
     def _note(self, sent: counter_pb2.CountMessagesRequest,
               response: counter_pb2.CountMessagesResponse) -> None:
         """Count the requests in a row whose every reference missed; pause after a few."""
+        if not sent.message_digests and not sent.tool_digests:
+            return
         refs = (sum(1 for m, d in zip(sent.messages, sent.message_digests, strict=False)
                     if d and not m.ByteSize())
                 + sum(1 for t, d in zip(sent.tools, sent.tool_digests, strict=False)
@@ -182,13 +187,13 @@ class ByReference:
         sent = list(sent) if sent is not None else [self.by_reference(r) for r in requests]
         batch = await self.stub.CountMessagesBatch(
             counter_pb2.CountMessagesBatchRequest(requests=sent), timeout=left())
-        results = list(batch.results)
-        for s, r in zip(sent, results, strict=True):
+        for s, r in zip(sent, batch.results, strict=True):
             if r.HasField("response"):
                 self._note(s, r.response)
-        retry = [i for i, r in enumerate(results)
+        retry = [i for i, r in enumerate(batch.results)
                  if r.HasField("response") and self._unknown(r.response)]
         if retry:
+            results = list(batch.results)
             for i in retry:
                 sent[i] = self._full(requests[i], sent[i], results[i].response)
             answers: list[counter_pb2.CountMessagesResult] = []
@@ -203,10 +208,11 @@ class ByReference:
                     r = counter_pb2.CountMessagesResult(
                         response=await self.stub.CountMessages(sent[i], timeout=left()))
                 results[i] = r
-        for s, r in zip(sent, results, strict=True):
+            batch = counter_pb2.CountMessagesBatchResponse(results=results)
+        for s, r in zip(sent, batch.results, strict=True):
             if r.HasField("response"):
                 self._sent_in_full(s)
-        return counter_pb2.CountMessagesBatchResponse(results=results)
+        return batch
 
 
 def _parts(requests: list[counter_pb2.CountMessagesRequest], max_bytes: int
