@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tokenrt.v1 import common_pb2
+from tokenrt_pricing import Usage, cost_of
 from tokenrt_pricing.catalog import load
 from tokenrt_router import select
 
@@ -58,3 +62,13 @@ def test_largest_output_is_the_largest_that_fits() -> None:
     assert select.upper_cost(e, 1000, out + 1) > budget
     assert select.largest_output(e, 1000, 4096, select.upper_cost(e, 1000, 0) - 1) == 0
     assert select.largest_output(e, 1000, 100, 10**15) == 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from([e.name for e in CATALOG.entries()]),
+       input_tokens=st.integers(0, 3_000_000), max_output=st.integers(1, 200_000))
+def test_upper_cost_is_the_cost_of_the_whole_prompt_and_max_output(
+        name: str, input_tokens: int, max_output: int) -> None:
+    e = entry(name)
+    assert select.upper_cost(e, input_tokens, max_output) == cost_of(
+        e.price, Usage(input_tokens=input_tokens, output_tokens=max_output)).total_nusd

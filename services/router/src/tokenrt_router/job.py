@@ -23,9 +23,8 @@ PROVIDERS = {"openai": T.PROVIDER_OPENAI, "anthropic": T.PROVIDER_ANTHROPIC,
 
 
 def now_ts() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.GetCurrentTime()
-    return ts
+    ns = time.time_ns()  # (Timestamp.GetCurrentTime goes through a datetime)
+    return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
 
 
 @dataclass
@@ -43,6 +42,8 @@ class Job:
     requested_model: str = ""
     input_tokens: int = 0
     count: object | None = None  # counter_pb2.CountMessagesResponse when the counter answered
+    # What was looked up in the cache (stored under the same key after a miss).
+    cacheable: cache_pb2.CacheableRequest | None = None
     lookup: cache_pb2.LookupResponse | None = None
     analysis: Analysis | None = None
     candidates: list[Candidate] = field(default_factory=list)
@@ -51,6 +52,8 @@ class Job:
     decision: int = T.BUDGET_DECISION_UNSPECIFIED
     enforcement: int = T.BUDGET_ENFORCEMENT_UNSPECIFIED
     reservation_id: str = ""
+    # The budget scopes the request is reserved and settled against (made once).
+    chain: common_pb2.ScopeChain | None = None
     reserved_at: timestamp_pb2.Timestamp | None = None
     warnings: list[common_pb2.LimitState] = field(default_factory=list)
     limit_id: str = ""

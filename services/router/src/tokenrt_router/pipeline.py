@@ -45,7 +45,7 @@ from tokenrt_cache import replay
 from tokenrt_common.settings import Settings
 from tokenrt_counter.client import ByReference
 from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
-from tokenrt_pricing.model import ModelEntry
+from tokenrt_pricing.model import ModelEntry, Resolved
 from tokenrt_router import select, tasks
 from tokenrt_router.batching import Batcher, ItemFailed
 from tokenrt_router.job import PROVIDERS, Job, completion, now_ts, usage_event
@@ -75,6 +75,9 @@ LATENCY_WEIGHT = 0.2  # of the newest request in the moving average of provider 
 MIN_CLAMPED_OUTPUT = 256
 DEFAULT_QUEUE_WAIT_MS = 2000
 SAMPLES_MIN_TOKENS = 1
+# Model names resolved against the (immutable) catalog, remembered per router; names come
+# from requests, so only this many are kept.
+MAX_RESOLVED = 1024
 # Item errors of a SettleBatch that are sent again (the budget's Redis is away, a replica
 # is shutting down); the others (an unknown reservation: expired, or released already) are
 # final.
@@ -108,6 +111,10 @@ class Router:
         self.catalog = catalog
         self.providers = providers
         self.breaker = Breaker()
+        self._resolved: dict[str, Resolved] = {}
+        # Why a model cannot be served whatever its health (no provider or deployment for
+        # it): fixed once the router has started.
+        self._unservable: dict[str, str | None] = {}
         self.models = [m.strip() for m in settings.router_models.split(",") if m.strip()]
         self.policy = calls.Policy(settings.router_provider_timeout_seconds,
                                    settings.router_provider_retries,
@@ -233,9 +240,19 @@ class Router:
 
     # -- catalog and providers --------------------------------------------------------
 
+    def resolve(self, name: str) -> Resolved:
+        """`catalog.resolve`, remembered: the catalog does not change while the router runs
+        (and a `sim/` name costs two dataclass copies each time)."""
+        found = self._resolved.get(name)
+        if found is None:
+            found = self.catalog.resolve(name)
+            if len(self._resolved) < MAX_RESOLVED:
+                self._resolved[name] = found
+        return found
+
     def entry(self, name: str) -> ModelEntry:
         try:
-            return self.catalog.resolve(name).entry
+            return self.resolve(name).entry
         except ModelNotFound as exc:
             raise Refusal(S.NOT_FOUND, T.ERROR_REASON_MODEL_NOT_FOUND, str(exc),
                           T.ErrorDetail(field="preferences", suggestions=exc.suggestions)) \
@@ -247,12 +264,20 @@ class Router:
     def unhealthy(self, entries: list[ModelEntry]) -> dict[str, str]:
         out = self.breaker.unhealthy()
         for e in entries:
-            p = self.providers.get(e.provider)
-            if p is None:
-                out[e.name] = f"no {e.provider} provider configured"
-            elif not _serves(p, self.catalog.resolve(e.name).provider_model_id):
-                out[e.name] = f"no {e.provider} deployment serves {e.name}"
+            if e.name not in self._unservable:
+                self._unservable[e.name] = self._why_unservable(e)
+            why = self._unservable[e.name]
+            if why is not None:
+                out[e.name] = why
         return out
+
+    def _why_unservable(self, e: ModelEntry) -> str | None:
+        p = self.providers.get(e.provider)
+        if p is None:
+            return f"no {e.provider} provider configured"
+        if not _serves(p, self.resolve(e.name).provider_model_id):
+            return f"no {e.provider} deployment serves {e.name}"
+        return None
 
     # -- planning ---------------------------------------------------------------------
 
@@ -306,10 +331,11 @@ class Router:
 
     async def _lookup(self, job: Job) -> cache_pb2.LookupResponse | None:
         req = job.req
+        job.cacheable = cache_pb2.CacheableRequest(model=job.anchor, messages=req.messages,
+                                                   tools=req.tools, sampling=req.sampling)
         try:
             result = await self.lookups.call(cache_pb2.LookupRequest(
-                tenant=job.tenant, request=self._cacheable(job, job.anchor, req.messages),
-                policy=req.preferences.cache))
+                tenant=job.tenant, request=job.cacheable, policy=req.preferences.cache))
             if result.WhichOneof("result") != "response":
                 raise ItemFailed(result.error)
             return result.response
@@ -317,20 +343,14 @@ class Router:
             self.log.warning("router.cache_unavailable", code=exc.code().name)
             return None
 
-    def _cacheable(self, job: Job, model: str,
-                   messages: object) -> cache_pb2.CacheableRequest:
-        return cache_pb2.CacheableRequest(model=model, messages=job.req.messages,
-                                          tools=job.req.tools, sampling=job.req.sampling)
-
     def rank(self, job: Job) -> None:
         req, prefs = job.req, job.req.preferences
         names = [prefs.forced_model] if prefs.forced_model else (
             ([prefs.preferred_model] if prefs.preferred_model else []) + self.models)
-        entries: list[ModelEntry] = []
+        entries: dict[str, ModelEntry] = {}
         for n in names:
             e = self.entry(n)
-            if e not in entries:
-                entries.append(e)
+            entries.setdefault(e.name, e)
         mode = prefs.compression.mode
         assert job.analysis is not None
         needs = select.Needs(
@@ -345,7 +365,8 @@ class Router:
             compression_allowed=mode != router_pb2.COMPRESSION_MODE_OFF)
         requested_output = (req.sampling.max_output_tokens
                             if req.sampling.HasField("max_output_tokens") else None)
-        job.candidates = select.rank(entries, needs, self.unhealthy(entries), requested_output,
+        ranked = list(entries.values())
+        job.candidates = select.rank(ranked, needs, self.unhealthy(ranked), requested_output,
                                      self.latency)
         best = job.candidates[0] if job.candidates else None
         if best is None or not best.eligible:
@@ -368,20 +389,9 @@ class Router:
     # -- budget -----------------------------------------------------------------------
 
     def _chain(self, job: Job) -> common_pb2.ScopeChain:
-        c = job.caller
-        scopes = [T.Scope(kind=T.SCOPE_KIND_ORG, org_id=c.org_id),
-                  T.Scope(kind=T.SCOPE_KIND_PROJECT, org_id=c.org_id, project_id=c.project_id)]
-        if job.user_id:
-            scopes.append(T.Scope(kind=T.SCOPE_KIND_USER, org_id=c.org_id,
-                                  project_id=c.project_id, user_id=job.user_id))
-        if job.req.session_id:
-            scopes.append(T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=c.org_id,
-                                  project_id=c.project_id, user_id=job.user_id,
-                                  session_id=job.req.session_id))
-        # Limits on the API key itself (`tokenrt budget set --scope api_key:ORG/KEY_ID`).
-        scopes.append(T.Scope(kind=T.SCOPE_KIND_API_KEY, org_id=c.org_id,
-                              api_key_id=c.api_key_id))
-        return T.ScopeChain(scopes=scopes)
+        if job.chain is None:
+            job.chain = _scope_chain(job)
+        return job.chain
 
     async def _reserve(self, job: Job) -> None:
         prefs = job.req.preferences
@@ -631,14 +641,14 @@ class Router:
 
     def build(self, job: Job) -> Callable[[calls.Route], ProviderRequest]:
         def make(route: calls.Route) -> ProviderRequest:
-            return ProviderRequest(self.catalog.resolve(route.entry.name).provider_model_id,
+            return ProviderRequest(self.resolve(route.entry.name).provider_model_id,
                                    job.messages, job.req.tools, job.req.sampling,
                                    route.max_output, job.request_id)
         return make
 
     def _served(self, job: Job, route: calls.Route) -> None:
         job.served = route.entry
-        job.provider_model_id = self.catalog.resolve(route.entry.name).provider_model_id
+        job.provider_model_id = self.resolve(route.entry.name).provider_model_id
         job.price_version = route.entry.price.version
 
     def _provider_refusal(self, job: Job, err: ProviderError, outcome: calls.Outcome) -> Refusal:
@@ -751,10 +761,11 @@ class Router:
         self.events.add(event, seg)
         if settlement is not None:
             self.settlements.add(settlement, seg)
-        if job.stored and job.lookup is not None and job.served is not None:
+        if job.stored and job.cacheable is not None and job.lookup is not None \
+                and job.served is not None:
             self.stores.add(cache_pb2.StoreRequest(
                 tenant=job.tenant, key=job.lookup.key,
-                request=self._cacheable(job, job.anchor, job.req.messages),
+                request=job.cacheable,
                 policy=job.req.preferences.cache,
                 response=cache_pb2.CachedResponse(
                     message=job.message, finish_reason=job.finish_reason,
@@ -956,6 +967,23 @@ def journal_folder(settings: Settings) -> Path:
     started again with the same outbox finds both."""
     outbox = default_outbox_path(settings)
     return outbox.parent / (outbox.stem + ".journal")
+
+
+def _scope_chain(job: Job) -> common_pb2.ScopeChain:
+    c = job.caller
+    scopes = [T.Scope(kind=T.SCOPE_KIND_ORG, org_id=c.org_id),
+              T.Scope(kind=T.SCOPE_KIND_PROJECT, org_id=c.org_id, project_id=c.project_id)]
+    if job.user_id:
+        scopes.append(T.Scope(kind=T.SCOPE_KIND_USER, org_id=c.org_id,
+                              project_id=c.project_id, user_id=job.user_id))
+    if job.req.session_id:
+        scopes.append(T.Scope(kind=T.SCOPE_KIND_SESSION, org_id=c.org_id,
+                              project_id=c.project_id, user_id=job.user_id,
+                              session_id=job.req.session_id))
+    # Limits on the API key itself (`tokenrt budget set --scope api_key:ORG/KEY_ID`).
+    scopes.append(T.Scope(kind=T.SCOPE_KIND_API_KEY, org_id=c.org_id,
+                          api_key_id=c.api_key_id))
+    return T.ScopeChain(scopes=scopes)
 
 
 def _delta_pb(d: replay.Delta) -> router_pb2.CompletionDelta:

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tokenrt.v1 import common_pb2
-from tokenrt_pricing import Usage, cost_of
-from tokenrt_pricing.model import ModelEntry
+from tokenrt_pricing.cost import round_half_even, schedule_for
+from tokenrt_pricing.model import TOKENS_PER_MTOK, ModelEntry
 
 T = common_pb2
 DEFAULT_OUTPUT = 4096
@@ -76,8 +76,11 @@ def output_cap(entry: ModelEntry, requested: int | None) -> int:
 
 
 def upper_cost(entry: ModelEntry, input_tokens: int, max_output: int) -> int:
-    usage = Usage(input_tokens=input_tokens, output_tokens=max_output)
-    return cost_of(entry.price, usage).total_nusd
+    """`cost_of(entry.price, Usage(input_tokens, output_tokens=max_output)).total_nusd`,
+    without the split into parts (selection prices every candidate of every request)."""
+    prices, _ = schedule_for(entry.price, input_tokens, False)
+    return round_half_even(input_tokens * prices.input + max_output * prices.output,
+                           TOKENS_PER_MTOK)
 
 
 def largest_output(entry: ModelEntry, input_tokens: int, up_to: int, max_nusd: int) -> int:

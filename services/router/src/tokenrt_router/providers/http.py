@@ -72,9 +72,9 @@ class HttpAdapter:
                     url, data=json.dumps(body),
                     timeout=aiohttp.ClientTimeout(total=timeout,
                                                   sock_connect=self._connect_timeout)) as r:
-                text = await r.text()
+                raw = await r.read()
                 if r.status != 200:
-                    raise self.status_error(r.status, text, r.headers)
+                    raise self.status_error(r.status, raw.decode(errors="replace"), r.headers)
         except TimeoutError:
             raise ProviderError(Failure.TIMEOUT, f"{self.name}: no answer within "
                                 f"{timeout:g}s") from None
@@ -82,7 +82,7 @@ class HttpAdapter:
             raise ProviderError(Failure.UNREACHABLE, f"cannot reach {self.name}: "
                                 f"{type(exc).__name__}") from None
         try:
-            return json.loads(text)
+            return json.loads(raw)  # (bytes: UTF-8, -16 or -32, as JSON allows)
         except ValueError:
             raise ProviderError(Failure.MALFORMED, f"{self.name}: the answer is not "
                                 "JSON") from None
