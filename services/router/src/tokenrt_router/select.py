@@ -102,6 +102,8 @@ def rank(entries: Sequence[ModelEntry], needs: Needs, unhealthy: dict[str, str],
     """Every candidate, eligible ones first by score (then cheaper first). `latency_ms`
     is each model's measured provider latency (models not measured yet score 0)."""
     cands = [Candidate(e) for e in entries]
+    fit = TIER_FIT.get(needs.complexity, TIER_FIT[T.COMPLEXITY_MEDIUM])
+    level = T.Complexity.Name(needs.complexity or T.COMPLEXITY_MEDIUM)
     for c in cands:
         e = c.entry
         c.max_output = output_cap(e, requested_output)
@@ -127,9 +129,7 @@ def rank(entries: Sequence[ModelEntry], needs: Needs, unhealthy: dict[str, str],
         if needs.max_cost_nusd is not None and c.estimated_cost_nusd > needs.max_cost_nusd:
             c.exclude(f"upper-bound cost {c.estimated_cost_nusd} nusd > max_cost_nusd "
                       f"{needs.max_cost_nusd}")
-        fit = TIER_FIT.get(needs.complexity, TIER_FIT[T.COMPLEXITY_MEDIUM])
-        c.add("complexity", fit.get(e.tier, 0),
-              f"{e.tier} tier for {T.Complexity.Name(needs.complexity or 2)}")
+        c.add("complexity", fit.get(e.tier, 0), f"{e.tier} tier for {level}")
         if needs.task in REASONING_TASKS and "reasoning" in e.capabilities:
             c.add("task_fit", 10, "reasoning model for a reasoning-heavy task")
         c.add("context_fit", 10 if c.fits_context else -10,

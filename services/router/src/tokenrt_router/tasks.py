@@ -3,6 +3,8 @@
 Pure: reads the messages' text, never calls anything. The rules look at the last user
 turn (what is being asked) and at the whole prompt's size and code content (how hard it
 is). First matching rule wins; the order is the table in docs/router.md.
+
+The word rules are matched against the lower-cased text (faster than re.IGNORECASE).
 """
 
 from __future__ import annotations
@@ -22,42 +24,39 @@ CODE = re.compile(r"```|^\s*(def |class |function |fn |func |import |#include|pu
 RULES: tuple[tuple[int, re.Pattern[str]], ...] = (
     (T.TASK_TYPE_CODE_COMPLETION, re.compile(
         r"\b(complete|autocomplete|finish|continue)\b.{0,40}\b(code|line|function|"
-        r"statement|snippet|this)\b|^\s*complete\b", re.I | re.S)),
+        r"statement|snippet|this)\b|^\s*complete\b", re.S)),
     (T.TASK_TYPE_DEBUG, re.compile(
         r"\b(traceback|stack ?trace|exception|error|bug|crash(es|ing)?|fails?|failing|"
-        r"broken|doesn'?t work|not working|segfault|panic|wrong (output|result)|debug)\b",
-        re.I)),
+        r"broken|doesn'?t work|not working|segfault|panic|wrong (output|result)|debug)\b")),
     (T.TASK_TYPE_CODE_REVIEW, re.compile(
-        r"\b(review|code review|audit|any (issues|problems)|look over|critique|lgtm)\b",
-        re.I)),
+        r"\b(review|code review|audit|any (issues|problems)|look over|critique|lgtm)\b")),
     (T.TASK_TYPE_REFACTOR, re.compile(
         r"\b(refactor\w*|clean ?up|restructure|extract (a |the )?(method|function|class)|"
         r"simplify|dedupe|deduplicate|split (this|the) (file|module|class|function)|"
-        r"decouple|modulari[sz]e)\b", re.I)),
+        r"decouple|modulari[sz]e)\b")),
     (T.TASK_TYPE_TRANSLATE, re.compile(
         r"\b(translate|port|convert|rewrite)\b.{0,60}\b(to|into|in)\s+(python|java|"
         r"javascript|typescript|go|golang|rust|c\+\+|c#|kotlin|swift|ruby|php|scala|sql|"
-        r"english|chinese|french|german|spanish|japanese)\b", re.I | re.S)),
+        r"english|chinese|french|german|spanish|japanese)\b", re.S)),
     (T.TASK_TYPE_SUMMARIZE, re.compile(
-        r"\b(summari[sz]e|summary|tl;?dr|recap|changelog|release notes|commit message)\b",
-        re.I)),
+        r"\b(summari[sz]e|summary|tl;?dr|recap|changelog|release notes|commit message)\b")),
     (T.TASK_TYPE_EXPLAIN, re.compile(
         r"\b(explain|what does|what is|what are|how does|how do|why does|why is|"
-        r"walk me through|meaning of|understand)\b", re.I)),
+        r"walk me through|meaning of|understand)\b")),
     (T.TASK_TYPE_CODE_EDIT, re.compile(
         r"\b(change|modify|update|edit|rename|replace|add (a |an |the )?\w+ (to|in)|"
-        r"remove|delete|make (it|this|the)|insert|tweak|adjust)\b", re.I)),
+        r"remove|delete|make (it|this|the)|insert|tweak|adjust)\b")),
     (T.TASK_TYPE_REASONING, re.compile(
         r"\b(prove|proof|design|architect\w*|trade-?offs?|compare|which approach|"
-        r"complexity of|big-?o|plan|strategy|should (i|we))\b", re.I)),
+        r"complexity of|big-?o|plan|strategy|should (i|we))\b")),
     (T.TASK_TYPE_CODE_GENERATION, re.compile(
-        r"\b(write|implement|create|generate|build|scaffold|code up|add)\b", re.I)),
+        r"\b(write|implement|create|generate|build|scaffold|code up|add)\b")),
 )
 
 HARD = re.compile(r"\b(concurren\w*|distributed|race condition|deadlock|architect\w*|"
                   r"across (the )?(codebase|repo|files)|multiple files|thread[- ]safe|"
-                  r"performance|optimi[sz]\w*|security|migration|algorithm)\b", re.I)
-EASY = re.compile(r"\b(typo|one[- ]liner|rename|simple|quick|small|tiny|just)\b", re.I)
+                  r"performance|optimi[sz]\w*|security|migration|algorithm)\b")
+EASY = re.compile(r"\b(typo|one[- ]liner|rename|simple|quick|small|tiny|just)\b")
 LONG_PROMPT = 6000
 SHORT_PROMPT = 400
 INHERENTLY_HARD = (T.TASK_TYPE_REASONING, T.TASK_TYPE_REFACTOR)
@@ -87,9 +86,9 @@ def analyse(messages: Sequence[common_pb2.Message], input_tokens: int,
     elif FIM.search(last):
         task, rule = T.TASK_TYPE_CODE_COMPLETION, "fill-in-the-middle markers"
     else:
-        ask = CODE.split(last, maxsplit=1)[0] if CODE.search(last) else last
+        ask = (CODE.split(last, maxsplit=1)[0] if CODE.search(last) else last)[:2000].lower()
         for candidate, pattern in RULES:
-            m = pattern.search(ask[:2000])
+            m = pattern.search(ask)
             if m:
                 task, rule = candidate, f"matched {m.group(0).strip()[:30]!r}"
                 break
@@ -98,6 +97,7 @@ def analyse(messages: Sequence[common_pb2.Message], input_tokens: int,
 
 
 def _complexity(task: int, last: str, input_tokens: int) -> tuple[int, str]:
+    last = last.lower()
     hard = HARD.search(last)
     if input_tokens > LONG_PROMPT:
         return T.COMPLEXITY_HIGH, f"long prompt ({input_tokens} tokens)"

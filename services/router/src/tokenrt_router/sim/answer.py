@@ -23,6 +23,9 @@ WORDS = ("the", "function", "returns", "a", "value", "for", "each", "input", "an
 CACHE_BLOCK = 128
 CACHE_MIN = 1024
 DEFAULT_ANSWER_TOKENS = 48
+# Filler words per digest byte: 80 words, more tokens than the longest answer
+# (DEFAULT_ANSWER_TOKENS + 31) needs, so nothing is encoded only to be cut off.
+ANSWER_WORDS_PER_BYTE = 5
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,9 @@ class Answerer:
         want = DEFAULT_ANSWER_TOKENS + digest[0] % 32
         last_user = next((_content_text(m.get("content")) for m in reversed(messages)
                           if m.get("role") == "user"), "")
+        filler = " ".join(WORDS[b % len(WORDS)] for b in digest * ANSWER_WORDS_PER_BYTE)
         text = (f"[tokenrt simulator · {model}] Simulated answer to: "
-                f"{last_user[:60]!r}. " + " ".join(WORDS[b % len(WORDS)] for b in digest * 8))
+                f"{last_user[:60]!r}. " + filler)
         tokens = enc.encode(text, disallowed_special=())
         finish = "stop"
         if len(tokens) > want:

@@ -112,7 +112,7 @@ class Simulator:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         try:
-            body = await request.json()
+            body = json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "request body is not valid JSON", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) \
