@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import grpc
@@ -167,10 +167,22 @@ def _template(lim: Limit, start: datetime | None) -> common_pb2.LimitState:
 
 
 def state_out(st: State) -> common_pb2.LimitState:
+    m = common_pb2.LimitState()
+    _fill(m, st)
+    return m
+
+
+def states_into(target: Any, states: Sequence[State]) -> None:
+    """Each state into a new element of a repeated LimitState field (not copied there
+    from a message of its own)."""
+    for st in states:
+        _fill(target.add(), st)
+
+
+def _fill(m: common_pb2.LimitState, st: State) -> None:
     c = st.check
     lim = c.limit
     held = c.used + c.reserved
-    m = common_pb2.LimitState()
     rolling = lim.period == K.LIMIT_PERIOD_ROLLING
     m.CopyFrom(_template(lim, None if rolling else c.window.start))
     if rolling and c.window.start is not None:
@@ -187,7 +199,6 @@ def state_out(st: State) -> common_pb2.LimitState:
             _set_stamp(m.reset_at, st.reset_at)
         else:
             m.reset_at.CopyFrom(_stamp(st.reset_at))
-    return m
 
 
 def _chain(chain: common_pb2.ScopeChain) -> tuple[Scope, ...]:
@@ -230,8 +241,8 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
         res = await self._b.reserve(reserve_in(r))
         out = budget_pb2.ReserveResponse(
             reservation_id=res.reservation_id, decision=res.decision,  # type: ignore[arg-type]
-            retry_after_ms=res.retry_after_ms, limits=[state_out(s) for s in res.states],
-            enforcement=res.enforcement)  # type: ignore[arg-type]
+            retry_after_ms=res.retry_after_ms, enforcement=res.enforcement)  # type: ignore[arg-type]
+        states_into(out.limits, res.states)
         _ts(out.expires_at, res.expires_at)
         return out
 
@@ -258,8 +269,9 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
         outcome, states = await self._b.settle(
             r.reservation_id, commit=True, tokens=r.actual_tokens, cost_nusd=r.actual_cost_nusd,
             chain=chain, request_id=r.request_id)
-        return budget_pb2.CommitResponse(outcome=outcome,  # type: ignore[arg-type]
-                                         limits=[state_out(s) for s in states])
+        out = budget_pb2.CommitResponse(outcome=outcome)  # type: ignore[arg-type]
+        states_into(out.limits, states)
+        return out
 
     async def _release(self, r: budget_pb2.ReleaseRequest) -> budget_pb2.ReleaseResponse:
         outcome, _ = await self._b.settle(r.reservation_id, commit=False)

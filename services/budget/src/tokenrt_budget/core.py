@@ -190,6 +190,11 @@ class Limit:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    def __hash__(self) -> int:
+        # By id alone (equal limits have equal ids): the answers' caches look a limit up
+        # in every call, and a hash of all fields cost more than the rest of the lookup.
+        return hash(self.limit_id)
+
     @property
     def fails_closed(self) -> bool:
         if self.fail_mode == budget_pb2.FAIL_MODE_UNSPECIFIED:
