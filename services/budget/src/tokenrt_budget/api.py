@@ -202,8 +202,15 @@ def _fill(m: common_pb2.LimitState, st: State) -> None:
 
 
 def _chain(chain: common_pb2.ScopeChain) -> tuple[Scope, ...]:
+    return _chain_of(chain.SerializeToString())
+
+
+@lru_cache(maxsize=4096)
+def _chain_of(data: bytes) -> tuple[Scope, ...]:
+    """A chain read and checked once per wire form (callers send the same few chains
+    again and again; equal bytes are an equal chain)."""
     scopes = [Scope(s.kind, s.org_id, s.project_id, s.user_id, s.session_id, s.api_key_id)
-              for s in chain.scopes]
+              for s in common_pb2.ScopeChain.FromString(data).scopes]
     return core.check_chain(scopes)
 
 
@@ -228,11 +235,6 @@ def reserve_in(r: budget_pb2.ReserveRequest) -> ReserveIn:
                      dry_run=r.dry_run, request_id=r.request_id, model=r.model)
 
 
-def _ts(m: object, when: datetime | None) -> None:
-    if when is not None:
-        m.FromDatetime(when)  # type: ignore[attr-defined]
-
-
 class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
     def __init__(self, budget: Budget) -> None:
         self._b = budget
@@ -243,7 +245,8 @@ class BudgetApi(budget_pb2_grpc.BudgetServiceServicer):
             reservation_id=res.reservation_id, decision=res.decision,  # type: ignore[arg-type]
             retry_after_ms=res.retry_after_ms, enforcement=res.enforcement)  # type: ignore[arg-type]
         states_into(out.limits, res.states)
-        _ts(out.expires_at, res.expires_at)
+        if res.expires_at is not None:
+            _set_stamp(out.expires_at, res.expires_at)
         return out
 
     async def Reserve(self, request: budget_pb2.ReserveRequest,

@@ -23,6 +23,7 @@ Not hash-tagged: `orgs` (tags with reservations, for the sweeper) and `catchups`
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Sequence
@@ -68,7 +69,7 @@ def _is_epoch(epoch: str) -> bool:
 def new_reservation_id(org_id: str, epoch: str = "") -> str:
     """`<org tag>.<32 hex>`; the first 8 hex digits are the epoch of the counters the
     reservation was made in (when the ready marker holds one)."""
-    rand = uuid.uuid4().hex
+    rand = os.urandom(16).hex()
     if _is_epoch(epoch):
         return f"{org_tag(org_id)}.{epoch}{rand[:24]}"
     return f"{org_tag(org_id)}.{rand}"
