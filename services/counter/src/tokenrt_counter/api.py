@@ -11,7 +11,7 @@ from tokenrt.v1 import common_pb2, counter_pb2, counter_pb2_grpc
 from tokenrt_common.errors import ServiceError, abort, invalid
 from tokenrt_common.server import Runtime
 from tokenrt_counter import estimator
-from tokenrt_counter.core import Accuracy, MessageError, Refs, estimate_accuracy
+from tokenrt_counter.core import NO_REFS, Accuracy, MessageError, Refs, estimate_accuracy
 from tokenrt_counter.features import Features
 from tokenrt_counter.runner import Runner
 from tokenrt_counter.store import StoreUnavailable
@@ -126,10 +126,12 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         resolved = self._resolved(request.model)
         self._check_size(request.ByteSize(), "request")  # upb: ~0.03 ms / 200 KB
         sampling = request.sampling if request.HasField("sampling") else None
+        digests, tool_digests = request.message_digests, request.tool_digests
+        refs = Refs(digests, tool_digests) if digests or tool_digests else NO_REFS
         try:
             result = await self._runner.messages(
                 resolved.entry, request.messages, request.tools, sampling,
-                resolved.provider_model_id, Refs(request.message_digests, request.tool_digests))
+                resolved.provider_model_id, refs)
         except MessageError as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc),

@@ -89,7 +89,7 @@ class MessagesCount:
     tools_tokens: int
     overhead_tokens: int
     accuracy: Accuracy
-    features: Features = field(default_factory=Features)
+    features: Features = Features()  # frozen: one shared empty value
     # Positions sent by digest only whose digest is not in the cache for this model; when
     # either list is non-empty there is no count (the caller must resend them in full).
     unknown_messages: list[int] = field(default_factory=list)
