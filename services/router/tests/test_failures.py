@@ -66,7 +66,7 @@ async def test_open_budget_cache_compressor_and_nats_down_still_serves(everythin
 
 
 async def test_closed_budget_down_refuses(stack, sim_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    proc, address, _ = start_router(
+    proc, address, env = start_router(
         stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-down/p",
         TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_RPC_TIMEOUT_SECONDS="0.5",
         **dead("budget"))
@@ -75,6 +75,10 @@ async def test_closed_budget_down_refuses(stack, sim_url: str, tmp_path: Path) -
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await router_pb2_grpc.RouterServiceStub(ch).Complete(request(), metadata=AUTH,
                                                                      timeout=30)
+        # The reservation sent with the prompt's bound failed: the budget-down policy at
+        # once, without a second call to the dead budget.
+        assert metric(env, "tokenrt_router_speculative_reserves_total") == 1
+        assert 'outcome="budget_down"' in metrics_text(env)
     finally:
         proc.terminate()
         proc.wait(20)
@@ -82,12 +86,16 @@ async def test_closed_budget_down_refuses(stack, sim_url: str, tmp_path: Path) -
     assert "budget" in (info.value.details() or "")
 
 
-def metric(env: dict[str, str], name: str) -> float:
-    """One sample of the router's /metrics."""
+def metrics_text(env: dict[str, str]) -> str:
     import urllib.request
     with urllib.request.urlopen(
             f"http://127.0.0.1:{env['TOKENRT_ROUTER_METRICS_PORT']}/metrics", timeout=5) as r:
-        text = r.read().decode()
+        return r.read().decode()
+
+
+def metric(env: dict[str, str], name: str) -> float:
+    """One sample of the router's /metrics."""
+    text = metrics_text(env)
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])

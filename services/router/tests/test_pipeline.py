@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import aiohttp
@@ -19,6 +20,8 @@ from tokenrt.v1 import (
     router_pb2,
     router_pb2_grpc,
 )
+from tokenrt_pricing.catalog import load as load_catalog
+from tokenrt_router.bound import input_bound
 
 from .conftest import ROUTER_KEY
 
@@ -452,3 +455,91 @@ async def test_a_request_whose_deadline_passes_while_queued_is_given_up_unsent(r
     st = await budget.Status(budget_pb2.StatusRequest(scope=session_scope(router_env, session)))
     assert [(lim.used, lim.reserved) for lim in st.limits] == [(1, 0)]
 
+
+
+# -- the speculative reserve (an upper bound of the prompt reserved while it is counted) --
+
+async def speculated(env: dict) -> dict[str, float]:
+    """The router's speculative reserves so far, by outcome (its Prometheus counter)."""
+    port = env["env"]["TOKENRT_ROUTER_METRICS_PORT"]
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^tokenrt_router_speculative_reserves_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+
+
+async def outcomes_since(env: dict, before: dict[str, float]) -> dict[str, float]:
+    now = await speculated(env)
+    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+
+
+async def test_a_speculative_reservation_with_the_same_plan_is_kept_and_committed(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("Explain what a Python tuple is. " + uuid.uuid4().hex, forced_model="sim/gpt-4o")
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, 10**12)
+    before = await speculated(router_env)
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert await outcomes_since(router_env, before) == {"kept": 1}
+    assert c.budget.decision == T.BUDGET_DECISION_ALLOW and c.budget.reservation_id
+    lim = await settled_limit(budget, router_env, req.session_id)
+    assert lim.reserved == 0 and lim.used == c.cost_nusd  # one reservation, committed
+    e = await event_of(ledger, c.event_id)
+    assert e.budget_reservation_id == c.budget.reservation_id and e.cost_nusd == c.cost_nusd
+
+
+async def test_a_plan_the_exact_count_changes_is_released_and_reserved_again(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    # ~615 bytes but ~230 tokens: the bound makes it a medium task, the count a simple
+    # one, so another tier of model is chosen.
+    req = request("Explain what this code does: " + uuid.uuid4().hex + "\n"
+                  + "x = compute(a, b)\n" * 30)
+    entry = load_catalog().resolve("sim/gpt-4o-mini").entry
+    assert input_bound(req, entry) >= 400 > (await router.SelectModel(
+        router_pb2.SelectModelRequest(request=req), metadata=AUTH)).input_tokens
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, 10**12)
+    before = await speculated(router_env)
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert await outcomes_since(router_env, before) == {"re_reserved": 1}
+    assert c.budget.decision == T.BUDGET_DECISION_ALLOW
+    lim = await settled_limit(budget, router_env, req.session_id)
+    assert lim.reserved == 0 and lim.used == c.cost_nusd  # the first one charged nothing
+    e = await event_of(ledger, c.event_id)
+    assert e.budget_reservation_id == c.budget.reservation_id
+
+
+async def test_a_bound_the_budget_refuses_is_reserved_again_with_the_exact_count(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req = request("Explain this: " + uuid.uuid4().hex + " " + "ok " * 200,
+                  forced_model="sim/gpt-4o")
+    exact = (await router.SelectModel(router_pb2.SelectModelRequest(request=req),
+                                      metadata=AUTH)).input_tokens
+    bound = input_bound(req, load_catalog().resolve("sim/gpt-4o").entry)
+    assert bound is not None and bound > exact + 10
+    # A token limit the exact estimate fits and the bound does not.
+    limit = exact + 64 + (bound - exact) // 2
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, limit,
+                    metric=T.LIMIT_METRIC_TOKENS)
+    before = await speculated(router_env)
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert await outcomes_since(router_env, before) == {"refused": 1}
+    assert c.budget.decision == T.BUDGET_DECISION_ALLOW and c.usage.input_tokens == exact
+    lim = await settled_limit(budget, router_env, req.session_id)
+    assert lim.reserved == 0 and lim.used == c.usage.input_tokens + c.usage.output_tokens
+    assert lim.used <= limit
+
+
+async def test_a_cache_hit_gives_the_speculative_reservation_back(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    text = "Write a limerick about budgets " + uuid.uuid4().hex
+    session = "s-" + uuid.uuid4().hex[:8]
+    await set_limit(budget, router_env, session, T.LIMIT_ACTION_DENY, 10**12)
+    before = await speculated(router_env)
+    charged = 0
+    for _ in range(50):  # until the first answer's cache store has landed
+        req = request(text, forced_model="sim/gpt-4o")
+        req.session_id = session
+        c = (await router.Complete(req, metadata=AUTH)).completion
+        if c.cache.hit:
+            break
+        charged += c.cost_nusd
+        await asyncio.sleep(0.1)
+    assert c.cache.hit and c.cost_nusd == 0 and not c.budget.reservation_id
+    assert (await outcomes_since(router_env, before)).get("released_hit") == 1
+    lim = await settled_limit(budget, router_env, session)
+    assert lim.reserved == 0 and lim.used == charged  # the hit's reservation charged nothing

@@ -38,12 +38,22 @@ class Batcher(Generic[Item, Answer]):
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def idle(self) -> bool:
+        """No batch in flight: an item sent now goes at once, alone."""
+        return not self._busy
+
     async def call(self, item: Item) -> Answer:
+        return await self.submit(item)
+
+    def submit(self, item: Item) -> asyncio.Future[Answer]:
+        """Send `item` (now or with the next batch); its answer comes in the future. A
+        future cancelled before its answer came hands the answer to `orphan`."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if not self._busy:
             self._next()
-        return await future
+        return future
 
     def _next(self) -> None:
         n = min(len(self._queue), self._max)

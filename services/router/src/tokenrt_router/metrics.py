@@ -1,5 +1,6 @@
-"""The router's own Prometheus metrics: whether answers are journaled, and off-path work
-given up on (the numbers an operator needs to see that usage is at risk)."""
+"""The router's own Prometheus metrics: whether answers are journaled, off-path work given
+up on (the numbers an operator needs to see that usage is at risk), and how speculative
+reservations ended."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ class RouterCollector(Collector):
         for c in (r.events, r.settlements, r.stores, r.samples):
             given.add_metric([c.name], c.given_up)
         yield given
+        speculated = CounterMetricFamily(
+            "tokenrt_router_speculative_reserves",
+            "Reservations made for an upper bound of the prompt while it was counted, by "
+            "outcome: kept (the budget hop was off the critical path), re_reserved (the "
+            "exact count gave another plan), refused (the budget refused the bound: "
+            "reserved again with the exact count), released / released_hit (not needed: "
+            "a refusal, the caller gone, a cache hit), budget_down, failed",
+            labels=["outcome"])
+        for outcome, n in sorted(r.speculated.items()):
+            speculated.add_metric([outcome], n)
+        yield speculated

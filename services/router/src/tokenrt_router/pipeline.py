@@ -23,10 +23,12 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import structlog
+from google.protobuf import timestamp_pb2
 
 from tokenrt.v1 import (
     budget_pb2,
@@ -48,6 +50,7 @@ from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
 from tokenrt_pricing.model import ModelEntry, Resolved
 from tokenrt_router import select, tasks
 from tokenrt_router.batching import Batcher, ItemFailed
+from tokenrt_router.bound import input_bound
 from tokenrt_router.job import PROVIDERS, Job, completion, now_ts, usage_event
 from tokenrt_router.journal import Journal, Segment
 from tokenrt_router.offpath import Coalescer
@@ -85,6 +88,18 @@ SETTLE_AGAIN = {S.UNAVAILABLE.value[0], S.DEADLINE_EXCEEDED.value[0], S.ABORTED.
 PROVIDER_FAILURE = {Failure.RATE_LIMITED: common_pb2.ERROR_REASON_PROVIDER_RATE_LIMITED,
                     Failure.TIMEOUT: common_pb2.ERROR_REASON_PROVIDER_TIMEOUT,
                     Failure.UNREACHABLE: common_pb2.ERROR_REASON_PROVIDER_UNAVAILABLE}
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """A reservation sent for an upper bound of the prompt before its count came."""
+
+    bound: int
+    plan: tuple[str, int, bool]  # model, max output, compression needed
+    estimated_tokens: int
+    estimated_cost_nusd: int
+    answer: asyncio.Future[budget_pb2.ReserveResult]
+    sent_at: timestamp_pb2.Timestamp  # (the event's budget_reserved_at when kept)
 
 
 class Deps:
@@ -152,6 +167,9 @@ class Router:
         self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
             self._reserve_many, 256, orphan=self._release_orphan)
         self._background: set[asyncio.Task[None]] = set()
+        # Speculative reserves by outcome (for the metrics): kept, re_reserved, refused,
+        # released, released_hit, budget_down, failed.
+        self.speculated: dict[str, int] = {}
 
     # -- off-path flushes -------------------------------------------------------------
 
@@ -292,24 +310,115 @@ class Router:
         job.anchor = self.entry(job.requested_model or self.models[0]).name
         cacheable = not prefs.cache.no_cache and not dry_run
         count_task = asyncio.ensure_future(self._count(job))
-        lookup = await self._lookup(job) if cacheable else None
-        await count_task
-        job.lookup = lookup
-        if job.hit and lookup is not None:
-            job.message = lookup.response.message
-            job.finish_reason = lookup.response.finish_reason
-            job.status = E.USAGE_STATUS_CACHE_HIT
-            job.usage_source = T.USAGE_SOURCE_NONE
+        spec = None if dry_run else self._speculate(job)
+        try:
+            lookup = await self._lookup(job) if cacheable else None
+            await count_task
+            job.lookup = lookup
+            if job.hit and lookup is not None:
+                job.message = lookup.response.message
+                job.finish_reason = lookup.response.finish_reason
+                job.status = E.USAGE_STATUS_CACHE_HIT
+                job.usage_source = T.USAGE_SOURCE_NONE
+                job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
+                return
             job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
-            return
-        job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
-        self.rank(job)
-        if dry_run:
-            return
-        _in_time(job, "the budget reservation")
-        await self._reserve(job)
+            self.rank(job)
+            if dry_run:
+                return
+            _in_time(job, "the budget reservation")
+            pending, spec = spec, None  # from here on _adopt gives it back when not used
+            if pending is None or not await self._adopt(job, pending):
+                await self._reserve(job)
+        finally:
+            if spec is not None:  # a cache hit, a refusal, or the caller went away
+                self._drop(spec, "released_hit" if job.hit else "released")
         _in_time(job, "compression")
         await self._compress(job)
+
+    # -- speculative reserve ------------------------------------------------------------
+
+    def _speculate(self, job: Job) -> Speculation | None:
+        """When no reservation is in flight (low load), reserve for an upper bound of the
+        prompt (bound.py) while it is counted and looked up, so the budget hop is off the
+        critical path whenever the exact count gives the same plan. None when the prompt
+        has no bound, or no model is eligible for it."""
+        if not self.reserves.idle:
+            return None
+        req = job.req
+        bound = input_bound(req, self.entry(job.anchor))
+        if bound is None:
+            return None
+        analysis = tasks.analyse(req.messages, bound, req.preferences.task_type)
+        try:
+            candidates = self._ranked(job, bound, analysis)
+        except Refusal:
+            return None
+        best = candidates[0] if candidates else None
+        if best is None or not best.eligible:
+            return None
+        request = self._reserve_request(job, best, bound)
+        return Speculation(bound, _plan(best), request.estimated_tokens,
+                           request.estimated_cost_nusd, self.reserves.submit(request), now_ts())
+
+    async def _adopt(self, job: Job, spec: Speculation) -> bool:
+        """Whether the speculative reservation is the request's: the budget allowed it,
+        the exact count is within the bound and gives the same plan (model, max output,
+        compression), and what is held covers the exact estimate. A reservation not
+        adopted is given back before the exact one is made (today's path, `_reserve`): a
+        loose bound never refuses what the exact count would be allowed, and the two are
+        never held together."""
+        try:
+            resp = _reserved(await spec.answer)
+        except (grpc.aio.AioRpcError, ItemFailed) as exc:
+            if exc.code() not in DOWN:
+                self._speculated("failed")
+                return False
+            self._speculated("budget_down")
+            self._budget_down(job, exc)  # (the exact reservation would fail alike)
+            return True
+        if resp.decision not in (T.BUDGET_DECISION_ALLOW, T.BUDGET_DECISION_UNSPECIFIED):
+            self._speculated("refused")  # nothing is held
+            return False
+        cand = job.chosen
+        assert cand is not None
+        if (job.input_tokens <= spec.bound and _plan(cand) == spec.plan
+                and spec.estimated_tokens >= job.input_tokens + cand.max_output
+                and spec.estimated_cost_nusd >= cand.estimated_cost_nusd):
+            self._speculated("kept")
+            _note_budget(job, resp)
+            job.reserved_at = spec.sent_at
+            job.reservation_id = resp.reservation_id
+            return True
+        self._speculated("re_reserved")
+        if resp.reservation_id:
+            await self._release_now(job, resp.reservation_id)
+        return False
+
+    async def _release_now(self, job: Job, reservation_id: str) -> None:
+        """Give a reservation back before reserving again (else both would be held for a
+        moment, and a limit near its end could refuse the second); when the budget does
+        not answer, off the path (it then holds more than needed until settled)."""
+        release = budget_pb2.Settlement(release=budget_pb2.ReleaseRequest(
+            reservation_id=reservation_id, request_id=job.request_id))
+        try:
+            again = await self._settle([release])
+        except grpc.aio.AioRpcError:
+            again = [release]
+        for item in again:
+            self.settlements.add(item)
+
+    def _drop(self, spec: Speculation, outcome: str) -> None:
+        """A speculative reservation the request will not use: given back off the path
+        (now, or by the batcher when its answer comes)."""
+        self._speculated(outcome)
+        if not spec.answer.done():
+            spec.answer.cancel()  # the batcher hands the answer to _release_orphan
+        elif not spec.answer.cancelled() and spec.answer.exception() is None:
+            self._release_orphan(spec.answer.result())
+
+    def _speculated(self, outcome: str) -> None:
+        self.speculated[outcome] = self.speculated.get(outcome, 0) + 1
 
     async def _count(self, job: Job) -> None:
         req = job.req
@@ -344,6 +453,18 @@ class Router:
             return None
 
     def rank(self, job: Job) -> None:
+        """The candidates (kept on the job, for SelectModel, also when none is eligible)
+        and the chosen one; a Refusal when none is eligible."""
+        assert job.analysis is not None
+        job.candidates = self._ranked(job, job.input_tokens, job.analysis)
+        best = job.candidates[0] if job.candidates else None
+        if best is None or not best.eligible:
+            raise _none_eligible(job.req.preferences, job.candidates, job.input_tokens)
+        job.chosen = best
+
+    def _ranked(self, job: Job, input_tokens: int,
+                analysis: tasks.Analysis) -> list[select.Candidate]:
+        """Every candidate for a prompt of `input_tokens`, eligible ones first by score."""
         req, prefs = job.req, job.req.preferences
         names = [prefs.forced_model] if prefs.forced_model else (
             ([prefs.preferred_model] if prefs.preferred_model else []) + self.models)
@@ -352,11 +473,10 @@ class Router:
             e = self.entry(n)
             entries.setdefault(e.name, e)
         mode = prefs.compression.mode
-        assert job.analysis is not None
         needs = select.Needs(
-            input_tokens=job.input_tokens,
+            input_tokens=input_tokens,
             max_output=req.sampling.max_output_tokens,
-            task=job.analysis.task, complexity=job.analysis.complexity,
+            task=analysis.task, complexity=analysis.complexity,
             tools=bool(req.tools),
             images=any(p.WhichOneof("part") == "image" for m in req.messages for p in m.content),
             preferred=self.entry(prefs.preferred_model).name if prefs.preferred_model else "",
@@ -366,25 +486,8 @@ class Router:
         requested_output = (req.sampling.max_output_tokens
                             if req.sampling.HasField("max_output_tokens") else None)
         ranked = list(entries.values())
-        job.candidates = select.rank(ranked, needs, self.unhealthy(ranked), requested_output,
-                                     self.latency)
-        best = job.candidates[0] if job.candidates else None
-        if best is None or not best.eligible:
-            why = "; ".join(f"{c.entry.name}: {', '.join(c.reasons)}" for c in job.candidates)
-            if needs.max_cost_nusd is not None and all(
-                    any("max_cost" in r for r in c.reasons) for c in job.candidates):
-                raise Refusal(S.FAILED_PRECONDITION, T.ERROR_REASON_MAX_COST_EXCEEDED,
-                              f"no model fits max_cost_nusd {needs.max_cost_nusd}: {why}",
-                              T.ErrorDetail(field="preferences.max_cost_nusd",
-                                            limit=needs.max_cost_nusd, unit="nusd"))
-            if any("compression is off" in r for c in job.candidates for r in c.reasons):
-                raise Refusal(S.FAILED_PRECONDITION, T.ERROR_REASON_CONTEXT_TOO_LONG,
-                              f"the prompt does not fit and compression is off: {why}",
-                              T.ErrorDetail(field="messages", actual=job.input_tokens,
-                                            unit="tokens"))
-            raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_PROVIDER_UNAVAILABLE,
-                          f"no eligible model for this request: {why}")
-        job.chosen = best
+        return select.rank(ranked, needs, self.unhealthy(ranked), requested_output,
+                           self.latency)
 
     # -- budget -----------------------------------------------------------------------
 
@@ -392,6 +495,31 @@ class Router:
         if job.chain is None:
             job.chain = _scope_chain(job)
         return job.chain
+
+    def _reserve_request(self, job: Job, cand: select.Candidate,
+                         input_tokens: int) -> budget_pb2.ReserveRequest:
+        return budget_pb2.ReserveRequest(
+            chain=self._chain(job), estimated_tokens=input_tokens + cand.max_output,
+            estimated_cost_nusd=cand.estimated_cost_nusd, requests=1,
+            ttl_seconds=self.s.router_reservation_ttl_seconds,
+            request_id=job.request_id, model=cand.entry.name,
+            degraded=bool(job.degraded_from))
+
+    def _budget_down(self, job: Job, exc: grpc.aio.AioRpcError | ItemFailed) -> None:
+        """A reservation that failed: served without one when the budget is down and
+        budgets fail open; else a Refusal."""
+        if exc.code() not in DOWN:
+            raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
+                          f"budget refused the request: {exc.details()}") from None
+        if self.s.router_budget_unavailable == "open":
+            job.decision = T.BUDGET_DECISION_ALLOW
+            job.enforcement = T.BUDGET_ENFORCEMENT_FAILED_OPEN
+            self.log.warning("router.budget_failed_open", code=exc.code().name)
+            return
+        raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                      "the budget service is unreachable and budgets fail closed "
+                      "(TOKENRT_ROUTER_BUDGET_UNAVAILABLE=closed); retry shortly",
+                      T.ErrorDetail(retry_after_ms=1000)) from None
 
     async def _reserve(self, job: Job) -> None:
         prefs = job.req.preferences
@@ -406,37 +534,12 @@ class Router:
             cand = job.chosen
             assert cand is not None
             try:
-                result = await self.reserves.call(budget_pb2.ReserveRequest(
-                    chain=self._chain(job),
-                    estimated_tokens=job.input_tokens + cand.max_output,
-                    estimated_cost_nusd=cand.estimated_cost_nusd, requests=1,
-                    ttl_seconds=self.s.router_reservation_ttl_seconds,
-                    request_id=job.request_id, model=cand.entry.name,
-                    degraded=bool(job.degraded_from)))
-                if result.WhichOneof("result") != "response":
-                    raise ItemFailed(result.error)
-                resp = result.response
+                resp = _reserved(await self.reserves.call(
+                    self._reserve_request(job, cand, job.input_tokens)))
             except (grpc.aio.AioRpcError, ItemFailed) as exc:
-                if exc.code() not in DOWN:
-                    raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
-                                  f"budget refused the request: {exc.details()}") from None
-                if self.s.router_budget_unavailable == "open":
-                    job.decision = T.BUDGET_DECISION_ALLOW
-                    job.enforcement = T.BUDGET_ENFORCEMENT_FAILED_OPEN
-                    self.log.warning("router.budget_failed_open", code=exc.code().name)
-                    return
-                raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
-                              "the budget service is unreachable and budgets fail closed "
-                              "(TOKENRT_ROUTER_BUDGET_UNAVAILABLE=closed); retry shortly",
-                              T.ErrorDetail(retry_after_ms=1000)) from None
-            job.decision = resp.decision
-            job.enforcement = resp.enforcement
-            job.reserved_at = now_ts()
-            triggered = [lim for lim in resp.limits if lim.triggered]
-            if triggered:
-                job.limit_id = triggered[0].limit_id
-            job.budget_level = max((lim.level for lim in resp.limits), default=0)
-            job.warnings = [lim for lim in resp.limits if lim.level >= T.BUDGET_LEVEL_WARNING]
+                self._budget_down(job, exc)
+                return
+            _note_budget(job, resp)
             d = resp.decision
             if d in (T.BUDGET_DECISION_ALLOW, T.BUDGET_DECISION_UNSPECIFIED) or (
                     d == T.BUDGET_DECISION_DEGRADE and job.degraded_from):
@@ -967,6 +1070,45 @@ def journal_folder(settings: Settings) -> Path:
     started again with the same outbox finds both."""
     outbox = default_outbox_path(settings)
     return outbox.parent / (outbox.stem + ".journal")
+
+
+def _plan(cand: select.Candidate) -> tuple[str, int, bool]:
+    return cand.entry.name, cand.max_output, cand.needs_compression
+
+
+def _reserved(result: budget_pb2.ReserveResult) -> budget_pb2.ReserveResponse:
+    if result.WhichOneof("result") != "response":
+        raise ItemFailed(result.error)
+    return result.response
+
+
+def _note_budget(job: Job, resp: budget_pb2.ReserveResponse) -> None:
+    """What the budget answered, for the event and the answer (refused or not)."""
+    job.decision = resp.decision
+    job.enforcement = resp.enforcement
+    job.reserved_at = now_ts()
+    triggered = [lim for lim in resp.limits if lim.triggered]
+    if triggered:
+        job.limit_id = triggered[0].limit_id
+    job.budget_level = max((lim.level for lim in resp.limits), default=0)
+    job.warnings = [lim for lim in resp.limits if lim.level >= T.BUDGET_LEVEL_WARNING]
+
+
+def _none_eligible(prefs: router_pb2.RoutingPreferences, candidates: list[select.Candidate],
+                   input_tokens: int) -> Refusal:
+    why = "; ".join(f"{c.entry.name}: {', '.join(c.reasons)}" for c in candidates)
+    if prefs.HasField("max_cost_nusd") and all(
+            any("max_cost" in r for r in c.reasons) for c in candidates):
+        return Refusal(S.FAILED_PRECONDITION, T.ERROR_REASON_MAX_COST_EXCEEDED,
+                       f"no model fits max_cost_nusd {prefs.max_cost_nusd}: {why}",
+                       T.ErrorDetail(field="preferences.max_cost_nusd",
+                                     limit=prefs.max_cost_nusd, unit="nusd"))
+    if any("compression is off" in r for c in candidates for r in c.reasons):
+        return Refusal(S.FAILED_PRECONDITION, T.ERROR_REASON_CONTEXT_TOO_LONG,
+                       f"the prompt does not fit and compression is off: {why}",
+                       T.ErrorDetail(field="messages", actual=input_tokens, unit="tokens"))
+    return Refusal(S.UNAVAILABLE, T.ERROR_REASON_PROVIDER_UNAVAILABLE,
+                   f"no eligible model for this request: {why}")
 
 
 def _scope_chain(job: Job) -> common_pb2.ScopeChain:
