@@ -107,14 +107,6 @@ def scope_in(s: common_pb2.Scope, where: str = "scope") -> Scope:
 
 
 @lru_cache(maxsize=4096)
-def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
-    """A Timestamp per instant (period bounds repeat in every answer); copied on use."""
-    t = timestamp_pb2.Timestamp()
-    t.FromDatetime(when)
-    return t
-
-
-@lru_cache(maxsize=4096)
 def scope_out(s: Scope) -> common_pb2.Scope:
     return common_pb2.Scope(kind=s.kind, org_id=s.org_id, project_id=s.project_id,  # type: ignore[arg-type]
                             user_id=s.user_id, session_id=s.session_id, api_key_id=s.api_key_id)
@@ -156,13 +148,17 @@ def _set_stamp(m: timestamp_pb2.Timestamp, when: datetime) -> None:
 
 
 @lru_cache(maxsize=4096)
-def _template(lim: Limit, start: datetime | None) -> common_pb2.LimitState:
-    """The parts of a LimitState fixed for one limit and period (copied into answers)."""
+def _template(lim: Limit, start: datetime | None, reset_at: datetime | None
+              ) -> common_pb2.LimitState:
+    """The parts of a LimitState fixed for one limit and calendar period (copied into
+    answers; a rolling window's bounds move with every answer)."""
     m = common_pb2.LimitState(limit_id=lim.limit_id, scope=scope_out(lim.scope),
                               metric=lim.metric, period=lim.period, limit=lim.limit,  # type: ignore[arg-type]
                               action=lim.action)  # type: ignore[arg-type]
     if start is not None:
-        m.period_start.CopyFrom(_stamp(start))
+        _set_stamp(m.period_start, start)
+    if reset_at is not None:
+        _set_stamp(m.reset_at, reset_at)
     return m
 
 
@@ -183,22 +179,22 @@ def _fill(m: common_pb2.LimitState, st: State) -> None:
     c = st.check
     lim = c.limit
     held = c.used + c.reserved
-    rolling = lim.period == K.LIMIT_PERIOD_ROLLING
-    m.CopyFrom(_template(lim, None if rolling else c.window.start))
-    if rolling and c.window.start is not None:
-        _set_stamp(m.period_start, c.window.start)
+    if lim.period == K.LIMIT_PERIOD_ROLLING:
+        m.CopyFrom(_template(lim, None, None))
+        if c.window.start is not None:
+            _set_stamp(m.period_start, c.window.start)
+        if st.reset_at is not None:
+            _set_stamp(m.reset_at, st.reset_at)
+    else:
+        m.CopyFrom(_template(lim, c.window.start, st.reset_at))
     m.used = c.used
     m.reserved = c.reserved
     m.remaining = max(0, lim.limit - held)
     m.utilization_bp = core.utilization_bp(held, lim.limit)
     m.level = st.level  # type: ignore[assignment]
     m.enforcement = st.enforcement  # type: ignore[assignment]
-    m.triggered = st.triggered
-    if st.reset_at is not None:
-        if rolling:
-            _set_stamp(m.reset_at, st.reset_at)
-        else:
-            m.reset_at.CopyFrom(_stamp(st.reset_at))
+    if st.triggered:
+        m.triggered = True
 
 
 def _chain(chain: common_pb2.ScopeChain) -> tuple[Scope, ...]:
