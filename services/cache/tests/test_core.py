@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -350,3 +352,27 @@ def test_spelled_out_defaults_and_json_whitespace_keep_the_key() -> None:
     other_bytes = with_image(0, '{"a": 1}')
     other_bytes.messages[1].content[1].image.data = b"\x89PNH"
     assert key(other_bytes) != key(with_image(0, '{"a": 1}'))
+
+
+def _every_kind_of_field() -> cache_pb2.CacheableRequest:
+    req = request("what does f do?", top_p=0.5, seed=-7, max_output_tokens=64)
+    req.sampling.stop_sequences.extend(["b", "a", "b"])
+    req.sampling.provider_options.update({"z": 1, "a": [True, None, "x"]})
+    req.messages[1].content.add().image.MergeFrom(common_pb2.ImagePart(
+        url="https://example.com/é.png", detail=common_pb2.IMAGE_DETAIL_LOW, width_px=3))
+    asst = req.messages.add(role=common_pb2.ROLE_ASSISTANT)
+    asst.tool_calls.add(id="call_9", name="f", arguments_json='{ "x": [1, 2.5] }')
+    req.messages.add(role=common_pb2.ROLE_TOOL, tool_call_id="call_9",
+                     content=[common_pb2.ContentPart(text="ok")])
+    req.tools.add(name="f", description="d", parameters_json_schema="not json", strict=False)
+    return req
+
+
+def test_keys_are_the_same_across_versions() -> None:
+    # Entries stored by an earlier version must still be found: the canonical encoding
+    # and the key derivation never change without a new KEY_VERSION. (Pinned values, from
+    # the encoding as of 2026-11-28.)
+    req = _every_kind_of_field()
+    assert hashlib.sha256(core.canonical(req)).hexdigest() == (
+        "602fe31da55d0606ccea2c1dc531fc27dd05a40e183b58fea1bf277b8bb3de95")
+    assert core.key_of("acme/web", core.request_digest(req)) == "0ac9020c60d00aebebc15639a25d067c"

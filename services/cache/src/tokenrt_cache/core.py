@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ KEY_VERSION = "v1"
 MAX_ID_CHARS = 256
 MAX_TAG_CHARS = 256
 MAX_TAGS = 32
+_CONTROL = re.compile("[\x00-\x1f]")  # control characters, refused in ids
+ROLES = frozenset(common_pb2.Role.values())
 INCOMPLETE = frozenset({
     common_pb2.FINISH_REASON_UNSPECIFIED, common_pb2.FINISH_REASON_CONTENT_FILTER,
     common_pb2.FINISH_REASON_CANCELLED, common_pb2.FINISH_REASON_ERROR,
@@ -55,7 +58,7 @@ def tenant_of(t: common_pb2.Tenant, *, need_project: bool, field: str = "tenant"
         if len(value) > MAX_ID_CHARS:
             raise RequestError(f"{field}.{name}", f"{field}.{name} is longer than "
                                f"{MAX_ID_CHARS} characters")
-        if any(ord(c) < 32 for c in value):
+        if _CONTROL.search(value):
             raise RequestError(f"{field}.{name}", f"{field}.{name} contains control characters")
     if not t.org_id:
         raise RequestError(f"{field}.org_id", f"{field}.org_id is required")
@@ -153,7 +156,7 @@ def _messages(messages: Any) -> list[Any]:
 
     out: list[Any] = []
     for i, m in enumerate(messages):
-        if m.role == common_pb2.ROLE_UNSPECIFIED or m.role not in common_pb2.Role.values():
+        if m.role == common_pb2.ROLE_UNSPECIFIED or m.role not in ROLES:
             raise RequestError(f"request.messages[{i}].role",
                                f"request.messages[{i}].role must be set (system, user, ...)")
         parts: list[Any] = []
@@ -200,7 +203,16 @@ def _sampling(s: common_pb2.SamplingParams, has_tools: bool) -> list[Any]:
 def _frames(out: list[bytes], v: Any) -> None:
     """A self-delimiting binary encoding: every value says its type and length, so two
     different documents never encode to the same bytes."""
-    if v is None:
+    kind = type(v)  # the two common kinds first, by exact type (isinstance chains cost)
+    if kind is str:
+        data = v.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(data))
+        out.append(data)
+    elif kind is list:
+        out.append(b"[%d:" % len(v))
+        for item in v:
+            _frames(out, item)
+    elif v is None:
         out.append(b"N")
     elif v is True:
         out.append(b"T")
@@ -211,13 +223,9 @@ def _frames(out: list[bytes], v: Any) -> None:
     elif isinstance(v, float):
         out.append(b"f" + v.hex().encode() + b";")
     elif isinstance(v, str):
-        data = v.encode("utf-8", "surrogatepass")
-        out.append(b"s%d:" % len(data))
-        out.append(data)
+        _frames(out, str(v))
     else:
-        out.append(b"[%d:" % len(v))
-        for item in v:
-            _frames(out, item)
+        _frames(out, list(v))
 
 
 def canonical(req: cache_pb2.CacheableRequest) -> bytes:
