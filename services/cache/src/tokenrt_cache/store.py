@@ -21,12 +21,11 @@ connected yet.
 
 A lookup reads only (one HMGET, plus the bucket's candidates in the same round trip for a
 semantic lookup): its hit / miss counters are added up in memory and written by `flush`,
-one pipeline every few hundred milliseconds for every namespace (`Tally`). The reads and
-the Lua scripts go over one connection of the cache's own
-(`tokenrt_common.redis_pipelined.PipelinedConnection`:
-the commands of one event-loop turn in one write, ~20 µs of CPU per command where redis-py
-costs ~100 µs); the counters' flush, the tenant configs and the namespace registry reads
-use redis-py.
+one round trip every few hundred milliseconds for every namespace (`Tally`). The reads,
+the Lua scripts, the counters' flush and the tenant configs go over one connection of the
+cache's own (`tokenrt_common.redis_pipelined.PipelinedConnection`: the commands of one
+event-loop turn in one write, ~20 µs of CPU per command where redis-py costs ~100 µs);
+only the admin calls' namespace registry read and SetTenantConfig use redis-py.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from tokenrt_common.connect import Infra
-from tokenrt_common.redis_pipelined import PipelinedConnection
+from tokenrt_common.redis_pipelined import Command, PipelinedConnection
 
 SCRIPTS = ("semantic_hit", "store", "invalidate", "stats", "skip")
 ENTRY_FIELDS = ("r", "tok", "cost", "at", "exp")
@@ -168,17 +167,16 @@ class CacheStore:
         await self._conn.close()
 
     async def flush(self) -> None:
-        """Write the pending lookup counters (one pipeline); on failure they stay pending."""
+        """Write the pending lookup counters (one round trip on the pipelined connection);
+        on failure they stay pending."""
         taken = self.tally.take()
         if not taken:
             return
+        commands: list[Command] = [("HINCRBY", self._key(ns, "stats"), name, n)
+                                   for ns, counts in taken.items() for name, n in counts.items()]
+        commands.append(("SADD", self._registry, *taken))
         try:
-            pipe = self._redis().pipeline(transaction=False)
-            for ns, counts in taken.items():
-                for name, n in counts.items():
-                    pipe.hincrby(self._key(ns, "stats"), name, n)
-            pipe.sadd(self._registry, *taken)
-            await pipe.execute()
+            await self._conn.call(*commands)
         except BaseException:
             self.tally.give_back(taken)
             raise
@@ -230,8 +228,8 @@ class CacheStore:
         keys = [self._cfg_key(org_scope)]
         if project_scope is not None:
             keys.append(self._cfg_key(project_scope))
-        values = await self._redis().mget(keys)
-        return [v.encode() if isinstance(v, str) else v for v in values]
+        (values,) = await self._conn.call(("MGET", *keys))
+        return [bytes(v) if v is not None else None for v in values]
 
     async def set_config(self, scope: str, value: bytes) -> None:
         await self._redis().set(self._cfg_key(scope), value)
