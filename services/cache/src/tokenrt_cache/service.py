@@ -98,27 +98,31 @@ class CacheMetrics:
                                registry=registry)
         self.stores = Counter("tokenrt_cache_stores", "Cache stores by outcome (stored or the "
                               "skip reason)", ["outcome"], registry=registry)
-        self._lookup_children: dict[str, Any] = {}
-
-    def _lookup_child(self, outcome: str) -> Any:
-        child = self._lookup_children.get(outcome)
-        if child is None:
-            child = self._lookup_children[outcome] = self.lookups.labels(outcome)
-        return child
+        # The labelled child of each outcome, by the answer's fields that name it.
+        self._lookup_children: dict[tuple[bool, int, int], Any] = {}
+        self._store_children: dict[tuple[bool, int], Any] = {}
 
     def lookup(self, r: cache_pb2.LookupResponse) -> cache_pb2.LookupResponse:
-        if r.hit:
-            outcome = "hit_exact" if r.kind == common_pb2.CACHE_KIND_EXACT else "hit_semantic"
-        else:
-            outcome = cache_pb2.CacheMissReason.Name(r.miss_reason).removeprefix(
-                "CACHE_MISS_REASON_").lower()
-        self._lookup_child(outcome).inc()
+        child = self._lookup_children.get((r.hit, r.kind, r.miss_reason))
+        if child is None:
+            if r.hit:
+                outcome = ("hit_exact" if r.kind == common_pb2.CACHE_KIND_EXACT
+                           else "hit_semantic")
+            else:
+                outcome = cache_pb2.CacheMissReason.Name(r.miss_reason).removeprefix(
+                    "CACHE_MISS_REASON_").lower()
+            child = self._lookup_children[(r.hit, r.kind, r.miss_reason)] = \
+                self.lookups.labels(outcome)
+        child.inc()
         return r
 
     def store(self, r: cache_pb2.StoreResponse) -> cache_pb2.StoreResponse:
-        outcome = "stored" if r.stored else cache_pb2.CacheSkipReason.Name(
-            r.skip_reason).removeprefix("CACHE_SKIP_REASON_").lower()
-        self.stores.labels(outcome).inc()
+        child = self._store_children.get((r.stored, r.skip_reason))
+        if child is None:
+            outcome = "stored" if r.stored else cache_pb2.CacheSkipReason.Name(
+                r.skip_reason).removeprefix("CACHE_SKIP_REASON_").lower()
+            child = self._store_children[(r.stored, r.skip_reason)] = self.stores.labels(outcome)
+        child.inc()
         return r
 
 
