@@ -7,12 +7,12 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenrt.v1 import common_pb2, router_pb2
+from tokenrt.v1 import common_pb2, counter_pb2, router_pb2
 from tokenrt_counter.chunks import CountCache
 from tokenrt_counter.core import Counter, MessageError
 from tokenrt_counter.tokenizers import Tokenizers
 from tokenrt_pricing.catalog import load
-from tokenrt_router.bound import input_bound
+from tokenrt_router.bound import MessageCounts, digests, input_bound
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", "/work/shared/tiktoken")
 T = common_pb2
@@ -73,3 +73,38 @@ def test_no_bound_where_the_counter_uses_a_formula_or_an_estimate() -> None:
         messages=[text], tools=[T.Tool(name="f")]), gpt) is None
     estimated = next(e for e in CATALOG.entries() if e.tokenizer.startswith("estimate:"))
     assert input_bound(router_pb2.CompleteRequest(messages=[text]), estimated) is None
+
+
+def _response(msgs: list[common_pb2.Message], entry) -> counter_pb2.CountMessagesResponse:  # type: ignore[no-untyped-def]
+    counted = COUNTER.count_messages(entry, msgs, [])
+    return counter_pb2.CountMessagesResponse(
+        input_tokens=counted.total,
+        messages=[counter_pb2.MessageTokens(index=i, tokens=t, image_tokens=img)
+                  for i, (t, img) in enumerate(counted.messages)])
+
+
+def test_large_messages_counted_before_are_bounded_by_their_count() -> None:
+    """An IDE's request: the same files every time, then a new question; after one count
+    the files are bounded exactly and only the question by its bytes."""
+    entry = CATALOG.resolve("sim/gpt-4o-mini").entry
+    files = [T.Message(role=T.ROLE_USER, content=[T.ContentPart(
+        text=f"# file {f}.py\n" + "def handler(request):\n    return request.json()\n" * 40)])
+        for f in range(5)]
+    image = T.Message(role=T.ROLE_USER, content=[T.ContentPart(text="see " + "x" * 600),
+                                                 T.ContentPart(image=T.ImagePart(
+                                                     url="https://example.com/a.png",
+                                                     width_px=512, height_px=512))])
+    first = [*files, image, T.Message(role=T.ROLE_USER, content=[T.ContentPart(text="why?")])]
+    counts = MessageCounts()
+    assert input_bound(router_pb2.CompleteRequest(messages=first), entry) is None  # an image
+    counts.learn(entry.name, digests(first), _response(first, entry))
+
+    question = "And what does handler return when the body is empty? " * 3
+    second = [*files, image, T.Message(role=T.ROLE_USER, content=[T.ContentPart(text=question)])]
+    req = router_pb2.CompleteRequest(messages=second)
+    bound = input_bound(req, entry, counts, digests(second))
+    exact = COUNTER.count_messages(entry, second, []).total
+    assert bound is not None and exact <= bound <= exact + len(question) + 3 + 4
+    # Another model's counts are not used.
+    other = CATALOG.resolve("sim/gpt-4o").entry
+    assert input_bound(req, other, counts, digests(second)) is None

@@ -487,18 +487,21 @@ async def test_a_speculative_reservation_with_the_same_plan_is_kept_and_committe
 
 
 async def test_a_plan_the_exact_count_changes_is_released_and_reserved_again(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
-    # ~615 bytes but ~230 tokens: the bound makes it a medium task, the count a simple
-    # one, so another tier of model is chosen.
-    req = request("Explain what this code does: " + uuid.uuid4().hex + "\n"
-                  + "x = compute(a, b)\n" * 30)
-    entry = load_catalog().resolve("sim/gpt-4o-mini").entry
-    assert input_bound(req, entry) >= 400 > (await router.SelectModel(
-        router_pb2.SelectModelRequest(request=req), metadata=AUTH)).input_tokens
+    # ~20 KB of code, ~6,000 tokens, on a 16k-token model: the bound (bytes) plans
+    # compression, the count does not.
+    code = "".join(f"def handler_{i}(request):\n    return request.json()['items'][{i}]\n"
+                   for i in range(350))
+    req = request("Explain this code " + uuid.uuid4().hex + ":\n" + code,
+                  forced_model="sim/gpt-3.5-turbo")
+    entry = load_catalog().resolve("sim/gpt-3.5-turbo").entry
+    exact = (await router.SelectModel(router_pb2.SelectModelRequest(request=req),
+                                      metadata=AUTH)).input_tokens
+    assert input_bound(req, entry) > entry.context_window > 2 * exact
     await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, 10**12)
     before = await speculated(router_env)
     c = (await router.Complete(req, metadata=AUTH)).completion
     assert await outcomes_since(router_env, before) == {"re_reserved": 1}
-    assert c.budget.decision == T.BUDGET_DECISION_ALLOW
+    assert c.budget.decision == T.BUDGET_DECISION_ALLOW and not c.HasField("compression")
     lim = await settled_limit(budget, router_env, req.session_id)
     assert lim.reserved == 0 and lim.used == c.cost_nusd  # the first one charged nothing
     e = await event_of(ledger, c.event_id)
@@ -543,3 +546,35 @@ async def test_a_cache_hit_gives_the_speculative_reservation_back(router, router
     assert (await outcomes_since(router_env, before)).get("released_hit") == 1
     lim = await settled_limit(budget, router_env, session)
     assert lim.reserved == 0 and lim.used == charged  # the hit's reservation charged nothing
+
+
+async def test_files_counted_before_are_bounded_by_their_count_so_the_plan_holds(router, router_env) -> None:  # type: ignore[no-untyped-def]
+    """An IDE's requests: the same files, a new question, on a 16k-token model. The first
+    bound (the files' bytes, over the window) plans compression, its count (~6,000 tokens)
+    does not: reserved again. The next request bounds the files by their learned counts,
+    plans as its count does and keeps its speculative reservation."""
+    tag = uuid.uuid4().hex
+    files = [msg(T.ROLE_USER, f"# file {f} {tag}.py\n" + "".join(
+        f"def handler_{f}_{i}(request):\n    return request.json()['items'][{i}]\n"
+        for i in range(70))) for f in range(5)]
+
+    def ide(question: str) -> router_pb2.CompleteRequest:
+        return router_pb2.CompleteRequest(
+            session_id="s-" + tag[:8],
+            messages=[msg(T.ROLE_SYSTEM, "You are a coding assistant."), *files,
+                      msg(T.ROLE_USER, question)],
+            sampling=T.SamplingParams(max_output_tokens=64),
+            preferences=router_pb2.RoutingPreferences(forced_model="sim/gpt-3.5-turbo"))
+
+    first = ide("Explain what handler_0_3 returns.")
+    entry = load_catalog().resolve("sim/gpt-3.5-turbo").entry
+    exact = (await router.SelectModel(router_pb2.SelectModelRequest(request=first),
+                                      metadata=AUTH)).input_tokens
+    assert input_bound(first, entry) > entry.context_window > 2 * exact
+    before = await speculated(router_env)
+    await router.Complete(first, metadata=AUTH)
+    assert await outcomes_since(router_env, before) == {"re_reserved": 1}
+    before = await speculated(router_env)
+    c = (await router.Complete(ide("Explain what handler_1_4 returns."), metadata=AUTH)).completion
+    assert await outcomes_since(router_env, before) == {"kept": 1}
+    assert not c.cache.hit and c.budget.reservation_id and not c.HasField("compression")

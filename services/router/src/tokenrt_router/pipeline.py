@@ -48,9 +48,8 @@ from tokenrt_common.settings import Settings
 from tokenrt_counter.client import ByReference
 from tokenrt_pricing import Catalog, ModelNotFound, Usage, cost_of
 from tokenrt_pricing.model import ModelEntry, Resolved
-from tokenrt_router import select, tasks
+from tokenrt_router import bound, select, tasks
 from tokenrt_router.batching import Batcher, ItemFailed
-from tokenrt_router.bound import input_bound
 from tokenrt_router.job import PROVIDERS, Job, completion, now_ts, usage_event
 from tokenrt_router.journal import Journal, Segment
 from tokenrt_router.offpath import Coalescer
@@ -100,6 +99,7 @@ class Speculation:
     estimated_cost_nusd: int
     answer: asyncio.Future[budget_pb2.ReserveResult]
     sent_at: timestamp_pb2.Timestamp  # (the event's budget_reserved_at when kept)
+    digests: list[bytes]  # of the large messages, to learn their counts
 
 
 class Deps:
@@ -170,6 +170,7 @@ class Router:
         # Speculative reserves by outcome (for the metrics): kept, re_reserved, refused,
         # released, released_hit, budget_down, failed.
         self.speculated: dict[str, int] = {}
+        self.message_counts = bound.MessageCounts()
 
     # -- off-path flushes -------------------------------------------------------------
 
@@ -310,19 +311,22 @@ class Router:
         job.anchor = self.entry(job.requested_model or self.models[0]).name
         cacheable = not prefs.cache.no_cache and not dry_run
         count_task = asyncio.ensure_future(self._count(job))
-        spec = None if dry_run else self._speculate(job)
+        detection = tasks.detect(req.messages, prefs.task_type)
+        spec = None if dry_run else self._speculate(job, detection)
         try:
             lookup = await self._lookup(job) if cacheable else None
             await count_task
+            if spec is not None and isinstance(job.count, counter_pb2.CountMessagesResponse):
+                self.message_counts.learn(job.anchor, spec.digests, job.count)
             job.lookup = lookup
             if job.hit and lookup is not None:
                 job.message = lookup.response.message
                 job.finish_reason = lookup.response.finish_reason
                 job.status = E.USAGE_STATUS_CACHE_HIT
                 job.usage_source = T.USAGE_SOURCE_NONE
-                job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
+                job.analysis = detection.at(job.input_tokens)
                 return
-            job.analysis = tasks.analyse(req.messages, job.input_tokens, prefs.task_type)
+            job.analysis = detection.at(job.input_tokens)
             self.rank(job)
             if dry_run:
                 return
@@ -338,7 +342,7 @@ class Router:
 
     # -- speculative reserve ------------------------------------------------------------
 
-    def _speculate(self, job: Job) -> Speculation | None:
+    def _speculate(self, job: Job, detection: tasks.Detection) -> Speculation | None:
         """When no reservation is in flight (low load), reserve for an upper bound of the
         prompt (bound.py) while it is counted and looked up, so the budget hop is off the
         critical path whenever the exact count gives the same plan. None when the prompt
@@ -346,20 +350,24 @@ class Router:
         if not self.reserves.idle:
             return None
         req = job.req
-        bound = input_bound(req, self.entry(job.anchor))
-        if bound is None:
+        entry = self.entry(job.anchor)
+        if not bound.bounded(req, entry):
             return None
-        analysis = tasks.analyse(req.messages, bound, req.preferences.task_type)
+        digests = bound.digests(req.messages)
+        most = bound.input_bound(req, entry, self.message_counts, digests)
+        if most is None:
+            return None
         try:
-            candidates = self._ranked(job, bound, analysis)
+            candidates = self._ranked(job, most, detection.at(most))
         except Refusal:
             return None
         best = candidates[0] if candidates else None
         if best is None or not best.eligible:
             return None
-        request = self._reserve_request(job, best, bound)
-        return Speculation(bound, _plan(best), request.estimated_tokens,
-                           request.estimated_cost_nusd, self.reserves.submit(request), now_ts())
+        request = self._reserve_request(job, best, most)
+        return Speculation(most, _plan(best), request.estimated_tokens,
+                           request.estimated_cost_nusd, self.reserves.submit(request), now_ts(),
+                           digests)
 
     async def _adopt(self, job: Job, spec: Speculation) -> bool:
         """Whether the speculative reservation is the request's: the budget allowed it,

@@ -75,9 +75,42 @@ def message_text(m: common_pb2.Message) -> str:
     return "".join(p.text for p in m.content if p.WhichOneof("part") == "text")
 
 
+@dataclass(frozen=True)
+class Detection:
+    """What the text says, whatever the prompt's size: the task, and the words that make
+    it hard or easy. `at(input_tokens)` adds the size (the router knows a bound of it
+    before the exact count)."""
+
+    task: int
+    rule: str
+    hard: str  # the hard topic matched ("" none)
+    easy: bool
+
+    def at(self, input_tokens: int) -> Analysis:
+        complexity, why = self._complexity(input_tokens)
+        return Analysis(self.task, complexity, f"{self.rule}; {why}")
+
+    def _complexity(self, input_tokens: int) -> tuple[int, str]:
+        if input_tokens > LONG_PROMPT:
+            return T.COMPLEXITY_HIGH, f"long prompt ({input_tokens} tokens)"
+        if self.hard:
+            return T.COMPLEXITY_HIGH, f"hard topic {self.hard!r}"
+        if self.task in INHERENTLY_HARD:
+            return T.COMPLEXITY_HIGH, "task is inherently hard"
+        if self.task in INHERENTLY_EASY or self.easy or (
+                input_tokens < SHORT_PROMPT and self.task in (T.TASK_TYPE_EXPLAIN,
+                                                              T.TASK_TYPE_CODE_EDIT)):
+            return T.COMPLEXITY_LOW, "short or simple request"
+        return T.COMPLEXITY_MEDIUM, "default"
+
+
 def analyse(messages: Sequence[common_pb2.Message], input_tokens: int,
             forced_task: int = 0) -> Analysis:
     """Task type and complexity; `forced_task` (the caller's) wins over detection."""
+    return detect(messages, forced_task).at(input_tokens)
+
+
+def detect(messages: Sequence[common_pb2.Message], forced_task: int = 0) -> Detection:
     last = next((message_text(m) for m in reversed(messages)
                  if m.role == T.ROLE_USER), "")
     task, rule = T.TASK_TYPE_CHAT, "no rule matched"
@@ -92,21 +125,6 @@ def analyse(messages: Sequence[common_pb2.Message], input_tokens: int,
             if m:
                 task, rule = candidate, f"matched {m.group(0).strip()[:30]!r}"
                 break
-    complexity, why = _complexity(task, last, input_tokens)
-    return Analysis(task, complexity, f"{rule}; {why}")
-
-
-def _complexity(task: int, last: str, input_tokens: int) -> tuple[int, str]:
     last = last.lower()
     hard = HARD.search(last)
-    if input_tokens > LONG_PROMPT:
-        return T.COMPLEXITY_HIGH, f"long prompt ({input_tokens} tokens)"
-    if hard:
-        return T.COMPLEXITY_HIGH, f"hard topic {hard.group(0)!r}"
-    if task in INHERENTLY_HARD:
-        return T.COMPLEXITY_HIGH, "task is inherently hard"
-    easy = EASY.search(last)
-    if task in INHERENTLY_EASY or easy or (input_tokens < SHORT_PROMPT and task in (
-            T.TASK_TYPE_EXPLAIN, T.TASK_TYPE_CODE_EDIT)):
-        return T.COMPLEXITY_LOW, "short or simple request"
-    return T.COMPLEXITY_MEDIUM, "default"
+    return Detection(task, rule, hard.group(0) if hard else "", EASY.search(last) is not None)
