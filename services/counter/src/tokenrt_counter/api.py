@@ -121,8 +121,10 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         except ServiceError as exc:
             await exc.abort(context)
 
-    async def _count_messages(self, request: counter_pb2.CountMessagesRequest
-                              ) -> counter_pb2.CountMessagesResponse:
+    async def _count_messages(self, request: counter_pb2.CountMessagesRequest,
+                              out: counter_pb2.CountMessagesResponse) -> None:
+        """Count `request` into `out`, an empty response (filled in place: one built apart
+        would be copied into its batch result). Raises ServiceError before touching it."""
         resolved = self._resolved(request.model)
         self._check_size(request.ByteSize(), "request")  # upb: ~0.03 ms / 200 KB
         sampling = request.sampling if request.HasField("sampling") else None
@@ -136,24 +138,19 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                common_pb2.ERROR_REASON_INVALID_ARGUMENT, str(exc),
                                field=exc.field) from None
+        out.model = resolved.name
+        out.tokenizer = resolved.entry.tokenizer
         if result.unknown_messages or result.unknown_tools:  # no count: resend these in full
-            return counter_pb2.CountMessagesResponse(
-                model=resolved.name, tokenizer=resolved.entry.tokenizer,
-                unknown_messages=result.unknown_messages, unknown_tools=result.unknown_tools)
-        return counter_pb2.CountMessagesResponse(
-            input_tokens=result.total,
-            messages=[counter_pb2.MessageTokens(index=i, tokens=t, image_tokens=img)
-                      for i, (t, img) in enumerate(result.messages)],
-            tools_tokens=result.tools_tokens, overhead_tokens=result.overhead_tokens,
-            accuracy=accuracy_pb(result.accuracy), model=resolved.name,
-            tokenizer=resolved.entry.tokenizer, features=features_pb(result.features))
-
-    async def _count_item(self, request: counter_pb2.CountMessagesRequest
-                          ) -> counter_pb2.CountMessagesResult:
-        try:
-            return counter_pb2.CountMessagesResult(response=await self._count_messages(request))
-        except ServiceError as exc:
-            return counter_pb2.CountMessagesResult(error=exc.item())
+            out.unknown_messages.extend(result.unknown_messages)
+            out.unknown_tools.extend(result.unknown_tools)
+            return
+        out.input_tokens = result.total
+        for i, (tokens, image_tokens) in enumerate(result.messages):
+            out.messages.add(index=i, tokens=tokens, image_tokens=image_tokens)
+        out.tools_tokens = result.tools_tokens
+        out.overhead_tokens = result.overhead_tokens
+        out.accuracy.CopyFrom(accuracy_pb(result.accuracy))
+        out.features.CopyFrom(features_pb(result.features))
 
     # ---- RPCs -------------------------------------------------------------------
 
@@ -174,10 +171,12 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
     async def CountMessages(self, request: counter_pb2.CountMessagesRequest,
                             context: grpc.aio.ServicerContext
                             ) -> counter_pb2.CountMessagesResponse:
+        response = counter_pb2.CountMessagesResponse()
         try:
-            return await self._count_messages(request)
+            await self._count_messages(request, response)
         except ServiceError as exc:
             await exc.abort(context)
+        return response
 
     async def CountMessagesBatch(self, request: counter_pb2.CountMessagesBatchRequest,
                                  context: grpc.aio.ServicerContext
@@ -188,8 +187,14 @@ class CounterApi(counter_pb2_grpc.CounterServiceServicer):
         # One after another, not a task each: a small chat is counted inline without ever
         # suspending (a task would cost more than its count), and a large one spreads its
         # unseen texts over every worker by itself.
-        results = [await self._count_item(r) for r in request.requests]
-        return counter_pb2.CountMessagesBatchResponse(results=results)
+        response = counter_pb2.CountMessagesBatchResponse()
+        for item in request.requests:
+            result = response.results.add()
+            try:
+                await self._count_messages(item, result.response)
+            except ServiceError as exc:
+                result.error.CopyFrom(exc.item())
+        return response
 
     async def CountBatch(self, request: counter_pb2.CountBatchRequest,
                          context: grpc.aio.ServicerContext) -> counter_pb2.CountBatchResponse:
