@@ -39,7 +39,8 @@ from tokenrt_common.settings import Settings
 # Prompts longer than this are sketched in a worker thread, off the event loop.
 OFFLOAD_CHARS = 16_384
 MAX_BATCH = 1000
-# Items of one StoreBatch stored at the same time (each holds a Redis connection).
+# Items of one batch call worked on at the same time (their Redis commands share the
+# pipelined connection; the bound is on work in flight, such as embedding calls).
 BATCH_PARALLEL = 16
 UNAVAILABLE_LOG_SECONDS = 5.0
 Item = TypeVar("Item")
