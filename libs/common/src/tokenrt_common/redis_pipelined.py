@@ -21,6 +21,7 @@ TLS (`rediss://`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -216,3 +217,24 @@ class PipelinedConnection:
             self._conn.abort()
             self._conn = None
         await asyncio.sleep(0)  # let the transport report connection_lost
+
+
+class Scripts:
+    """Lua scripts run by their SHA-1 (EVALSHA) over one pipelined connection; a script
+    Redis does not know (restarted or flushed) is loaded and run again in one round trip."""
+
+    def __init__(self, conn: PipelinedConnection, sources: dict[str, str]) -> None:
+        self._conn = conn
+        self._sources = sources
+        self._shas = {name: hashlib.sha1(src.encode()).hexdigest()  # Redis's script id
+                      for name, src in sources.items()}
+
+    async def run(self, name: str, keys: tuple[str, ...] | list[str], *args: Any) -> Any:
+        call = ("EVALSHA", self._shas[name], len(keys), *keys, *args)
+        try:
+            (reply,) = await self._conn.call(call)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            _sha, reply = await self._conn.call(("SCRIPT", "LOAD", self._sources[name]), call)
+        return reply

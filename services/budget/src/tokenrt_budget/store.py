@@ -37,13 +37,12 @@ import asyncpg
 import grpc
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import ResponseError
 
 from tokenrt.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from tokenrt_budget import core
 from tokenrt_budget.core import Limit, Scope
 from tokenrt_common import migrations
-from tokenrt_common.redis_pipelined import PipelinedConnection
+from tokenrt_common.redis_pipelined import PipelinedConnection, Scripts
 
 SCRIPTS = ("reserve", "settle", "charge", "read", "sweep", "alert", "set_used", "rebuild",
            "catchup")
@@ -243,9 +242,7 @@ class Counters:
         self.redis = redis
         self.keys = Keys(prefix)
         self._conn = conn
-        self._src = {name: self._source(name) for name in SCRIPTS}
-        self._sha = {name: hashlib.sha1(src.encode()).hexdigest()  # Redis's script id
-                     for name, src in self._src.items()}
+        self._scripts = Scripts(conn, {name: self._source(name) for name in SCRIPTS})
 
     @staticmethod
     def _source(name: str) -> str:
@@ -254,16 +251,8 @@ class Counters:
         return common + "\n" + lua.joinpath(f"{name}.lua").read_text()
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """EVALSHA; the script is loaded first when Redis does not know it (restarted or
-        flushed). Each script runs atomically on its own."""
-        call = ("EVALSHA", self._sha[name], len(keys), *keys, *args)
-        try:
-            (reply,) = await self._conn.call(call)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-            _sha, reply = await self._conn.call(("SCRIPT", "LOAD", self._src[name]), call)
-        return reply
+        """Each script runs atomically on its own."""
+        return await self._scripts.run(name, list(keys), *args)
 
     async def close(self) -> None:
         await self._conn.close()

@@ -30,17 +30,15 @@ only the admin calls' namespace registry read and SetTenantConfig use redis-py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from tokenrt_common.connect import Infra
-from tokenrt_common.redis_pipelined import Command, PipelinedConnection
+from tokenrt_common.redis_pipelined import Command, PipelinedConnection, Scripts
 
 SCRIPTS = ("semantic_hit", "store", "invalidate", "stats", "skip")
 ENTRY_FIELDS = ("r", "tok", "cost", "at", "exp")
@@ -115,13 +113,11 @@ class CacheStore:
         self._infra = infra
         self._prefix = prefix
         self._registry = f"{prefix}:tenants"
-        self._sources = _load_scripts()
-        self._shas = {name: hashlib.sha1(src.encode()).hexdigest()  # Redis's script id
-                      for name, src in self._sources.items()}
         self.tally = Tally()
         # Reads and scripts: a lean connection of their own (redis_pipelined), not redis-py's.
         self._conn = PipelinedConnection(infra.settings.redis_url,
                                          infra.settings.dependency_timeout_seconds)
+        self._scripts = Scripts(self._conn, _load_scripts())
 
     def _redis(self) -> aioredis.Redis:
         if self._infra.redis is None:
@@ -132,17 +128,8 @@ class CacheStore:
         return [f"{self._prefix}:{{{ns}}}", self._registry, ns, *rest]
 
     async def _run(self, name: str, ns: str, *args: Any) -> Any:
-        """Run a Lua script by its SHA-1; loaded first when Redis does not know it
-        (a restarted or flushed Redis)."""
-        call = ("EVALSHA", self._shas[name], 1, f"{self._prefix}:{{{ns}}}:stats",
-                *self._args(ns, *args))
-        try:
-            (reply,) = await self._conn.call(call)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-            _sha, reply = await self._conn.call(("SCRIPT", "LOAD", self._sources[name]), call)
-        return reply
+        return await self._scripts.run(name, (f"{self._prefix}:{{{ns}}}:stats",),
+                                       *self._args(ns, *args))
 
     # ---- entries -----------------------------------------------------------------
 
