@@ -38,11 +38,6 @@ class Batcher(Generic[Item, Answer]):
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def idle(self) -> bool:
-        """No batch in flight: an item sent now goes at once, alone."""
-        return not self._busy
-
     async def call(self, item: Item) -> Answer:
         return await self.submit(item)
 
