@@ -578,3 +578,25 @@ async def test_files_counted_before_are_bounded_by_their_count_so_the_plan_holds
     c = (await router.Complete(ide("Explain what handler_1_4 returns."), metadata=AUTH)).completion
     assert await outcomes_since(router_env, before) == {"kept": 1}
     assert not c.cache.hit and c.budget.reservation_id and not c.HasField("compression")
+
+
+async def test_a_bound_past_a_warning_level_is_reserved_again_so_the_answer_says_the_exact_level(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    # The bound (bytes) of this prompt is ~3x its tokens: held, it would pass the limit's
+    # warning level (80 %) although the request itself stays far below it.
+    req = request("Explain this: " + uuid.uuid4().hex + " " + "ok " * 600,
+                  forced_model="sim/gpt-4o")
+    exact = (await router.SelectModel(router_pb2.SelectModelRequest(request=req),
+                                      metadata=AUTH)).input_tokens
+    bound = input_bound(req, load_catalog().resolve("sim/gpt-4o").entry)
+    assert bound is not None
+    limit = (bound + 64) * 10 // 9  # the bound's estimate is at 90 % of it
+    assert exact + 64 < limit * 7 // 10
+    await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, limit,
+                    metric=T.LIMIT_METRIC_TOKENS)
+    before = await speculated(router_env)
+    c = (await router.Complete(req, metadata=AUTH)).completion
+    assert await outcomes_since(router_env, before) == {"near_limit": 1}
+    assert c.budget.decision == T.BUDGET_DECISION_ALLOW
+    assert not c.budget.warnings  # (the bound's level was WARNING)
+    lim = await settled_limit(budget, router_env, req.session_id)
+    assert lim.reserved == 0 and lim.used == c.usage.input_tokens + c.usage.output_tokens

@@ -43,9 +43,11 @@ class RouterCollector(Collector):
             "tokenrt_router_speculative_reserves",
             "Reservations made for an upper bound of the prompt while it was counted, by "
             "outcome: kept (the budget hop was off the critical path), re_reserved (the "
-            "exact count gave another plan), refused (the budget refused the bound: "
-            "reserved again with the exact count), released / released_hit (not needed: "
-            "a refusal, the caller gone, a cache hit), budget_down, failed",
+            "exact count gave another plan), near_limit (a limit past its warning level: "
+            "released and reserved again with the exact count), refused (the budget "
+            "refused the bound: reserved again with the exact count), released / "
+            "released_hit (not needed: a refusal, the caller gone, a cache hit), "
+            "budget_down, failed",
             labels=["outcome"])
         for outcome, n in sorted(r.speculated.items()):
             speculated.add_metric([outcome], n)

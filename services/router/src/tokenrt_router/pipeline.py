@@ -169,8 +169,8 @@ class Router:
         self._background: set[asyncio.Task[None]] = set()
         # Requests counted, looked up or reserved now (plan): speculation only when alone.
         self._planning = 0
-        # Speculative reserves by outcome (for the metrics): kept, re_reserved, refused,
-        # released, released_hit, budget_down, failed.
+        # Speculative reserves by outcome (for the metrics): kept, re_reserved, near_limit,
+        # refused, released, released_hit, budget_down, failed.
         self.speculated: dict[str, int] = {}
         self.message_counts = bound.MessageCounts()
 
@@ -396,7 +396,13 @@ class Router:
             return False
         cand = job.chosen
         assert cand is not None
-        if (job.input_tokens <= spec.bound and _plan(cand) == spec.plan
+        # Past a limit's warning level the bound's excess could be what put it there: the
+        # answer's budget levels and warnings must be the exact request's, so near a
+        # threshold the exact count is reserved.
+        near = any(lim.level > T.BUDGET_LEVEL_OK for lim in resp.limits)
+        if near:
+            self._speculated("near_limit")
+        elif (job.input_tokens <= spec.bound and _plan(cand) == spec.plan
                 and spec.estimated_tokens >= job.input_tokens + cand.max_output
                 and spec.estimated_cost_nusd >= cand.estimated_cost_nusd):
             self._speculated("kept")
@@ -404,7 +410,8 @@ class Router:
             job.reserved_at = spec.sent_at
             job.reservation_id = resp.reservation_id
             return True
-        self._speculated("re_reserved")
+        else:
+            self._speculated("re_reserved")
         if resp.reservation_id:
             await self._release_now(job, resp.reservation_id)
         return False
