@@ -508,13 +508,21 @@ async def test_a_plan_the_exact_count_changes_is_released_and_reserved_again(rou
     assert e.budget_reservation_id == c.budget.reservation_id
 
 
-async def test_a_bound_the_budget_refuses_is_reserved_again_with_the_exact_count(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
-    req = request("Explain this: " + uuid.uuid4().hex + " " + "ok " * 200,
+async def padded_prompt(router, words: int) -> tuple[router_pb2.CompleteRequest, int, int]:  # type: ignore[no-untyped-def]
+    """A prompt on sim/gpt-4o whose bound (bytes) is ~3x its tokens, its exact count (the
+    router's SelectModel) and its bound."""
+    req = request("Explain this: " + uuid.uuid4().hex + " " + "ok " * words,
                   forced_model="sim/gpt-4o")
     exact = (await router.SelectModel(router_pb2.SelectModelRequest(request=req),
                                       metadata=AUTH)).input_tokens
     bound = input_bound(req, load_catalog().resolve("sim/gpt-4o").entry)
-    assert bound is not None and bound > exact + 10
+    assert bound is not None
+    return req, exact, bound
+
+
+async def test_a_bound_the_budget_refuses_is_reserved_again_with_the_exact_count(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
+    req, exact, bound = await padded_prompt(router, 200)
+    assert bound > exact + 10
     # A token limit the exact estimate fits and the bound does not.
     limit = exact + 64 + (bound - exact) // 2
     await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, limit,
@@ -583,12 +591,7 @@ async def test_files_counted_before_are_bounded_by_their_count_so_the_plan_holds
 async def test_a_bound_past_a_warning_level_is_reserved_again_so_the_answer_says_the_exact_level(router, router_env, budget, ledger) -> None:  # type: ignore[no-untyped-def]
     # The bound (bytes) of this prompt is ~3x its tokens: held, it would pass the limit's
     # warning level (80 %) although the request itself stays far below it.
-    req = request("Explain this: " + uuid.uuid4().hex + " " + "ok " * 600,
-                  forced_model="sim/gpt-4o")
-    exact = (await router.SelectModel(router_pb2.SelectModelRequest(request=req),
-                                      metadata=AUTH)).input_tokens
-    bound = input_bound(req, load_catalog().resolve("sim/gpt-4o").entry)
-    assert bound is not None
+    req, exact, bound = await padded_prompt(router, 600)
     limit = (bound + 64) * 10 // 9  # the bound's estimate is at 90 % of it
     assert exact + 64 < limit * 7 // 10
     await set_limit(budget, router_env, req.session_id, T.LIMIT_ACTION_DENY, limit,
