@@ -15,7 +15,7 @@ import importlib
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -60,6 +60,17 @@ class Runtime:
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
         return task
+
+    def close_at_shutdown(self, close: Callable[[], Awaitable[Any]], name: str) -> None:
+        """Run `close` (a connection's or a session's) when the server shuts down."""
+
+        async def held() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await close()
+
+        self.spawn(held(), name)
 
     async def cancel_tasks(self) -> None:
         for task in self._tasks:

@@ -44,13 +44,10 @@ class Parts:
                                                          s.dependency_timeout_seconds))
         return self.counters
 
-    async def close_at_shutdown(self) -> None:
-        """Owned by the server (cancelled at shutdown): closes the scripts' connection."""
-        try:
-            await asyncio.Event().wait()
-        finally:
-            if self.counters is not None:
-                await self.counters.close()
+    async def close(self) -> None:
+        """Closes the scripts' connection (at shutdown)."""
+        if self.counters is not None:
+            await self.counters.close()
 
     async def prepare_postgres(self) -> None:
         infra, log = self.runtime.infra, self.runtime.log
@@ -134,7 +131,7 @@ def build(runtime: Runtime) -> Sequence[Servicer]:
                     parts.alert)
     runtime.spawn(parts.prepare_postgres(), "budget-migrate")
     runtime.spawn(parts.sweep_forever(budget), "budget-sweeper")
-    runtime.spawn(parts.close_at_shutdown(), "budget-close")
+    runtime.close_at_shutdown(parts.close, "budget-close")
     if usage.live and settings.budget_catchup_seconds:
         runtime.spawn(parts.catch_up_forever(budget), "budget-catchup")
     return [servicer(BudgetApi(budget), budget_pb2_grpc)]

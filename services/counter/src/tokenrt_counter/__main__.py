@@ -51,7 +51,7 @@ def build(runtime: Runtime) -> list[Servicer]:
     if enabled:
         provider = ProviderCounts(enabled, counter.cache,
                                   s.counter_provider_count_timeout_ms / 1000, runtime.log)
-        runtime.spawn(provider.hold_open(), name="provider-counts")
+        runtime.close_at_shutdown(provider.close, "provider-counts")
     runner = Runner(counter, store, pool, s.counter_workers, s.counter_offload_bytes, runtime.log,
                     provider)
     api = CounterApi(runtime, catalog, runner)

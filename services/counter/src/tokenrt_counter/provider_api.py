@@ -189,13 +189,10 @@ class ProviderCounts:
                 raise CountFailed("the answer is not JSON", cool=True, status=200) from None
         return endpoint.tokens(payload)
 
-    async def hold_open(self) -> None:
-        """Run as a service task: closes the HTTP session when the service stops."""
-        try:
-            await asyncio.Event().wait()
-        finally:
-            if self._session is not None:
-                await self._session.close()
+    async def close(self) -> None:
+        """Closes the HTTP session (at shutdown)."""
+        if self._session is not None:
+            await self._session.close()
 
 
 def _digest(messages: Sequence[common_pb2.Message], tools: Sequence[common_pb2.Tool],

@@ -61,7 +61,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             runtime = self._ledger.runtime
             settings = runtime.settings
             channel = open_channel(settings, "budget")
-            runtime.spawn(_close_at_shutdown(channel), name="budget-channel")
+            runtime.close_at_shutdown(channel.close, "budget-channel")
             self._budget = reconcile.BudgetReader(
                 budget_pb2_grpc.BudgetServiceStub(channel),
                 settings.endpoint("budget").address, settings.rpc_timeout_seconds)
@@ -239,14 +239,6 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                         common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE)
         except UNREACHABLE as exc:
             await unavailable(context, exc)
-
-
-async def _close_at_shutdown(channel: grpc.aio.Channel) -> None:
-    """Owns a client channel: waits until the server cancels it, then closes it."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await channel.close()
 
 
 def _dimensions(values: list[int]) -> tuple[str, ...]:
