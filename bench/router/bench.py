@@ -9,7 +9,8 @@ and published (usage event to NATS, into the ledger).
   added latency = p50 through tokenrt − p50 directly to the simulator, same bodies, at
   concurrency 1, 16 and 64 (targets: added p50 <= 3 ms at 1; >= 1,000 req/s at 64).
 
-Run: `make bench-router` (or `.venv/bin/python bench/router/bench.py [--seconds 5] [--json]`).
+Run: `make bench-router` (or `.venv/bin/python bench/router/bench.py [--seconds 5]
+[--levels 1,16,64] [--env NAME=VALUE] [--json]`).
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the stack's processes only (not this client), to "
+                         "measure what it changes")
     args = ap.parse_args()
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2].parent
                                                     / "shared" / "tiktoken"))
@@ -145,7 +149,8 @@ def main() -> None:
     stack = Stack(stack_env(state, TOKENRT_ROUTER_KEYS=f"{KEY}={ORG}/web",
                             TOKENRT_ROUTER_SIM_BASE_URL=f"http://127.0.0.1:{sim_port}/v1",
                             TOKENRT_LOG_LEVEL="warning",
-                            TIKTOKEN_CACHE_DIR=os.environ["TIKTOKEN_CACHE_DIR"]))
+                            TIKTOKEN_CACHE_DIR=os.environ["TIKTOKEN_CACHE_DIR"],
+                            **dict(item.split("=", 1) for item in args.env)))
     try:
         stack.up()
         s = stack.settings
