@@ -1,5 +1,6 @@
-"""The critical-path batcher: alone a call goes at once; under load calls are merged; a
-failed batch fails each caller; an answer for a caller that left goes to `orphan`."""
+"""The critical-path batcher: alone a call goes at once; under load calls are merged (and
+wait for more when `linger` says so); a failed batch fails each caller; an answer for a
+caller that left goes to `orphan`."""
 
 from __future__ import annotations
 
@@ -41,12 +42,31 @@ async def test_calls_arriving_while_one_is_in_flight_go_together_in_order() -> N
     gate = asyncio.Event()
     send = Echo(gate)
     b: Batcher[int, int] = Batcher(send, 3)
-    calls = [asyncio.create_task(b.call(i)) for i in range(8)]
-    await asyncio.sleep(0)
+    calls = [asyncio.create_task(b.call(i)) for i in range(4)]
+    await asyncio.sleep(0)  # the first call starts with what came in the same turn: 0-2
+    calls += [asyncio.create_task(b.call(i)) for i in range(4, 9)]
+    await asyncio.sleep(0)  # 3-8 wait for it
     gate.set()
-    assert await asyncio.gather(*calls) == [i * 10 for i in range(8)]
-    # The first went alone; the rest waited for it and went in batches of at most 3.
-    assert send.batches == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    assert await asyncio.gather(*calls) == [i * 10 for i in range(9)]
+    assert send.batches == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # at most 3 a call, in order
+
+
+async def test_a_lingering_call_waits_for_the_items_that_arrive_meanwhile() -> None:
+    send = Echo()
+    waits: list[float] = []
+
+    def linger() -> float:
+        waits.append(0.2 if len(waits) == 0 else 0.0)  # the first call lingers
+        return waits[-1]
+
+    b: Batcher[int, int] = Batcher(send, 10, linger=linger)
+    first = asyncio.create_task(b.call(1))
+    await asyncio.sleep(0.05)  # the first call is waiting: these join it
+    rest = [asyncio.create_task(b.call(i)) for i in (2, 3)]
+    assert await asyncio.gather(first, *rest) == [10, 20, 30]
+    assert await b.call(4) == 40  # no wait asked: sent at once, alone
+    assert send.batches == [[1, 2, 3], [4]]
+    assert waits == [0.2, 0.0]
 
 
 async def test_a_failed_batch_fails_every_caller_and_the_next_batch_still_goes() -> None:
@@ -96,4 +116,4 @@ async def test_a_batch_stays_under_its_weight_and_a_heavy_item_goes_alone() -> N
     await asyncio.sleep(0)
     gate.set()
     assert await asyncio.gather(*calls) == [10, 40, 50, 20, 300, 30]
-    assert send.batches == [[1], [4, 5], [2], [30], [3]]
+    assert send.batches == [[1, 4, 5], [2], [30], [3]]

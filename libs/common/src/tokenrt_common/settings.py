@@ -273,6 +273,13 @@ class Settings:
     # before the answer, so a wider window costs only a later commit (a reservation held up
     # to this much longer) and a later cache entry, and saves calls at low load.
     router_flush_ms: int = 50
+    # Under load the critical-path calls (counts, cache lookups, reservations) wait this
+    # long, milliseconds, for more requests to join them, once at least
+    # `router_batch_linger_from` requests are being planned at the same moment; a request
+    # alone is sent at once. Fewer, larger calls: at concurrency 64, ~25 % less CPU per
+    # request for the whole stack (docs/router.md). 0 = never wait.
+    router_batch_linger_ms: int = 5
+    router_batch_linger_from: int = 4
     # AUTO compression starts when the prompt passes this share of (window - max output),
     # in basis points.
     router_compression_threshold_bp: int = 9000
@@ -610,6 +617,8 @@ def _validate_router(s: Settings) -> None:
     _positive(s, "router_provider_timeout_seconds")
     _non_negative(s, "router_provider_retries")
     _between(s, "router_flush_ms", 1, 1000)
+    _between(s, "router_batch_linger_ms", 0, 100)
+    _between(s, "router_batch_linger_from", 2, 10000)
     _between(s, "router_compression_threshold_bp", 1, 10000)
     if s.router_http_addr:
         _split_addr("router_http_addr", s.router_http_addr)

@@ -5,6 +5,11 @@ one is go together in the next batch call as soon as it returns. At concurrency 
 call is a batch of one (no timer, no extra latency); at concurrency 64 one gRPC call
 carries many requests, so the per-call cost of gRPC is paid once per batch.
 
+That alone still sends mostly batches of one or two under load (the router hands its
+requests on one at a time), so `linger` may name a wait before each call, for more items
+to join it: the router waits a few milliseconds once many requests are being planned,
+and never when one is alone. A batch's items are taken when its call starts.
+
 An item whose caller went away (cancelled) before its answer came is handed to
 `orphan`, so work done for nobody (a budget reservation) can be undone.
 """
@@ -26,14 +31,17 @@ Answer = TypeVar("Answer")
 class Batcher(Generic[Item, Answer]):
     def __init__(self, send: Callable[[list[Item]], Awaitable[list[Answer]]], max_batch: int,
                  orphan: Callable[[Answer], None] | None = None,
-                 weigh: Callable[[Item], int] | None = None, max_weight: int = 0) -> None:
+                 weigh: Callable[[Item], int] | None = None, max_weight: int = 0,
+                 linger: Callable[[], float] | None = None) -> None:
         """A batch holds at most `max_batch` items and, when `weigh` is given, items
-        weighing at most `max_weight` together (a heavier item goes alone)."""
+        weighing at most `max_weight` together (a heavier item goes alone). `linger()`
+        is asked before each call how long to wait for more items, in seconds."""
         self._send = send
         self._max = max_batch
         self._orphan = orphan
         self._weigh = weigh
         self._max_weight = max_weight
+        self._linger = linger
         self._queue: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -51,6 +59,13 @@ class Batcher(Generic[Item, Answer]):
         return future
 
     def _next(self) -> None:
+        self._busy = bool(self._queue)
+        if self._busy:
+            task = asyncio.create_task(self._run(), name="batch")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[tuple[Item, asyncio.Future[Answer]]]:
         n = min(len(self._queue), self._max)
         if self._weigh is not None and n > 1:
             total = 0
@@ -60,14 +75,15 @@ class Batcher(Generic[Item, Answer]):
                     n = i
                     break
         batch, self._queue = self._queue[:n], self._queue[n:]
-        self._busy = bool(batch)
-        if batch:
-            task = asyncio.create_task(self._run(batch), name="batch")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        return batch
 
-    async def _run(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+    async def _run(self) -> None:
+        batch: list[tuple[Item, asyncio.Future[Answer]]] = []
         try:
+            wait = self._linger() if self._linger is not None else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait)
+            batch = self._take()
             answers = await self._send([item for item, _ in batch])
             if len(answers) != len(batch):
                 raise RuntimeError(f"a batch of {len(batch)} got {len(answers)} answers")

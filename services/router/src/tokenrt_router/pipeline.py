@@ -152,8 +152,8 @@ class Router:
             "calibrate", self._calibrate, 20 * every, 500, log)
         # Measured provider latency per model (ms, moving average), scored by selection.
         self.latency: dict[str, float] = {}
-        # Counts, lookups and reservations are on the critical path: merged only while one
-        # is in flight.
+        # Counts, lookups and reservations are on the critical path: merged while one is
+        # in flight, and under load after a short wait (_linger).
         half = settings.grpc_max_message_bytes // 2
         # Messages and tools the counter has counted for a model go by digest (an IDE
         # resends the same files every request); a batch is weighed as sent.
@@ -161,11 +161,15 @@ class Router:
         self.counts: Batcher[tuple[counter_pb2.CountMessagesRequest,
                                    counter_pb2.CountMessagesRequest],
                              counter_pb2.CountMessagesResult] = Batcher(
-            self._count_many, 256, weigh=lambda r: r[1].ByteSize(), max_weight=half)
+            self._count_many, 256, weigh=lambda r: r[1].ByteSize(), max_weight=half,
+            linger=self._linger)
         self.lookups: Batcher[cache_pb2.LookupRequest, cache_pb2.LookupResult] = Batcher(
-            self._lookup_many, 256, weigh=lambda r: r.ByteSize(), max_weight=half)
+            self._lookup_many, 256, weigh=lambda r: r.ByteSize(), max_weight=half,
+            linger=self._linger)
         self.reserves: Batcher[budget_pb2.ReserveRequest, budget_pb2.ReserveResult] = Batcher(
-            self._reserve_many, 256, orphan=self._release_orphan)
+            self._reserve_many, 256, orphan=self._release_orphan, linger=self._linger)
+        self._linger_s = settings.router_batch_linger_ms / 1000
+        self._linger_from = settings.router_batch_linger_from
         self._background: set[asyncio.Task[None]] = set()
         # Requests counted, looked up or reserved now (plan): speculation only when alone.
         self._planning = 0
@@ -173,6 +177,12 @@ class Router:
         # refused, released, released_hit, budget_down, failed.
         self.speculated: dict[str, int] = {}
         self.message_counts = bound.MessageCounts()
+
+    def _linger(self) -> float:
+        """How long a critical-path call waits for more requests to join it: only while
+        `router_batch_linger_from` or more requests are being planned (without the wait
+        most calls carried one or two requests at concurrency 64)."""
+        return self._linger_s if self._planning >= self._linger_from else 0.0
 
     # -- off-path flushes -------------------------------------------------------------
 
