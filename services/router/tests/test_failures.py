@@ -65,6 +65,31 @@ async def test_open_budget_cache_compressor_and_nats_down_still_serves(everythin
     assert n >= 1
 
 
+async def test_with_the_counter_down_the_prompt_is_bounded_from_above(stack, sim_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The estimate a reservation is made with when the counter cannot count is never below
+    the exact count: punctuation and digits are about one token a byte (half the bytes, the
+    old estimate, held less than the prompt would be charged)."""
+    import tiktoken
+    text = "a1!b2@c3#d4$e5%f6^g7&h8*" * 25  # 600 bytes, 576 tokens
+    proc, address, _ = start_router(
+        stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-down/p",
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_RPC_TIMEOUT_SECONDS="0.5",
+        **dead("counter"))
+    try:
+        req = request()
+        req.messages[0].content[0].text = text
+        async with grpc.aio.insecure_channel(address) as ch:
+            resp = await router_pb2_grpc.RouterServiceStub(ch).SelectModel(
+                router_pb2.SelectModelRequest(request=req), metadata=AUTH, timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    exact = len(tiktoken.get_encoding("o200k_base").encode(text)) + 3 + 1 + 3  # + framing
+    assert exact == 583
+    assert resp.input_tokens >= exact
+    assert resp.input_tokens <= len(text.encode()) + 16  # and no more than its bytes
+
+
 async def test_closed_budget_down_refuses(stack, sim_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc, address, env = start_router(
         stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-down/p",

@@ -465,8 +465,12 @@ class Router:
             if exc.code() in (S.INVALID_ARGUMENT, S.NOT_FOUND):
                 raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
                               exc.details() or "the counter refused the messages") from None
-            # Counter down: a generous upper estimate (a token is at least ~1 byte of text).
-            job.input_tokens = req.ByteSize() // 2 + 16
+            # Counter down: an upper bound, so a hard budget still holds enough: the
+            # counter's rules where bytes bound them (bound.py), else the request's bytes
+            # (a token covers at least one byte of text).
+            most = bound.input_bound(req, self.entry(job.anchor), self.message_counts,
+                                     bound.digests(req.messages))
+            job.input_tokens = most if most is not None else req.ByteSize() + 16
             self.log.warning("router.counter_unavailable", code=exc.code().name)
 
     async def _lookup(self, job: Job) -> cache_pb2.LookupResponse | None:
