@@ -108,3 +108,25 @@ def test_large_messages_counted_before_are_bounded_by_their_count() -> None:
     # Another model's counts are not used.
     other = CATALOG.resolve("sim/gpt-4o").entry
     assert input_bound(req, other, counts, digests(second)) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(msgs=messages(), model=st.sampled_from(["gpt-4o", "claude-sonnet-4", "gemini-2.5-pro"]),
+       n_images=st.integers(0, 2), with_tools=st.booleans())
+def test_what_is_held_without_the_counter_is_at_least_its_count(
+        msgs: list[common_pb2.Message], model: str, n_images: int, with_tools: bool) -> None:
+    """With the counter down the router holds `without_counter`: never below what the
+    counter would have said, also with images of unknown size, tools, estimated models."""
+    from tokenrt_router.bound import without_counter
+    entry = CATALOG.resolve(model).entry
+    msgs[-1].content.extend(T.ContentPart(image=T.ImagePart(url=f"https://example.com/{i}.png"))
+                            for i in range(n_images))
+    tools = [T.Tool(name="read_file", description="Read a file of the workspace.",
+                    parameters_json_schema='{"type": "object", "properties": {"path": '
+                                    '{"type": "string"}}}')] if with_tools else []
+    req = router_pb2.CompleteRequest(messages=msgs, tools=tools)
+    try:
+        counted = COUNTER.count_messages(entry, msgs, tools, req.sampling).total
+    except MessageError:
+        return
+    assert without_counter(req, entry) >= counted

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from tokenrt.v1 import common_pb2, counter_pb2, router_pb2
+from tokenrt_counter import images
 from tokenrt_counter.client import MIN_BYTES, message_digest
 from tokenrt_counter.core import REPLY_PRIMING, ROLES, TOKENS_PER_MESSAGE, TOKENS_PER_NAME
 from tokenrt_counter.tokenizers import TIKTOKEN
@@ -88,6 +89,19 @@ def input_bound(req: router_pb2.CompleteRequest, entry: ModelEntry,
             return None
         total += n
     return total
+
+
+def without_counter(req: router_pb2.CompleteRequest, entry: ModelEntry,
+                    counts: MessageCounts | None = None) -> int:
+    """What to hold for `req`'s prompt when the counter cannot be asked: `input_bound`
+    where it has one, else the request's bytes (a token covers at least one byte of text)
+    and, for each image, the counter's estimate for an image of unknown size."""
+    most = input_bound(req, entry, counts, digests(req.messages))
+    if most is not None:
+        return most
+    image = images.cost(entry.vendor, entry.name, None, None, "high").tokens
+    parts = sum(1 for m in req.messages for p in m.content if p.HasField("image"))
+    return req.ByteSize() + 16 + parts * image
 
 
 def _message_bound(m: common_pb2.Message) -> int | None:

@@ -465,12 +465,9 @@ class Router:
             if exc.code() in (S.INVALID_ARGUMENT, S.NOT_FOUND):
                 raise Refusal(exc.code(), T.ERROR_REASON_INVALID_ARGUMENT,
                               exc.details() or "the counter refused the messages") from None
-            # Counter down: an upper bound, so a hard budget still holds enough: the
-            # counter's rules where bytes bound them (bound.py), else the request's bytes
-            # (a token covers at least one byte of text).
-            most = bound.input_bound(req, self.entry(job.anchor), self.message_counts,
-                                     bound.digests(req.messages))
-            job.input_tokens = most if most is not None else req.ByteSize() + 16
+            # Counter down: an upper bound, so that a hard budget still holds enough.
+            job.input_tokens = bound.without_counter(req, self.entry(job.anchor),
+                                                     self.message_counts)
             self.log.warning("router.counter_unavailable", code=exc.code().name)
 
     async def _lookup(self, job: Job) -> cache_pb2.LookupResponse | None:
