@@ -146,3 +146,62 @@ async def test_a_journal_that_cannot_write_is_seen_in_metrics_and_logs(stack, si
         proc.terminate()
         proc.wait(20)
     assert "router.journal_unavailable" in (tmp_path / "router.log").read_text()
+
+
+async def test_past_its_in_flight_limit_the_router_turns_requests_away_and_serves_again(stack, sim_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two slow requests fill a router that takes two: a third is turned away at once
+    (gRPC UNAVAILABLE / HTTP 503, OVERLOADED, a retry delay, nothing recorded) while the
+    two are served; once they are done it takes requests again."""
+    import asyncio
+
+    import aiohttp
+    proc, address, env = start_router(
+        stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-full/p",
+        TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_ROUTER_MAX_IN_FLIGHT="2")
+    slow = request()
+    slow.preferences.forced_model = "sim/gpt-4.1-mini"
+    try:
+        async with aiohttp.ClientSession() as s:
+            await s.post(sim_url + "/sim/pace", json={"model": "gpt-4.1-mini",
+                                                      "latency_ms": 3000})
+        async with grpc.aio.insecure_channel(address) as ch:
+            stub = router_pb2_grpc.RouterServiceStub(ch)
+            held = [asyncio.ensure_future(stub.Complete(slow, metadata=AUTH, timeout=30))
+                    for _ in range(2)]
+            for _ in range(100):
+                if metric(env, "tokenrt_router_in_flight") == 2:
+                    break
+                await asyncio.sleep(0.05)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Complete(request(), metadata=AUTH, timeout=30)
+            async with aiohttp.ClientSession() as s, s.post(
+                    f"http://{env['TOKENRT_ROUTER_HTTP_ADDR']}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {ROUTER_KEY}"},
+                    json={"model": "sim/gpt-4o-mini", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": "hi"}]}) as r:
+                http_status, retry_after = r.status, r.headers.get("Retry-After")
+                http_body = await r.json()
+            served = [(await call).completion for call in held]
+            again = (await stub.Complete(request(), metadata=AUTH, timeout=30)).completion
+        turned_away = metric(env, "tokenrt_router_turned_away_total")
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(sim_url + "/sim/faults")
+        proc.terminate()
+        proc.wait(20)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "TOKENRT_ROUTER_MAX_IN_FLIGHT" in (info.value.details() or "")
+    detail = detail_of(info.value)
+    assert detail.reason == T.ERROR_REASON_OVERLOADED
+    assert detail.retry_after_ms > 0 and detail.limit == 2
+    assert http_status == 503 and retry_after == "1"
+    assert http_body["error"]["code"] == "overloaded"
+    assert all(c.cost_nusd > 0 for c in served) and again.cost_nusd > 0
+    assert turned_away == 2
+
+
+def detail_of(exc: grpc.aio.AioRpcError) -> common_pb2.ErrorDetail:
+    for k, v in exc.trailing_metadata() or ():
+        if k == "tokenrt-error-detail-bin":
+            return T.ErrorDetail.FromString(v)
+    raise AssertionError("no ErrorDetail in the trailing metadata")

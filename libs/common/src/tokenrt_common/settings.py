@@ -280,6 +280,10 @@ class Settings:
     # request for the whole stack (docs/router.md). 0 = never wait.
     router_batch_linger_ms: int = 5
     router_batch_linger_from: int = 4
+    # Requests (Complete, StreamComplete, /v1/chat/completions) the router takes at once;
+    # past it a request is turned away at once, UNAVAILABLE / HTTP 503 with a retry delay
+    # (ERROR_REASON_OVERLOADED), instead of queueing without bound. 0 = no limit.
+    router_max_in_flight: int = 2048
     # AUTO compression starts when the prompt passes this share of (window - max output),
     # in basis points.
     router_compression_threshold_bp: int = 9000
@@ -619,6 +623,7 @@ def _validate_router(s: Settings) -> None:
     _between(s, "router_flush_ms", 1, 1000)
     _between(s, "router_batch_linger_ms", 0, 100)
     _between(s, "router_batch_linger_from", 2, 10000)
+    _non_negative(s, "router_max_in_flight")
     _between(s, "router_compression_threshold_bp", 1, 10000)
     if s.router_http_addr:
         _split_addr("router_http_addr", s.router_http_addr)

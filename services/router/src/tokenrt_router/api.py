@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -80,22 +80,36 @@ class RouterApi(router_pb2_grpc.RouterServiceServicer):
 
     async def Complete(self, request: router_pb2.CompleteRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> router_pb2.CompleteResponse:
-        job = await self._job(request, context, stream=False)
-        try:
-            return router_pb2.CompleteResponse(completion=await self._router.complete(job))
-        except Refusal as r:
-            await context.abort(r.code, r.message, trailing_metadata=r.trailers(job.request_id))
-            raise
+        with await self._admitted(request, context):
+            job = await self._job(request, context, stream=False)
+            try:
+                return router_pb2.CompleteResponse(completion=await self._router.complete(job))
+            except Refusal as r:
+                await context.abort(r.code, r.message,
+                                    trailing_metadata=r.trailers(job.request_id))
+                raise
 
     async def StreamComplete(self, request: router_pb2.StreamCompleteRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[router_pb2.StreamCompleteResponse]:
-        job = await self._job(request.request, context, stream=True)
+        with await self._admitted(request.request, context):
+            job = await self._job(request.request, context, stream=True)
+            try:
+                async for event in self._router.stream(job):
+                    yield event
+            except Refusal as r:
+                await context.abort(r.code, r.message,
+                                    trailing_metadata=r.trailers(job.request_id))
+
+    async def _admitted(self, req: router_pb2.CompleteRequest,
+                        context: grpc.aio.ServicerContext) -> AbstractContextManager[None]:
+        """The request's place in the pipeline (Router.admit), or the call aborted."""
         try:
-            async for event in self._router.stream(job):
-                yield event
+            return self._router.admit()
         except Refusal as r:
-            await context.abort(r.code, r.message, trailing_metadata=r.trailers(job.request_id))
+            rid = req.request_id or request_id.get() or new_request_id()
+            await context.abort(r.code, r.message, trailing_metadata=r.trailers(rid))
+            raise
 
     async def SelectModel(self, request: router_pb2.SelectModelRequest,  # noqa: N802
                           context: grpc.aio.ServicerContext) -> router_pb2.SelectModelResponse:

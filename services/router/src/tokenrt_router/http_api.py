@@ -151,17 +151,18 @@ class HttpEndpoint:
         if session:
             call.request.session_id = session[:200]
         rid = request_id.get() or new_request_id()
-        job = new_job(caller, call.request, rid, call.stream)
-        timeout = read_timeout(request.headers)
-        if timeout is not None:  # the pipeline gives up once the caller stops waiting
-            job.deadline = time.monotonic() + timeout
-        if not call.stream:
-            c = await self.router.complete(job)
-            return web.json_response(wire.completion_json(c, int(time.time())), headers={
-                "x-tokenrt-cost-nusd": str(c.cost_nusd),
-                "x-tokenrt-cache": "hit" if c.cache.hit else "miss",
-                "x-tokenrt-event-id": c.event_id})
-        return await self._stream(request, job, call)
+        with self.router.admit():  # (a Refusal when full: 503 with Retry-After)
+            job = new_job(caller, call.request, rid, call.stream)
+            timeout = read_timeout(request.headers)
+            if timeout is not None:  # the pipeline gives up once the caller stops waiting
+                job.deadline = time.monotonic() + timeout
+            if not call.stream:
+                c = await self.router.complete(job)
+                return web.json_response(wire.completion_json(c, int(time.time())), headers={
+                    "x-tokenrt-cost-nusd": str(c.cost_nusd),
+                    "x-tokenrt-cache": "hit" if c.cache.hit else "miss",
+                    "x-tokenrt-event-id": c.event_id})
+            return await self._stream(request, job, call)
 
     async def _stream(self, request: web.Request, job: Any,
                       call: wire.ChatCall) -> web.StreamResponse:

@@ -52,3 +52,12 @@ class RouterCollector(Collector):
         for outcome, n in sorted(r.speculated.items()):
             speculated.add_metric([outcome], n)
         yield speculated
+        yield GaugeMetricFamily(
+            "tokenrt_router_in_flight",
+            "Requests in the pipeline now (Complete, StreamComplete, /v1/chat/completions)",
+            value=r.in_flight)
+        yield CounterMetricFamily(
+            "tokenrt_router_turned_away",
+            "Requests turned away at once because TOKENRT_ROUTER_MAX_IN_FLIGHT were in "
+            "flight (UNAVAILABLE / 503, ERROR_REASON_OVERLOADED; nothing done or charged)",
+            value=r.turned_away)

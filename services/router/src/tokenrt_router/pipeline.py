@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +76,8 @@ LATENCY_WEIGHT = 0.2  # of the newest request in the moving average of provider 
 # fits what is left, but never below this (a shorter answer would rarely be useful).
 MIN_CLAMPED_OUTPUT = 256
 DEFAULT_QUEUE_WAIT_MS = 2000
+# When the router turns a request away (full): how soon to try again, milliseconds.
+OVERLOAD_RETRY_MS = 250
 SAMPLES_MIN_TOKENS = 1
 # Model names resolved against the (immutable) catalog, remembered per router; names come
 # from requests, so only this many are kept.
@@ -176,6 +178,10 @@ class Router:
         # Speculative reserves by outcome (for the metrics): kept, re_reserved, near_limit,
         # refused, released, released_hit, budget_down, failed.
         self.speculated: dict[str, int] = {}
+        # Requests in the pipeline now, and those turned away because it was full.
+        self.in_flight = 0
+        self.turned_away = 0
+        self._max_in_flight = settings.router_max_in_flight
         self.message_counts = bound.MessageCounts()
 
     def _linger(self) -> float:
@@ -309,6 +315,33 @@ class Router:
         if not _serves(p, self.resolve(e.name).provider_model_id):
             return f"no {e.provider} deployment serves {e.name}"
         return None
+
+    # -- admission --------------------------------------------------------------------
+
+    def admit(self) -> AbstractContextManager[None]:
+        """A place in the pipeline for one request (Complete, StreamComplete, the HTTP
+        endpoint), held while the returned context is open. Past `router_max_in_flight`
+        the request is turned away here (a Refusal), before anything is done or charged
+        (no event: it used nothing), so an overload gives callers a quick retry instead
+        of a queue that grows until their deadlines pass."""
+        if self._max_in_flight and self.in_flight >= self._max_in_flight:
+            self.turned_away += 1
+            raise Refusal(S.UNAVAILABLE, T.ERROR_REASON_OVERLOADED,
+                          f"the router is at its limit of {self._max_in_flight} requests "
+                          "in flight (TOKENRT_ROUTER_MAX_IN_FLIGHT); nothing was done or "
+                          f"charged: retry in {OVERLOAD_RETRY_MS} ms",
+                          T.ErrorDetail(retry_after_ms=OVERLOAD_RETRY_MS,
+                                        limit=self._max_in_flight, actual=self.in_flight,
+                                        unit="requests"))
+        self.in_flight += 1
+        return self._leaving()
+
+    @contextmanager
+    def _leaving(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     # -- planning ---------------------------------------------------------------------
 

@@ -224,6 +224,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_PROVIDER_RATE_LIMITED: _ClassVar[ErrorReason]
     ERROR_REASON_PROVIDER_TIMEOUT: _ClassVar[ErrorReason]
     ERROR_REASON_PROVIDER_UNAVAILABLE: _ClassVar[ErrorReason]
+    ERROR_REASON_OVERLOADED: _ClassVar[ErrorReason]
 SCOPE_KIND_UNSPECIFIED: ScopeKind
 SCOPE_KIND_ORG: ScopeKind
 SCOPE_KIND_PROJECT: ScopeKind
@@ -369,6 +370,7 @@ ERROR_REASON_PROVIDER_ERROR: ErrorReason
 ERROR_REASON_PROVIDER_RATE_LIMITED: ErrorReason
 ERROR_REASON_PROVIDER_TIMEOUT: ErrorReason
 ERROR_REASON_PROVIDER_UNAVAILABLE: ErrorReason
+ERROR_REASON_OVERLOADED: ErrorReason
 
 class Tenant(_message.Message):
     __slots__ = ("org_id", "project_id", "user_id")
