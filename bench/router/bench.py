@@ -92,6 +92,15 @@ async def bench(sim_port: int, router_addr: str, budget_addr: str, seconds: floa
             limit=budget_pb2.Limit(scope=T.Scope(kind=T.SCOPE_KIND_ORG, org_id=ORG),
                                    metric=T.LIMIT_METRIC_COST, period=T.LIMIT_PERIOD_MONTH,
                                    limit=10**15, action=T.LIMIT_ACTION_DENY)), timeout=10)
+    out: dict[str, Any] = {"levels": await compare(sim_port, router_addr, seconds, levels)}
+    out["max_rps"] = max(v["through"]["rps"] for v in out["levels"].values())
+    return out
+
+
+async def compare(sim_port: int, router_addr: str, seconds: float,
+                  levels: list[int]) -> dict[int, Any]:
+    """At each concurrency, the same bodies straight to the simulator, then through the
+    RouterService at `router_addr` (tokenrt's, or ceiling.py's bare proxy)."""
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
     url = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
 
@@ -119,14 +128,12 @@ async def bench(sim_port: int, router_addr: str, budget_addr: str, seconds: floa
 
     await run_level(through, 4, 1.0)  # warm channels, caches, tokenizers
     await run_level(direct, 4, 1.0)
-    out: dict[str, Any] = {"levels": {}}
+    out: dict[int, Any] = {}
     for c in levels:
         d = await run_level(direct, c, seconds)
         r = await run_level(through, c, seconds)
-        out["levels"][c] = {"direct": d, "through": r,
-                            "added_p50_ms": r["p50_ms"] - d["p50_ms"],
-                            "added_p99_ms": r["p99_ms"] - d["p99_ms"]}
-    out["max_rps"] = max(v["through"]["rps"] for v in out["levels"].values())
+        out[c] = {"direct": d, "through": r, "added_p50_ms": r["p50_ms"] - d["p50_ms"],
+                  "added_p99_ms": r["p99_ms"] - d["p99_ms"]}
     await session.close()
     await channel.close()
     return out

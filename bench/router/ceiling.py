@@ -33,14 +33,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import KEY, MAX_OUT, SYSTEM, prompt, run_level, start_sim  # noqa: E402
+from bench import compare, start_sim  # noqa: E402
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc  # noqa: E402
 from tokenrt_testkit.cpu import cpu_seconds  # noqa: E402
 from tokenrt_testkit.stack import free_ports  # noqa: E402
@@ -145,43 +144,6 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     return proc
 
 
-async def bench(sim_port: int, proxy_port: int, seconds: float,
-                levels: list[int]) -> dict[str, Any]:
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-    url = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
-
-    async def direct(i: int) -> None:
-        body = {"model": "gpt-4o-mini", "max_tokens": MAX_OUT, "temperature": 0,
-                "messages": [{"role": "system", "content": SYSTEM},
-                             {"role": "user", "content": prompt(i)}]}
-        async with session.post(url, json=body) as r:
-            await r.read()
-
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{proxy_port}")
-    stub = router_pb2_grpc.RouterServiceStub(channel)
-    meta = (("authorization", f"Bearer {KEY}"),)
-
-    async def through(i: int) -> None:  # the request bench.py sends
-        req = router_pb2.CompleteRequest(
-            session_id=f"s{i % 50}",
-            messages=[T.Message(role=T.ROLE_SYSTEM, content=[T.ContentPart(text=SYSTEM)]),
-                      T.Message(role=T.ROLE_USER, content=[T.ContentPart(text=prompt(i))])],
-            sampling=T.SamplingParams(temperature=0.0, max_output_tokens=MAX_OUT),
-            preferences=router_pb2.RoutingPreferences(forced_model="sim/gpt-4o-mini"))
-        await stub.Complete(req, metadata=meta, timeout=10)
-
-    await run_level(through, 4, 1.0)
-    await run_level(direct, 4, 1.0)
-    out: dict[str, Any] = {}
-    for c in levels:
-        d = await run_level(direct, c, seconds)
-        r = await run_level(through, c, seconds)
-        out[c] = {"direct": d, "through": r, "added_p50_ms": r["p50_ms"] - d["p50_ms"]}
-    await session.close()
-    await channel.close()
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hops", type=int, default=0)
@@ -207,8 +169,8 @@ def main() -> None:
     pids = [p.pid for p in procs]  # the hops, then the proxy
     try:
         cpu0 = [cpu_seconds(pid) for pid in pids]
-        result = asyncio.run(bench(sim_port, proxy_port, args.seconds,
-                                   [int(x) for x in args.levels.split(",")]))
+        result = asyncio.run(compare(sim_port, f"127.0.0.1:{proxy_port}", args.seconds,
+                                     [int(x) for x in args.levels.split(",")]))
         cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
     finally:
         for p in [*procs, sim]:
