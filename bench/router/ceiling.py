@@ -41,6 +41,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import compare, start_sim  # noqa: E402
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc  # noqa: E402
+from tokenrt_router.batching import Batcher  # noqa: E402
 from tokenrt_testkit.cpu import cpu_seconds  # noqa: E402
 from tokenrt_testkit.stack import free_ports  # noqa: E402
 
@@ -49,37 +50,19 @@ ROLES = {T.ROLE_SYSTEM: "system", T.ROLE_USER: "user", T.ROLE_ASSISTANT: "assist
 ECHO = "/ceiling.Hop/Echo"
 
 
-class Lingering:
-    """The router's Batcher (batching.py: items that arrive while a call is in flight go
-    in the next call) plus, with `--linger-ms`, a wait for more items before each call
-    once 8 or more requests are waiting: the batches the router would send if it waited."""
+def echo_batcher(address: str, linger_s: float) -> Batcher[bytes, None]:
+    """The router's Batcher (batching.py) over the echo call: items that arrive while a
+    call is in flight go in the next one, and with `--linger-ms` each call first waits for
+    more once 8 or more requests are waiting (the router's rule, with its own threshold)."""
+    call = grpc.aio.insecure_channel(address).unary_unary(ECHO)
 
-    def __init__(self, address: str, linger_s: float) -> None:
-        self.call = grpc.aio.insecure_channel(address).unary_unary(ECHO)
-        self.linger_s = linger_s
-        self.queue: list[tuple[bytes, asyncio.Future[None]]] = []
-        self.busy = False
-
-    async def send(self, item: bytes) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self.queue.append((item, future))
-        if not self.busy:
-            self.busy = True
-            asyncio.create_task(self.run())
-        await future
-
-    async def run(self) -> None:
-        while self.queue:
-            if self.linger_s and len(self.queue) < 8 <= WAITING[0]:
-                await asyncio.sleep(self.linger_s)
-            batch, self.queue = self.queue[:256], self.queue[256:]
-            await self.call(b"".join(item for item, _ in batch))
-            for _, future in batch:
-                future.set_result(None)
-        self.busy = False
+    async def send(items: list[bytes]) -> list[None]:
+        await call(b"".join(items))
+        return [None] * len(items)
+    return Batcher(send, 256, linger=lambda: linger_s if WAITING[0] >= 8 else 0.0)
 
 
-WAITING = [0]
+WAITING = [0]  # requests of the proxy waiting for their hops
 
 
 class Proxy(router_pb2_grpc.RouterServiceServicer):
@@ -87,7 +70,7 @@ class Proxy(router_pb2_grpc.RouterServiceServicer):
         self.url = sim_url
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
         self.hops = [health_pb2_grpc.HealthStub(grpc.aio.insecure_channel(a)) for a in hops]
-        self.batchers = [Lingering(a, linger_s) for a in hops] if batched else []
+        self.batchers = [echo_batcher(a, linger_s) for a in hops] if batched else []
 
     async def Complete(self, request: router_pb2.CompleteRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> router_pb2.CompleteResponse:
@@ -95,7 +78,7 @@ class Proxy(router_pb2_grpc.RouterServiceServicer):
             item = request.SerializeToString()
             WAITING[0] += 1
             try:
-                await asyncio.gather(*(b.send(item) for b in self.batchers))
+                await asyncio.gather(*(b.call(item) for b in self.batchers))
             finally:
                 WAITING[0] -= 1
         elif self.hops:
