@@ -19,6 +19,7 @@ import pytest
 from aiohttp import ClientSession
 
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
+from tokenrt_router.refusal import DETAIL_KEY
 from tokenrt_testkit.stack import free_ports
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", "/work/shared/tiktoken")
@@ -51,6 +52,14 @@ def sim_url() -> Iterator[str]:
 
 
 ROUTER_KEY = "trk_test_router_key_1"
+
+
+def detail_of(exc: grpc.aio.AioRpcError) -> common_pb2.ErrorDetail:
+    """The ErrorDetail a refused call carries in its trailing metadata."""
+    for k, v in exc.trailing_metadata() or ():
+        if k == DETAIL_KEY:
+            return common_pb2.ErrorDetail.FromString(v)
+    raise AssertionError("no ErrorDetail in the trailing metadata")
 SIM_PROC: list[subprocess.Popen[bytes]] = []
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
+import tiktoken
 
 from tokenrt.v1 import common_pb2, router_pb2, router_pb2_grpc
 from tokenrt_testkit.stack import free_ports
 from tokenrt_usage.outbox import Outbox
 
-from .conftest import ROUTER_KEY, start_router
+from .conftest import ROUTER_KEY, detail_of, start_router
 
 T = common_pb2
 AUTH = (("authorization", f"Bearer {ROUTER_KEY}"),)
@@ -54,7 +57,6 @@ async def test_open_budget_cache_compressor_and_nats_down_still_serves(everythin
     assert "simulator" in c.message.content[0].text and c.cost_nusd > 0
     assert c.budget.enforcement == T.BUDGET_ENFORCEMENT_FAILED_OPEN
     assert not c.cache.hit and not c.HasField("compression")  # sent uncompressed: it fits
-    import asyncio
     for _ in range(50):  # the event is published off the path, into the outbox
         outbox = Outbox(state / "outbox.sqlite3")
         n = await outbox.count()
@@ -69,7 +71,6 @@ async def test_with_the_counter_down_the_prompt_is_bounded_from_above(stack, sim
     """The estimate a reservation is made with when the counter cannot count is never below
     the exact count: punctuation and digits are about one token a byte (half the bytes, the
     old estimate, held less than the prompt would be charged)."""
-    import tiktoken
     text = "a1!b2@c3#d4$e5%f6^g7&h8*" * 25  # 600 bytes, 576 tokens
     proc, address, _ = start_router(
         stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-down/p",
@@ -152,9 +153,6 @@ async def test_past_its_in_flight_limit_the_router_turns_requests_away_and_serve
     """Two slow requests fill a router that takes two: a third is turned away at once
     (gRPC UNAVAILABLE / HTTP 503, OVERLOADED, a retry delay, nothing recorded) while the
     two are served; once they are done it takes requests again."""
-    import asyncio
-
-    import aiohttp
     proc, address, env = start_router(
         stack.env, tmp_path, TOKENRT_ROUTER_KEYS=f"{ROUTER_KEY}=org-full/p",
         TOKENRT_ROUTER_SIM_BASE_URL=sim_url + "/v1", TOKENRT_ROUTER_MAX_IN_FLIGHT="2")
@@ -198,10 +196,3 @@ async def test_past_its_in_flight_limit_the_router_turns_requests_away_and_serve
     assert http_body["error"]["code"] == "overloaded"
     assert all(c.cost_nusd > 0 for c in served) and again.cost_nusd > 0
     assert turned_away == 2
-
-
-def detail_of(exc: grpc.aio.AioRpcError) -> common_pb2.ErrorDetail:
-    for k, v in exc.trailing_metadata() or ():
-        if k == "tokenrt-error-detail-bin":
-            return T.ErrorDetail.FromString(v)
-    raise AssertionError("no ErrorDetail in the trailing metadata")

@@ -23,11 +23,10 @@ from tokenrt.v1 import (
 from tokenrt_pricing.catalog import load as load_catalog
 from tokenrt_router.bound import input_bound
 
-from .conftest import ROUTER_KEY
+from .conftest import ROUTER_KEY, detail_of
 
 T = common_pb2
 AUTH = (("authorization", f"Bearer {ROUTER_KEY}"),)
-DETAIL_KEY = "tokenrt-error-detail-bin"
 
 
 def msg(role: int, text: str) -> common_pb2.Message:
@@ -75,13 +74,6 @@ async def event_of(ledger: ledger_pb2_grpc.LedgerServiceStub, event_id: str,
                     asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.2)
-
-
-def detail_of(exc: grpc.aio.AioRpcError) -> common_pb2.ErrorDetail:
-    for k, v in exc.trailing_metadata() or ():
-        if k == DETAIL_KEY:
-            return T.ErrorDetail.FromString(v)
-    raise AssertionError("no ErrorDetail in the trailing metadata")
 
 
 async def test_complete_answers_and_records(router, ledger) -> None:  # type: ignore[no-untyped-def]
